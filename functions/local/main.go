@@ -1,0 +1,147 @@
+// Command local runs a pipeline's functions in one process, on timers that
+// stand in for EventBridge and the SQS event source, against whatever AWS
+// endpoints the standard SDK environment names.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgferry/pgferry/shared/apply"
+	"github.com/pgferry/pgferry/shared/batch"
+	"github.com/pgferry/pgferry/shared/config"
+	"github.com/pgferry/pgferry/shared/runner"
+	"github.com/pgferry/pgferry/shared/verify"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "pgferry:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		cfgPath     = flag.String("config", "", "pipeline configuration file (YAML)")
+		untilIdle   = flag.Bool("until-idle", false, "exit 0 once every committed source change is applied to every target")
+		initialLoad = flag.Bool("initial-load", false, "copy existing rows of the configured tables first")
+		doVerify    = flag.Bool("verify", false, "after --until-idle, compare row counts and checksums of every table")
+		timeout     = flag.Duration("timeout", 10*time.Minute, "with --until-idle, give up after this long")
+		logLevel    = flag.String("log-level", "info", "debug, info, warn or error")
+	)
+	flag.Parse()
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if *cfgPath == "" {
+		return errors.New("--config is required")
+	}
+	if *doVerify && !*untilIdle {
+		return errors.New("--verify needs --until-idle")
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return err
+	}
+	if *initialLoad && !cfg.Source.CopyExisting() {
+		return errors.New("--initial-load: this build copies existing rows through the change stream when capture is installed; set source.copy_existing: true (the default)")
+	}
+	log = log.With("pipeline", cfg.Name)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if *untilIdle {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, *timeout, fmt.Errorf("--until-idle: not idle after %s", *timeout))
+		defer cancel()
+	}
+
+	aws, err := runner.ConnectAWS(ctx, cfg, true)
+	if err != nil {
+		return err
+	}
+	src, err := runner.Connect(ctx, "source", cfg.Source.DSN)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	targets, pools, err := runner.Targets(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, p := range pools {
+			p.Close()
+		}
+	}()
+
+	progress := &runner.Progress{W: os.Stderr}
+	l := &runner.Local{
+		Cfg:      cfg,
+		Drainer:  runner.NewDrainer(cfg, src, aws, runner.InstanceID(), log.With("fn", "drain")),
+		Handler:  &apply.Handler{Pipeline: cfg.Name, Targets: targets, Payloads: aws.Payloads},
+		Queue:    aws.Queue,
+		Log:      log,
+		Progress: progress,
+	}
+	lastSent := func(ctx context.Context) (batch.Position, error) {
+		cp, err := aws.State.Load(ctx)
+		return cp.LastSent, err
+	}
+	err = l.Run(ctx, *untilIdle, lastSent)
+	if cause := context.Cause(ctx); err != nil && cause != nil && !errors.Is(cause, context.Canceled) {
+		err = cause
+	}
+	fmt.Fprintln(os.Stderr, "pgferry:", progress.Summary())
+	if err != nil || !*untilIdle {
+		return err
+	}
+	fmt.Fprintln(os.Stderr, "pgferry: idle: every committed change is applied to every target")
+	if *doVerify {
+		return verifyAll(context.Background(), cfg, src, pools)
+	}
+	return nil
+}
+
+func verifyAll(ctx context.Context, cfg *config.Config, src *pgxpool.Pool, pools []*pgxpool.Pool) error {
+	byName := map[string]*pgxpool.Pool{}
+	for i, n := range cfg.TargetNames() {
+		byName[n] = pools[i]
+	}
+	res, err := verify.Compare(ctx, src, byName, cfg)
+	if err != nil {
+		return err
+	}
+	bad := 0
+	fmt.Printf("%-40s %-10s %12s %12s  %s\n", "table", "target", "source rows", "target rows", "checksum")
+	for _, r := range res {
+		status := "match"
+		switch {
+		case r.Err != nil:
+			status = "ERROR: " + r.Err.Error()
+		case !r.OK():
+			status = fmt.Sprintf("MISMATCH (source %s, target %s)", r.SourceChecksum, r.TargetChecksum)
+		}
+		if !r.OK() {
+			bad++
+		}
+		fmt.Printf("%-40s %-10s %12d %12d  %s\n", r.Table, r.Target, r.SourceRows, r.TargetRows, status)
+	}
+	if bad > 0 {
+		return fmt.Errorf("verify: %d of %d table comparisons differ", bad, len(res))
+	}
+	fmt.Printf("verify: all %d table comparisons match\n", len(res))
+	return nil
+}

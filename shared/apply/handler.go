@@ -1,0 +1,57 @@
+package apply
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/pgferry/pgferry/shared/batch"
+	"github.com/pgferry/pgferry/shared/queue"
+)
+
+// Result describes one applied batch.
+type Result struct {
+	Applied bool // false: the batch was at or below the watermark (a replay)
+	Rows    int  // net row operations written
+}
+
+// Applier writes batches to one target.
+type Applier interface {
+	// Apply applies b atomically with its watermark and returns once both
+	// are committed. Idempotent: a batch ending at or below the watermark
+	// is a no-op (Result.Applied false). A batch starting after the
+	// watermark fails with ErrGap and changes nothing.
+	Apply(ctx context.Context, b *batch.Batch) (Result, error)
+	// Watermark returns the applied position of a message group, or the
+	// zero position if nothing was applied yet.
+	Watermark(ctx context.Context, group string) (batch.Position, error)
+}
+
+// Handler turns queue messages into applied batches.
+type Handler struct {
+	Pipeline string
+	Targets  map[string]Applier
+	Payloads queue.PayloadStore
+}
+
+// Handle decodes one message body (following a claim check if needed) and
+// applies it to its target. It returns the decoded batch when decoding
+// succeeded, even if applying failed.
+func (h *Handler) Handle(ctx context.Context, body []byte) (*batch.Batch, Result, error) {
+	data, err := queue.Open(ctx, h.Payloads, body)
+	if err != nil {
+		return nil, Result{}, err
+	}
+	b, err := batch.Decode(data)
+	if err != nil {
+		return nil, Result{}, err
+	}
+	if b.Pipeline != h.Pipeline {
+		return b, Result{}, fmt.Errorf("apply: batch %d belongs to pipeline %q, not %q", b.Seq, b.Pipeline, h.Pipeline)
+	}
+	t, ok := h.Targets[b.Target]
+	if !ok {
+		return b, Result{}, fmt.Errorf("apply: batch %d is for target %q, which is not configured", b.Seq, b.Target)
+	}
+	res, err := t.Apply(ctx, b)
+	return b, res, err
+}

@@ -1,0 +1,176 @@
+// Package pgapply applies batches to a PostgreSQL target: one transaction
+// per batch, text COPY into typed staging tables, set-based merge, and the
+// batch watermark written in the same transaction.
+package pgapply
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgferry/pgferry/shared/apply"
+	"github.com/pgferry/pgferry/shared/batch"
+	sqlfiles "github.com/pgferry/pgferry/sql"
+)
+
+// Schema holds pgferry's own objects on a target.
+const Schema = "pgferry"
+
+// sessionSettings make values parse and print exactly as capture wrote
+// them, whatever the target's defaults are.
+const sessionSettings = `SET LOCAL datestyle = 'ISO, YMD'; SET LOCAL intervalstyle = 'postgres';
+SET LOCAL extra_float_digits = 1; SET LOCAL bytea_output = 'hex'; SET LOCAL timezone = 'UTC'`
+
+// Applier applies batches of one pipeline to one target database.
+type Applier struct {
+	pool     *pgxpool.Pool
+	pipeline string
+	log      *slog.Logger
+	// replicaRole: the session may set session_replication_role = replica,
+	// which turns off foreign-key triggers and user triggers, as logical
+	// replication's own apply worker does. Without it, deletes run before
+	// upserts in an order that satisfies most foreign keys.
+	replicaRole bool
+
+	mu     sync.Mutex
+	tables map[batch.Table]*tableInfo
+}
+
+var _ apply.Applier = (*Applier)(nil)
+
+// New installs the watermark table (idempotent) and probes what the
+// target allows.
+func New(ctx context.Context, pool *pgxpool.Pool, pipeline string, log *slog.Logger) (*Applier, error) {
+	if _, err := pool.Exec(ctx, sqlfiles.Watermark(Schema)); err != nil {
+		return nil, fmt.Errorf("pgapply: install watermark table: %w", err)
+	}
+	a := &Applier{pool: pool, pipeline: pipeline, log: log, tables: map[batch.Table]*tableInfo{}}
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, "SET LOCAL session_replication_role = replica")
+		return err
+	})
+	var pgErr *pgconn.PgError
+	switch {
+	case err == nil:
+		a.replicaRole = true
+	case errors.As(err, &pgErr) && pgErr.Code == "42501":
+		log.Warn("target refuses session_replication_role; foreign keys stay enforced during apply")
+	default:
+		return nil, fmt.Errorf("pgapply: probe target: %w", err)
+	}
+	return a, nil
+}
+
+// Watermark returns the applied position of a message group (zero if none).
+func (a *Applier) Watermark(ctx context.Context, group string) (batch.Position, error) {
+	var p batch.Position
+	err := a.pool.QueryRow(ctx, fmt.Sprintf("SELECT tick, tx FROM %s.watermarks WHERE pipeline = $1 AND msg_group = $2",
+		pgx.Identifier{Schema}.Sanitize()), a.pipeline, group).Scan(&p.Tick, &p.Tx)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return p, nil
+	}
+	if err != nil {
+		return p, fmt.Errorf("pgapply: read watermark: %w", err)
+	}
+	return p, nil
+}
+
+// Apply applies b atomically together with its watermark. It is
+// idempotent: a batch ending at or below the watermark changes nothing. A
+// batch starting after the watermark returns apply.ErrGap and changes
+// nothing. On error the transaction is rolled back.
+func (a *Applier) Apply(ctx context.Context, b *batch.Batch) (apply.Result, error) {
+	var res apply.Result
+	group := batch.Group(b.Pipeline, b.Target)
+	err := pgx.BeginFunc(ctx, a.pool, func(tx pgx.Tx) error {
+		settings := sessionSettings
+		if a.replicaRole {
+			settings += "; SET LOCAL session_replication_role = replica"
+		}
+		if _, err := tx.Exec(ctx, settings); err != nil {
+			return err
+		}
+		wm, err := lockWatermark(ctx, tx, b.Pipeline, group)
+		if err != nil {
+			return err
+		}
+		if b.To.Compare(wm) <= 0 {
+			return nil
+		}
+		if !wm.IsZero() && wm.Less(b.From) {
+			return fmt.Errorf("%w: batch %d covers %s..%s but the target is at %s", apply.ErrGap, b.Seq, b.From, b.To, wm)
+		}
+		w := &writer{a: a, tx: tx}
+		for _, ep := range b.Epochs {
+			if err := w.epoch(ctx, ep); err != nil {
+				return err
+			}
+		}
+		_, err = tx.Exec(ctx, fmt.Sprintf(`UPDATE %s.watermarks SET tick = $3, tx = $4, seq = $5, applied_at = now()
+			WHERE pipeline = $1 AND msg_group = $2`, pgx.Identifier{Schema}.Sanitize()),
+			b.Pipeline, group, b.To.Tick, b.To.Tx, b.Seq)
+		res = apply.Result{Applied: true, Rows: w.rows}
+		return err
+	})
+	if err != nil {
+		a.forget()
+		return apply.Result{}, explain(b, err)
+	}
+	return res, nil
+}
+
+func lockWatermark(ctx context.Context, tx pgx.Tx, pipeline, group string) (batch.Position, error) {
+	sch := pgx.Identifier{Schema}.Sanitize()
+	if _, err := tx.Exec(ctx, fmt.Sprintf(`INSERT INTO %s.watermarks (pipeline, msg_group, tick, tx, seq)
+		VALUES ($1, $2, 0, 0, 0) ON CONFLICT DO NOTHING`, sch), pipeline, group); err != nil {
+		return batch.Position{}, err
+	}
+	var p batch.Position
+	err := tx.QueryRow(ctx, fmt.Sprintf(`SELECT tick, tx FROM %s.watermarks WHERE pipeline = $1 AND msg_group = $2 FOR UPDATE`, sch),
+		pipeline, group).Scan(&p.Tick, &p.Tx)
+	return p, err
+}
+
+// explain maps "the target lacks it" SQLSTATEs to apply.ErrSchemaBehind.
+func explain(b *batch.Batch, err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "42P01", "42703", "42704", "42804":
+			// undefined table, column or object; datatype mismatch
+			return fmt.Errorf("pgapply: batch %d: %w: %w", b.Seq, apply.ErrSchemaBehind, err)
+		}
+	}
+	return fmt.Errorf("pgapply: batch %d (%s..%s): %w", b.Seq, b.From, b.To, err)
+}
+
+func (a *Applier) info(ctx context.Context, tx pgx.Tx, t batch.Table) (*tableInfo, error) {
+	a.mu.Lock()
+	ti, ok := a.tables[t]
+	a.mu.Unlock()
+	if ok {
+		return ti, nil
+	}
+	ti, err := lookup(ctx, tx, t)
+	if err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	a.tables[t] = ti
+	a.mu.Unlock()
+	return ti, nil
+}
+
+// forget drops cached catalog data after any failure: the target's
+// schema may be what changed.
+func (a *Applier) forget() {
+	a.mu.Lock()
+	clear(a.tables)
+	a.mu.Unlock()
+}

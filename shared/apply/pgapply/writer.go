@@ -1,0 +1,238 @@
+package pgapply
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgferry/pgferry/shared/apply"
+	"github.com/pgferry/pgferry/shared/batch"
+	"github.com/pgferry/pgferry/shared/pgtext"
+)
+
+// writer applies the epochs of one batch inside its transaction.
+type writer struct {
+	a      *Applier
+	tx     pgx.Tx
+	stages int
+	rows   int
+}
+
+func ident(t batch.Table) string { return pgx.Identifier{t.Schema, t.Name}.Sanitize() }
+
+func (w *writer) epoch(ctx context.Context, ep batch.Epoch) error {
+	if len(ep.Truncate) > 0 {
+		names := make([]string, len(ep.Truncate))
+		for i, t := range ep.Truncate {
+			names[i] = ident(t)
+		}
+		// One statement, so tables that reference each other empty together.
+		if _, err := w.tx.Exec(ctx, "TRUNCATE "+strings.Join(names, ", ")); err != nil {
+			return fmt.Errorf("truncate %s: %w", strings.Join(names, ", "), err)
+		}
+	}
+	// Deletes children-first (reverse order of first appearance), then
+	// upserts parents-first: the order foreign keys need when the target
+	// enforces them.
+	for i := len(ep.Segments) - 1; i >= 0; i-- {
+		if s := &ep.Segments[i]; len(s.Deletes) > 0 {
+			if err := w.deletes(ctx, s); err != nil {
+				return fmt.Errorf("delete from %s: %w", s.Table, err)
+			}
+		}
+	}
+	for i := range ep.Segments {
+		if s := &ep.Segments[i]; len(s.Upserts) > 0 {
+			if err := w.upserts(ctx, s); err != nil {
+				return fmt.Errorf("upsert into %s: %w", s.Table, err)
+			}
+		}
+	}
+	return nil
+}
+
+// resolve maps segment columns to the target: it returns the indexes of
+// the columns to write (generated ones are skipped) and fails with
+// ErrSchemaBehind if the target lacks any.
+func resolve(ti *tableInfo, s *batch.Segment, names []string) ([]int, error) {
+	var idx []int
+	var missing []string
+	for i, n := range names {
+		c, ok := ti.cols[n]
+		switch {
+		case !ok:
+			missing = append(missing, strconv.Quote(n))
+		case !c.generated:
+			idx = append(idx, i)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("%w: %s lacks column %s", apply.ErrSchemaBehind, s.Table, strings.Join(missing, ", "))
+	}
+	return idx, nil
+}
+
+func pick(names []string, idx []int) []string {
+	out := make([]string, len(idx))
+	for i, j := range idx {
+		out[i] = names[j]
+	}
+	return out
+}
+
+func quoteCols(names []string, prefix string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = prefix + pgx.Identifier{n}.Sanitize()
+	}
+	return strings.Join(q, ", ")
+}
+
+// stage creates a temporary table shaped like cols of t and COPYs rows
+// (projected to idx) into it. Values are in their types' text form, so the
+// text COPY format parses each one with the column type's own input
+// function: exact, and no per-type encoding in Go.
+func (w *writer) stage(ctx context.Context, t batch.Table, cols []string, idx []int, rows []batch.Row) (string, error) {
+	w.stages++
+	name := pgx.Identifier{"pgferry_stage_" + strconv.Itoa(w.stages)}.Sanitize()
+	if _, err := w.tx.Exec(ctx, fmt.Sprintf("CREATE TEMP TABLE %s ON COMMIT DROP AS SELECT %s FROM %s WITH NO DATA",
+		name, quoteCols(cols, ""), ident(t))); err != nil {
+		return "", err
+	}
+	var buf []byte
+	proj := make(batch.Row, len(idx))
+	for _, r := range rows {
+		for i, j := range idx {
+			proj[i] = r[j]
+		}
+		buf = pgtext.AppendCopyRow(buf, proj)
+	}
+	if _, err := w.tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(buf),
+		fmt.Sprintf("COPY %s (%s) FROM STDIN", name, quoteCols(cols, ""))); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
+func (w *writer) upserts(ctx context.Context, s *batch.Segment) error {
+	ti, err := w.a.info(ctx, w.tx, s.Table)
+	if err != nil {
+		return err
+	}
+	idx, err := resolve(ti, s, s.Columns)
+	if err != nil {
+		return err
+	}
+	cols := pick(s.Columns, idx)
+	st, err := w.stage(ctx, s.Table, cols, idx, s.Upserts)
+	if err != nil {
+		return err
+	}
+	w.rows += len(s.Upserts)
+	overriding := ""
+	var set []string
+	for _, c := range cols {
+		col := ti.cols[c]
+		if col.always {
+			overriding = " OVERRIDING SYSTEM VALUE"
+		}
+		if !col.always && !slices.Contains(s.Key, c) {
+			set = append(set, pgx.Identifier{c}.Sanitize()+" = EXCLUDED."+pgx.Identifier{c}.Sanitize())
+		}
+	}
+	insert := fmt.Sprintf("INSERT INTO %s (%s)%s SELECT %s FROM %s", ident(s.Table), quoteCols(cols, ""), overriding, quoteCols(cols, ""), st)
+	switch {
+	case len(s.Key) == 0:
+		// Keyless: every entry is one row; duplicates stay duplicates.
+	case sameSet(ti.pk, s.Key):
+		if len(set) == 0 {
+			insert += fmt.Sprintf(" ON CONFLICT (%s) DO NOTHING", quoteCols(s.Key, ""))
+		} else {
+			insert += fmt.Sprintf(" ON CONFLICT (%s) DO UPDATE SET %s", quoteCols(s.Key, ""), strings.Join(set, ", "))
+		}
+	default:
+		// The target has no matching primary key to conflict on: replace
+		// rows by key instead.
+		if _, err := w.tx.Exec(ctx, fmt.Sprintf("DELETE FROM %s t USING %s s WHERE %s", ident(s.Table), st, keyMatch(s.Key))); err != nil {
+			return err
+		}
+	}
+	_, err = w.tx.Exec(ctx, insert)
+	return err
+}
+
+func (w *writer) deletes(ctx context.Context, s *batch.Segment) error {
+	ti, err := w.a.info(ctx, w.tx, s.Table)
+	if err != nil {
+		return err
+	}
+	w.rows += len(s.Deletes)
+	if len(s.Key) > 0 {
+		if _, err := resolve(ti, s, s.Key); err != nil {
+			return err
+		}
+		idx := make([]int, len(s.Key))
+		for i := range idx {
+			idx[i] = i
+		}
+		st, err := w.stage(ctx, s.Table, s.Key, idx, s.Deletes)
+		if err != nil {
+			return err
+		}
+		_, err = w.tx.Exec(ctx, fmt.Sprintf("DELETE FROM %s t USING %s s WHERE %s", ident(s.Table), st, keyMatch(s.Key)))
+		return err
+	}
+	return w.keylessDeletes(ctx, ti, s)
+}
+
+// keylessDeletes removes one matching row per entry. Rows are matched on
+// every column's text form (every type has one, unlike equality), and one
+// physical row is picked so that duplicates are removed one at a time.
+func (w *writer) keylessDeletes(ctx context.Context, ti *tableInfo, s *batch.Segment) error {
+	var conds []string
+	var idx []int
+	for i, n := range s.Columns {
+		if _, ok := ti.cols[n]; !ok {
+			return fmt.Errorf("%w: %s lacks column %q", apply.ErrSchemaBehind, s.Table, n)
+		}
+		idx = append(idx, i)
+		conds = append(conds, fmt.Sprintf("x.%s::text IS NOT DISTINCT FROM $%d", pgx.Identifier{n}.Sanitize(), len(idx)))
+	}
+	q := fmt.Sprintf("DELETE FROM %[1]s t WHERE (t.tableoid, t.ctid) = (SELECT x.tableoid, x.ctid FROM %[1]s x WHERE %[2]s LIMIT 1)",
+		ident(s.Table), strings.Join(conds, " AND "))
+	var b pgx.Batch
+	for _, r := range s.Deletes {
+		args := make([]any, len(idx))
+		for i, j := range idx {
+			args[i] = r[j]
+		}
+		b.Queue(q, args...)
+	}
+	return w.tx.SendBatch(ctx, &b).Close()
+}
+
+func keyMatch(key []string) string {
+	conds := make([]string, len(key))
+	for i, k := range key {
+		q := pgx.Identifier{k}.Sanitize()
+		conds[i] = "t." + q + " = s." + q
+	}
+	return strings.Join(conds, " AND ")
+}
+
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			return false
+		}
+	}
+	return true
+}

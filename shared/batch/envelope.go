@@ -1,0 +1,137 @@
+package batch
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Version is the envelope version this build writes. Decode refuses any
+// other version rather than guessing at its meaning.
+const Version = 1
+
+// Table names a replicated table on the source.
+type Table struct {
+	Schema string `json:"s"`
+	Name   string `json:"n"`
+}
+
+func (t Table) String() string { return t.Schema + "." + t.Name }
+
+// Value is one column value in PostgreSQL text I/O format; nil is SQL NULL.
+// Keeping the type's own text form makes every value survive byte for byte
+// (NaN, Infinity, arrays with bounds, json whitespace, enums, ranges …).
+type Value = *string
+
+// Row is a tuple of values aligned with a Segment's Columns (or Key).
+type Row []Value
+
+// Segment holds the net changes of one table in one column shape.
+type Segment struct {
+	Table   Table    `json:"t"`
+	Columns []string `json:"c"`
+	// Key lists the primary-key column names. Empty means the table has no
+	// usable key: rows are matched on every column and a duplicate row stays
+	// a duplicate.
+	Key []string `json:"k,omitempty"`
+	// Upserts are full rows over Columns. For keyed tables each key appears
+	// at most once; for keyless tables each entry is one row to insert.
+	Upserts []Row `json:"u,omitempty"`
+	// Deletes are key tuples over Key for keyed tables, or full rows over
+	// Columns for keyless tables (one entry deletes one matching row).
+	Deletes []Row `json:"d,omitempty"`
+}
+
+// Epoch is a stretch of a batch in which every table has a single shape.
+// Truncate runs first (one statement, so foreign keys between the truncated
+// tables are satisfied), then all deletes in reverse segment order, then all
+// upserts in segment order.
+type Epoch struct {
+	Truncate []Table   `json:"tr,omitempty"`
+	Segments []Segment `json:"seg,omitempty"`
+}
+
+// Batch is the versioned envelope shipped to one target.
+type Batch struct {
+	Version  int    `json:"v"`
+	Pipeline string `json:"pipeline"`
+	Target   string `json:"target"`
+	Seq      uint64 `json:"seq"`
+	// From is exclusive and To inclusive: the batch holds every change
+	// after From up to and including To.
+	From Position `json:"from"`
+	To   Position `json:"to"`
+	// Txns and Events count source transactions and row events before
+	// compaction; CapturedAt is the newest source statement time (Unix ms)
+	// for lag.
+	Txns       int     `json:"txns"`
+	Events     int     `json:"events"`
+	CapturedAt int64   `json:"captured_at,omitempty"`
+	Epochs     []Epoch `json:"epochs,omitempty"`
+}
+
+// Group returns the FIFO message group that carries a pipeline's batches
+// for one target: one totally ordered stream per target.
+func Group(pipeline, target string) string { return pipeline + "." + target }
+
+// Rows returns the number of net row operations in the batch.
+func (b *Batch) Rows() int {
+	n := 0
+	for _, e := range b.Epochs {
+		for _, s := range e.Segments {
+			n += len(s.Upserts) + len(s.Deletes)
+		}
+	}
+	return n
+}
+
+// Encode renders the batch in its wire form.
+func (b *Batch) Encode() ([]byte, error) {
+	if b.Version == 0 {
+		b.Version = Version
+	}
+	return json.Marshal(b)
+}
+
+// ErrVersion reports an envelope written by an incompatible version.
+var ErrVersion = errors.New("batch: unsupported envelope version")
+
+// Decode parses a wire-form batch and checks its version and invariants.
+func Decode(data []byte) (*Batch, error) {
+	var b Batch
+	if err := json.Unmarshal(data, &b); err != nil {
+		return nil, fmt.Errorf("batch: decode: %w", err)
+	}
+	if b.Version != Version {
+		return nil, fmt.Errorf("%w %d (this build reads %d)", ErrVersion, b.Version, Version)
+	}
+	if !b.From.Less(b.To) {
+		return nil, fmt.Errorf("batch: empty position range %s..%s", b.From, b.To)
+	}
+	for _, e := range b.Epochs {
+		for _, s := range e.Segments {
+			if err := s.check(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return &b, nil
+}
+
+func (s *Segment) check() error {
+	for _, r := range s.Upserts {
+		if len(r) != len(s.Columns) {
+			return fmt.Errorf("batch: %s: upsert row has %d values for %d columns", s.Table, len(r), len(s.Columns))
+		}
+	}
+	want := len(s.Key)
+	if want == 0 {
+		want = len(s.Columns)
+	}
+	for _, r := range s.Deletes {
+		if len(r) != want {
+			return fmt.Errorf("batch: %s: delete row has %d values, want %d", s.Table, len(r), want)
+		}
+	}
+	return nil
+}

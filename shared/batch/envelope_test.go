@@ -1,0 +1,52 @@
+package batch
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestEnvelopeRoundTrip(t *testing.T) {
+	b := Batch{Pipeline: "p", Target: "t", Seq: 7, From: Position{1, 5}, To: Position{2, 9},
+		Epochs: []Epoch{{Truncate: []Table{{"s", "x"}}, Segments: []Segment{{
+			Table: Table{"s", `we"ird`}, Columns: []string{"id", "v"}, Key: []string{"id"},
+			Upserts: []Row{{v("1"), nil}}, Deletes: []Row{{v("2")}},
+		}}}}}
+	data, err := b.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Decode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Version != Version || got.Seq != 7 || got.To != (Position{2, 9}) || got.Rows() != 2 {
+		t.Fatalf("round trip changed the batch: %+v", got)
+	}
+	if s := got.Epochs[0].Segments[0]; s.Table.Name != `we"ird` || s.Upserts[0][1] != nil || *s.Deletes[0][0] != "2" {
+		t.Fatalf("round trip changed the segment: %+v", s)
+	}
+}
+
+func TestDecodeRefusesOtherVersions(t *testing.T) {
+	_, err := Decode([]byte(`{"v":2,"from":{"tick":1,"tx":0},"to":{"tick":1,"tx":5}}`))
+	if !errors.Is(err, ErrVersion) {
+		t.Fatalf("got %v, want ErrVersion", err)
+	}
+}
+
+func TestDecodeRefusesRowsThatDoNotFitColumns(t *testing.T) {
+	_, err := Decode([]byte(`{"v":1,"from":{"tick":1,"tx":0},"to":{"tick":1,"tx":5},"epochs":[{"seg":[{"t":{"s":"a","n":"b"},"c":["x","y"],"k":["x"],"u":[["1"]]}]}]}`))
+	if err == nil || !strings.Contains(err.Error(), "1 values for 2 columns") {
+		t.Fatalf("got %v, want a row/column mismatch error", err)
+	}
+}
+
+func TestPositionOrderMatchesStringOrder(t *testing.T) {
+	ps := []Position{{0, 0}, {0, 5}, {1, 0}, {1, 10}, {1, TxEnd}, {2, 1}, {10, 3}}
+	for i := 0; i+1 < len(ps); i++ {
+		if !ps[i].Less(ps[i+1]) || !(ps[i].String() < ps[i+1].String()) {
+			t.Errorf("%v should sort before %v both as positions and as strings", ps[i], ps[i+1])
+		}
+	}
+}

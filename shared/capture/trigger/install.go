@@ -1,0 +1,201 @@
+package trigger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgferry/pgferry/shared/config"
+	sqlfiles "github.com/pgferry/pgferry/sql"
+)
+
+// Capture is trigger capture on one source database.
+type Capture struct {
+	pool   *pgxpool.Pool
+	cfg    *config.Config
+	schema string
+	log    *slog.Logger
+	rels   map[uint32]relInfo
+}
+
+// New returns trigger capture for cfg's source. It does not touch the
+// database until Install or a read.
+func New(pool *pgxpool.Pool, cfg *config.Config, log *slog.Logger) *Capture {
+	return &Capture{pool: pool, cfg: cfg, schema: cfg.CaptureSchema(), log: log, rels: map[uint32]relInfo{}}
+}
+
+// triggerOps lists the per-table triggers: name suffix, event, transition
+// tables and function.
+var triggerOps = []struct{ suffix, event, referencing, fn string }{
+	{"ins", "INSERT", "REFERENCING NEW TABLE AS pgferry_new", "capture_insert"},
+	{"upd", "UPDATE", "REFERENCING OLD TABLE AS pgferry_old NEW TABLE AS pgferry_new", "capture_update"},
+	{"del", "DELETE", "REFERENCING OLD TABLE AS pgferry_old", "capture_delete"},
+	{"trunc", "TRUNCATE", "", "capture_truncate"},
+}
+
+func (c *Capture) triggerName(suffix string) string {
+	return "pgferry_" + c.cfg.Name + "_" + suffix
+}
+
+// Install creates or upgrades the capture schema, then makes sure every
+// table matching the patterns has capture triggers. It is idempotent and
+// safe to run concurrently with writers and with other installers.
+//
+// A table that gets triggers after capture started has its existing rows
+// copied into the event stream in the same transaction that creates the
+// triggers (which blocks writers to it meanwhile), so rows written before
+// the table was picked up still reach the targets.
+func (c *Capture) Install(ctx context.Context) error {
+	err := pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
+		// Serialise installers of this pipeline; the lock ends with the
+		// transaction.
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", "pgferry:"+c.cfg.Name); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, sqlfiles.Capture(c.schema)); err != nil {
+			return err
+		}
+		// The first window starts at a snapshot taken inside the
+		// transaction that creates the event table: a writer can only
+		// produce events after this commits, so it is invisible here.
+		_, err := tx.Exec(ctx, fmt.Sprintf(
+			`INSERT INTO %s.state (version, initial_snapshot) VALUES ($1, pg_current_snapshot()::text)
+			 ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version`,
+			pgx.Identifier{c.schema}.Sanitize()), sqlfiles.CaptureVersion)
+		return err
+	})
+	if err != nil {
+		return explainPrivilege(fmt.Errorf("trigger: install capture schema %s: %w", c.schema, err))
+	}
+	return c.SyncTables(ctx)
+}
+
+// table is a source table that may need triggers.
+type table struct {
+	oid      uint32
+	schema   string
+	name     string
+	triggers []string
+}
+
+// SyncTables adds capture triggers to matching tables that lack them:
+// ordinary tables and partitioned roots that match, and every partition of
+// a matching root (a write aimed straight at a partition fires only that
+// partition's triggers).
+func (c *Capture) SyncTables(ctx context.Context) error {
+	rows, err := c.pool.Query(ctx, `
+		SELECT c.oid, n.nspname, c.relname, c.relispartition,
+		       rn.nspname, rc.relname,
+		       coalesce((SELECT array_agg(t.tgname::text) FROM pg_trigger t WHERE t.tgrelid = c.oid), '{}')
+		FROM pg_class c
+		JOIN pg_namespace n ON n.oid = c.relnamespace
+		JOIN pg_class rc ON rc.oid = coalesce(pg_partition_root(c.oid), c.oid)
+		JOIN pg_namespace rn ON rn.oid = rc.relnamespace
+		WHERE c.relkind IN ('r', 'p')
+		  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+		  AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp%'
+		  AND n.nspname <> $1
+		ORDER BY c.oid`, c.schema)
+	if err != nil {
+		return fmt.Errorf("trigger: list source tables: %w", err)
+	}
+	var todo []table
+	for rows.Next() {
+		var t table
+		var isPart bool
+		var rootSchema, rootName string
+		if err := rows.Scan(&t.oid, &t.schema, &t.name, &isPart, &rootSchema, &rootName, &t.triggers); err != nil {
+			return err
+		}
+		if !c.cfg.Replicated(rootSchema, rootName) {
+			continue
+		}
+		if !slices.Contains(t.triggers, c.triggerName("ins")) || len(c.missing(t)) > 0 {
+			todo = append(todo, t)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("trigger: list source tables: %w", err)
+	}
+	for _, t := range todo {
+		if err := c.addTriggers(ctx, t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Capture) missing(t table) []string {
+	var out []string
+	for _, op := range triggerOps {
+		if !slices.Contains(t.triggers, c.triggerName(op.suffix)) {
+			out = append(out, op.suffix)
+		}
+	}
+	return out
+}
+
+func (c *Capture) addTriggers(ctx context.Context, t table) error {
+	rel := pgx.Identifier{t.schema, t.name}.Sanitize()
+	sch := pgx.Identifier{c.schema}.Sanitize()
+	err := pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
+		// Do not queue behind a long transaction for ever; the next drain
+		// tries again.
+		if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '5s'"); err != nil {
+			return err
+		}
+		// Block writers until the triggers exist, so the copy below and
+		// the captured changes after it meet exactly.
+		if _, err := tx.Exec(ctx, "LOCK TABLE ONLY "+rel+" IN SHARE ROW EXCLUSIVE MODE"); err != nil {
+			return err
+		}
+		for _, suffix := range c.missing(t) {
+			for _, op := range triggerOps {
+				if op.suffix != suffix {
+					continue
+				}
+				q := fmt.Sprintf("CREATE TRIGGER %s AFTER %s ON %s %s FOR EACH STATEMENT EXECUTE FUNCTION %s.%s()",
+					pgx.Identifier{c.triggerName(op.suffix)}.Sanitize(), op.event, rel, op.referencing, sch, op.fn)
+				if _, err := tx.Exec(ctx, q); err != nil {
+					return err
+				}
+			}
+		}
+		if !c.cfg.Source.CopyExisting() {
+			return nil
+		}
+		// Rows already in the table travel as synthetic INSERT events of
+		// this transaction, in chunks of 1000 rows per event. A partitioned
+		// root holds no rows itself (ONLY), its partitions copy their own.
+		_, err := tx.Exec(ctx, fmt.Sprintf(`
+			SET LOCAL datestyle = 'ISO, YMD'; SET LOCAL intervalstyle = 'postgres';
+			SET LOCAL extra_float_digits = 1; SET LOCAL bytea_output = 'hex'; SET LOCAL timezone = 'UTC';
+			INSERT INTO %[1]s.events (ev_relid, ev_op, ev_cols, ev_new)
+			SELECT %[3]d, 'I', %[1]s.columns_of(%[3]d), array_agg(r)
+			FROM (SELECT t.*::text AS r, (row_number() OVER () - 1) / 1000 AS chunk FROM ONLY %[2]s t) s
+			GROUP BY chunk`, sch, rel, t.oid))
+		return err
+	})
+	if err != nil {
+		return explainPrivilege(fmt.Errorf("trigger: add capture triggers to %s.%s: %w", t.schema, t.name, err))
+	}
+	c.log.Info("capture triggers installed", "table", t.schema+"."+t.name)
+	return nil
+}
+
+// explainPrivilege adds what to grant when the source refused for lack of
+// privilege.
+func explainPrivilege(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42501" {
+		return fmt.Errorf("%w (trigger capture needs CREATE on the database, and ownership of each replicated table: "+
+			"run as the tables' owner or GRANT the owning role to the pipeline's user)", err)
+	}
+	return err
+}

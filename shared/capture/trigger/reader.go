@@ -1,0 +1,215 @@
+package trigger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgferry/pgferry/shared/batch"
+	"github.com/pgferry/pgferry/shared/pgtext"
+)
+
+// relInfo maps a captured relation to the replicated table its rows belong
+// to: a partition's rows belong to its root, but a TRUNCATE of a partition
+// empties only that partition.
+type relInfo struct {
+	table batch.Table // the replicated table (partition root or itself)
+	self  batch.Table // the relation the trigger fired on
+	key   []string    // primary key of the replicated table
+	gone  bool        // dropped since the event was written
+}
+
+// Txn is one source transaction of a window.
+type Txn struct {
+	// Max is the transaction's largest event id. Ordering transactions by
+	// it is consistent with commit order for every pair that touched the
+	// same row: the later writer waited for the earlier one to commit.
+	Max     int64
+	Changes []batch.Change
+	Events  int
+	Bytes   int
+	Time    int64 // newest statement time, Unix milliseconds
+}
+
+// InitialSnapshot returns the snapshot recorded when capture was installed.
+func (c *Capture) InitialSnapshot(ctx context.Context) (string, error) {
+	var s string
+	err := c.pool.QueryRow(ctx, fmt.Sprintf("SELECT initial_snapshot FROM %s.state", pgx.Identifier{c.schema}.Sanitize())).Scan(&s)
+	if err != nil {
+		return "", fmt.Errorf("trigger: read initial snapshot (is capture installed?): %w", err)
+	}
+	return s, nil
+}
+
+// CurrentSnapshot returns the source's current snapshot. Every transaction
+// visible in it has committed, so any later read sees all its events.
+func (c *Capture) CurrentSnapshot(ctx context.Context) (string, error) {
+	var s string
+	if err := c.pool.QueryRow(ctx, "SELECT pg_current_snapshot()::text").Scan(&s); err != nil {
+		return "", fmt.Errorf("trigger: take snapshot: %w", err)
+	}
+	return s, nil
+}
+
+// ReadWindow calls fn for each transaction in the window (prev, cur] whose
+// largest event id is above after, in increasing order of that id. The
+// result depends only on its arguments (events are immutable and every
+// transaction in the window has committed), so a crashed drain re-reads
+// exactly the same sequence. fn's error stops the read and is returned.
+func (c *Capture) ReadWindow(ctx context.Context, prev, cur string, after int64, fn func(*Txn) error) error {
+	w, err := parseWindow(prev, cur)
+	if err != nil {
+		return err
+	}
+	if w.Empty() {
+		return nil
+	}
+	clear(c.rels) // names and keys may have changed since the last window
+	rows, err := c.pool.Query(ctx, fmt.Sprintf(`
+		SELECT txmax, ev_txid::text::bigint, ev_relid, ev_op::text, ev_cols, ev_old, ev_new,
+		       (extract(epoch FROM ev_time) * 1000)::bigint
+		FROM (SELECT e.*, max(ev_id) OVER (PARTITION BY ev_txid) AS txmax
+		      FROM %s.events e
+		      WHERE ev_txid >= pg_snapshot_xmin($1::pg_snapshot)
+		        AND ev_txid < pg_snapshot_xmax($2::pg_snapshot)
+		        AND pg_visible_in_snapshot(ev_txid, $2::pg_snapshot)
+		        AND NOT pg_visible_in_snapshot(ev_txid, $1::pg_snapshot)) w
+		WHERE txmax > $3
+		ORDER BY txmax, ev_id`, pgx.Identifier{c.schema}.Sanitize()), prev, cur, after)
+	if err != nil {
+		return fmt.Errorf("trigger: read window: %w", err)
+	}
+	defer rows.Close()
+	var txn *Txn
+	for rows.Next() {
+		var (
+			txmax, ms       int64
+			xid             uint64
+			relid           uint32
+			op              string
+			cols, old, newr []string
+		)
+		if err := rows.Scan(&txmax, &xid, &relid, &op, &cols, &old, &newr, &ms); err != nil {
+			return fmt.Errorf("trigger: read window: %w", err)
+		}
+		if !w.Contains(xid) {
+			return fmt.Errorf("trigger: event of transaction %d is outside window %s..%s", xid, prev, cur)
+		}
+		if txn != nil && txn.Max != txmax {
+			if err := fn(txn); err != nil {
+				return err
+			}
+			txn = nil
+		}
+		if txn == nil {
+			txn = &Txn{Max: txmax}
+		}
+		txn.Time = max(txn.Time, ms)
+		ch, n, err := c.change(ctx, relid, batch.Op(op[0]), cols, old, newr)
+		if err != nil {
+			return err
+		}
+		if ch == nil {
+			continue
+		}
+		txn.Changes = append(txn.Changes, *ch)
+		txn.Events += len(ch.Old) + len(ch.New)
+		txn.Bytes += n
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("trigger: read window: %w", err)
+	}
+	rows.Close()
+	if txn != nil {
+		return fn(txn)
+	}
+	return nil
+}
+
+func parseWindow(prev, cur string) (Window, error) {
+	p, err := ParseSnapshot(prev)
+	if err != nil {
+		return Window{}, err
+	}
+	q, err := ParseSnapshot(cur)
+	if err != nil {
+		return Window{}, err
+	}
+	return Window{Prev: p, Cur: q}, nil
+}
+
+// change turns one event row into a Change; it returns nil for a relation
+// dropped since (its target table goes with it). n is the payload size.
+func (c *Capture) change(ctx context.Context, relid uint32, op batch.Op, cols, old, newr []string) (*batch.Change, int, error) {
+	rel, err := c.rel(ctx, relid)
+	if err != nil {
+		return nil, 0, err
+	}
+	if rel.gone {
+		c.log.Warn("skipping event of a dropped table", "relid", relid, "op", string(op))
+		return nil, 0, nil
+	}
+	if op == batch.Truncate {
+		return &batch.Change{Table: rel.self, Op: op}, 0, nil
+	}
+	ch := &batch.Change{Table: rel.table, Op: op, Columns: cols, Key: rel.key}
+	n := 0
+	parse := func(recs []string) ([]batch.Row, error) {
+		out := make([]batch.Row, 0, len(recs))
+		for _, r := range recs {
+			row, err := pgtext.ParseRecordN(r, len(cols))
+			if err != nil {
+				return nil, fmt.Errorf("trigger: %s: %w", rel.self, err)
+			}
+			n += len(r)
+			out = append(out, row)
+		}
+		return out, nil
+	}
+	if ch.Old, err = parse(old); err != nil {
+		return nil, 0, err
+	}
+	if ch.New, err = parse(newr); err != nil {
+		return nil, 0, err
+	}
+	return ch, n, nil
+}
+
+func (c *Capture) rel(ctx context.Context, relid uint32) (relInfo, error) {
+	if r, ok := c.rels[relid]; ok {
+		return r, nil
+	}
+	var r relInfo
+	err := c.pool.QueryRow(ctx, `
+		SELECT rn.nspname, rc.relname, n.nspname, c.relname,
+		       coalesce((SELECT array_agg(a.attname::text ORDER BY k.ord)
+		                 FROM pg_index i
+		                 CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord)
+		                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+		                 WHERE i.indrelid = rc.oid AND i.indisprimary), '{}')
+		FROM pg_class c
+		JOIN pg_namespace n ON n.oid = c.relnamespace
+		JOIN pg_class rc ON rc.oid = coalesce(pg_partition_root(c.oid), c.oid)
+		JOIN pg_namespace rn ON rn.oid = rc.relnamespace
+		WHERE c.oid = $1`, relid).Scan(&r.table.Schema, &r.table.Name, &r.self.Schema, &r.self.Name, &r.key)
+	if errors.Is(err, pgx.ErrNoRows) {
+		r.gone = true
+	} else if err != nil {
+		return relInfo{}, fmt.Errorf("trigger: look up relation %d: %w", relid, err)
+	}
+	c.rels[relid] = r
+	return r, nil
+}
+
+// Purge deletes events of transactions that finished before prev was
+// taken; the window that ends at prev has shipped them all.
+func (c *Capture) Purge(ctx context.Context, prev string) (int64, error) {
+	tag, err := c.pool.Exec(ctx, fmt.Sprintf("DELETE FROM %s.events WHERE ev_txid < pg_snapshot_xmin($1::pg_snapshot)",
+		pgx.Identifier{c.schema}.Sanitize()), prev)
+	if err != nil {
+		return 0, fmt.Errorf("trigger: purge shipped events: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}

@@ -1,0 +1,45 @@
+// Package checkpoint defines the drain's durable state: where capture has
+// got to, and the lease that keeps two drains of a pipeline from running
+// at once.
+package checkpoint
+
+import (
+	"errors"
+	"time"
+
+	"github.com/pgferry/pgferry/shared/batch"
+)
+
+// Checkpoint is the drain's progress for one pipeline.
+type Checkpoint struct {
+	// Pos is the last position whose batches are durably queued.
+	Pos batch.Position
+	// Seq numbers the batches shipped so far.
+	Seq uint64
+	// LastSent is the To of the newest shipped batch; the next batch's
+	// From, which lets appliers detect a missing batch.
+	LastSent batch.Position
+	// Prev is the snapshot that ends the last finished window ("" before
+	// the first) and Window the end snapshot of the window being shipped
+	// ("" when none is open).
+	Prev, Window string
+}
+
+// Lease is a held drain lease. Gen increases every time the lease changes
+// hands, and fences checkpoint writes of a holder that lost it.
+type Lease struct {
+	Owner   string
+	Gen     int64
+	Expires time.Time
+}
+
+var (
+	// ErrLeaseHeld means another live holder has the lease.
+	ErrLeaseHeld = errors.New("checkpoint: the drain lease is held by another drain")
+	// ErrLeaseLost means the lease expired and was taken over; the caller
+	// must stop without writing anything more.
+	ErrLeaseLost = errors.New("checkpoint: the drain lease was lost")
+	// ErrStale means the write would move the position backwards (or not
+	// forward).
+	ErrStale = errors.New("checkpoint: position does not advance")
+)

@@ -1,0 +1,191 @@
+// Package dynamo stores checkpoints and leases in DynamoDB with conditional
+// writes only. The lease and the checkpoint share one item per pipeline, so
+// a checkpoint write can be conditioned on still holding the lease without
+// TransactWriteItems.
+package dynamo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/pgferry/pgferry/shared/batch"
+	"github.com/pgferry/pgferry/shared/checkpoint"
+)
+
+// Store keeps one pipeline's drain item in a DynamoDB table whose
+// partition key is the string attribute "id".
+type Store struct {
+	db    *dynamodb.Client
+	table string
+	id    string
+	now   func() time.Time
+}
+
+// New returns a store for pipeline in table.
+func New(db *dynamodb.Client, table, pipeline string) *Store {
+	return &Store{db: db, table: table, id: "drain#" + pipeline, now: time.Now}
+}
+
+func (s *Store) key() map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{"id": &types.AttributeValueMemberS{Value: s.id}}
+}
+
+// Acquire takes the lease for owner if it is free, expired, or already
+// owner's. It returns checkpoint.ErrLeaseHeld otherwise.
+func (s *Store) Acquire(ctx context.Context, owner string, ttl time.Duration) (checkpoint.Lease, error) {
+	now := s.now()
+	out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:           &s.table,
+		Key:                 s.key(),
+		UpdateExpression:    aws.String("SET lease_owner = :o, lease_expires = :e, lease_gen = if_not_exists(lease_gen, :zero) + :one"),
+		ConditionExpression: aws.String("attribute_not_exists(lease_owner) OR lease_expires < :now OR lease_owner = :o"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":o": str(owner), ":e": num(now.Add(ttl).UnixMilli()), ":now": num(now.UnixMilli()),
+			":zero": num(0), ":one": num(1),
+		},
+		ReturnValues: types.ReturnValueAllNew,
+	})
+	if err != nil {
+		if isConditional(err) {
+			return checkpoint.Lease{}, checkpoint.ErrLeaseHeld
+		}
+		return checkpoint.Lease{}, fmt.Errorf("checkpoint: acquire lease: %w", err)
+	}
+	gen, _ := strconv.ParseInt(numOf(out.Attributes["lease_gen"]), 10, 64)
+	return checkpoint.Lease{Owner: owner, Gen: gen, Expires: now.Add(ttl)}, nil
+}
+
+// Renew extends a held lease; checkpoint.ErrLeaseLost if it was taken.
+func (s *Store) Renew(ctx context.Context, l checkpoint.Lease, ttl time.Duration) (checkpoint.Lease, error) {
+	exp := s.now().Add(ttl)
+	_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 &s.table,
+		Key:                       s.key(),
+		UpdateExpression:          aws.String("SET lease_expires = :e"),
+		ConditionExpression:       aws.String("lease_owner = :o AND lease_gen = :g"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":o": str(l.Owner), ":g": num(l.Gen), ":e": num(exp.UnixMilli())},
+	})
+	if err != nil {
+		if isConditional(err) {
+			return l, checkpoint.ErrLeaseLost
+		}
+		return l, fmt.Errorf("checkpoint: renew lease: %w", err)
+	}
+	l.Expires = exp
+	return l, nil
+}
+
+// Release gives the lease up so the next drain need not wait for expiry.
+// Releasing a lease already lost is not an error.
+func (s *Store) Release(ctx context.Context, l checkpoint.Lease) error {
+	_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 &s.table,
+		Key:                       s.key(),
+		UpdateExpression:          aws.String("SET lease_expires = :zero"),
+		ConditionExpression:       aws.String("lease_owner = :o AND lease_gen = :g"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":o": str(l.Owner), ":g": num(l.Gen), ":zero": num(0)},
+	})
+	if err != nil && !isConditional(err) {
+		return fmt.Errorf("checkpoint: release lease: %w", err)
+	}
+	return nil
+}
+
+// Load returns the stored checkpoint, or the zero Checkpoint if none was
+// ever saved. It reads consistently.
+func (s *Store) Load(ctx context.Context) (checkpoint.Checkpoint, error) {
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: &s.table, Key: s.key(), ConsistentRead: aws.Bool(true)})
+	if err != nil {
+		return checkpoint.Checkpoint{}, fmt.Errorf("checkpoint: load: %w", err)
+	}
+	it := out.Item
+	if _, ok := it["pos"]; !ok {
+		return checkpoint.Checkpoint{}, nil
+	}
+	var cp checkpoint.Checkpoint
+	var err1, err2 error
+	cp.Pos, err1 = parsePos(strOf(it["pos"]))
+	cp.LastSent, err2 = parsePos(strOf(it["last_sent"]))
+	if err := errors.Join(err1, err2); err != nil {
+		return cp, fmt.Errorf("checkpoint: load: %w", err)
+	}
+	cp.Seq, _ = strconv.ParseUint(numOf(it["seq"]), 10, 64)
+	cp.Prev, cp.Window = strOf(it["prev"]), strOf(it["window"])
+	return cp, nil
+}
+
+// Save stores cp if l still holds the lease and cp.Pos is strictly after
+// the stored position. It returns checkpoint.ErrLeaseLost or
+// checkpoint.ErrStale when the condition fails; when it returns nil the
+// write is durable.
+func (s *Store) Save(ctx context.Context, l checkpoint.Lease, cp checkpoint.Checkpoint) error {
+	_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                &s.table,
+		Key:                      s.key(),
+		UpdateExpression:         aws.String("SET pos = :p, last_sent = :ls, seq = :seq, prev = :prev, #w = :w, updated_at = :now"),
+		ConditionExpression:      aws.String("lease_owner = :o AND lease_gen = :g AND (attribute_not_exists(pos) OR pos < :p)"),
+		ExpressionAttributeNames: map[string]string{"#w": "window"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":p": str(cp.Pos.String()), ":ls": str(cp.LastSent.String()), ":seq": num(int64(cp.Seq)),
+			":prev": str(cp.Prev), ":w": str(cp.Window), ":now": num(s.now().UnixMilli()),
+			":o": str(l.Owner), ":g": num(l.Gen),
+		},
+	})
+	if err == nil {
+		return nil
+	}
+	if !isConditional(err) {
+		return fmt.Errorf("checkpoint: save %s: %w", cp.Pos, err)
+	}
+	// Tell the two failed conditions apart.
+	out, gerr := s.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: &s.table, Key: s.key(), ConsistentRead: aws.Bool(true)})
+	if gerr != nil {
+		return fmt.Errorf("checkpoint: save %s: %w", cp.Pos, gerr)
+	}
+	if strOf(out.Item["lease_owner"]) != l.Owner || numOf(out.Item["lease_gen"]) != strconv.FormatInt(l.Gen, 10) {
+		return checkpoint.ErrLeaseLost
+	}
+	return fmt.Errorf("%w: stored %s, new %s", checkpoint.ErrStale, strOf(out.Item["pos"]), cp.Pos)
+}
+
+func parsePos(s string) (batch.Position, error) {
+	if s == "" {
+		return batch.Position{}, nil
+	}
+	var p batch.Position
+	if _, err := fmt.Sscanf(s, "%d.%d", &p.Tick, &p.Tx); err != nil {
+		return p, fmt.Errorf("bad position %q", s)
+	}
+	return p, nil
+}
+
+func str(s string) types.AttributeValue { return &types.AttributeValueMemberS{Value: s} }
+func num(n int64) types.AttributeValue {
+	return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}
+}
+
+func strOf(v types.AttributeValue) string {
+	if s, ok := v.(*types.AttributeValueMemberS); ok {
+		return s.Value
+	}
+	return ""
+}
+
+func numOf(v types.AttributeValue) string {
+	if n, ok := v.(*types.AttributeValueMemberN); ok {
+		return n.Value
+	}
+	return ""
+}
+
+func isConditional(err error) bool {
+	var ccf *types.ConditionalCheckFailedException
+	return errors.As(err, &ccf)
+}

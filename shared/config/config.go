@@ -1,0 +1,420 @@
+// Package config loads and validates a pipeline's YAML configuration.
+// Everything is checked once, at start; every error names the offending key.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is one pipeline: a source, its targets, and tuning knobs.
+type Config struct {
+	Name    string            `yaml:"name"`
+	Source  Source            `yaml:"source"`
+	Targets map[string]Target `yaml:"targets"`
+	Batch   Batch             `yaml:"batch"`
+	Drain   Drain             `yaml:"drain"`
+	Apply   Apply             `yaml:"apply"`
+	AWS     AWS               `yaml:"aws"`
+
+	// Parsed forms of Source.Tables and Source.Exclude.
+	Include []Pattern `yaml:"-"`
+	Exclude []Pattern `yaml:"-"`
+}
+
+// Source is the database changes are captured from.
+type Source struct {
+	DSN     string   `yaml:"dsn"`
+	Capture string   `yaml:"capture"`
+	Tables  []string `yaml:"tables"`
+	Exclude []string `yaml:"exclude"`
+	// CopyExisting (default true) copies the rows a table already holds
+	// into the change stream when capture is first installed on it.
+	CopyExistingRows *bool `yaml:"copy_existing"`
+}
+
+// CopyExisting reports whether existing rows are copied at trigger install.
+func (s Source) CopyExisting() bool { return s.CopyExistingRows == nil || *s.CopyExistingRows }
+
+// Target is a database the changes are applied to.
+type Target struct {
+	Kind        string `yaml:"kind"`
+	DSN         string `yaml:"dsn"`
+	ApplySchema string `yaml:"apply_schema"`
+}
+
+// Batch bounds the size of one batch. A single source transaction larger
+// than the bounds still travels as one batch, so it is applied atomically.
+type Batch struct {
+	MaxRows  int `yaml:"max_rows"`
+	MaxBytes int `yaml:"max_bytes"`
+	// InlineLimit is the largest message body sent inline on SQS; larger
+	// batches go to S3 and the message carries a pointer (claim check).
+	InlineLimit int `yaml:"inline_limit"`
+}
+
+// Drain tunes the capture loop.
+type Drain struct {
+	// Interval is the local runner's tick (EventBridge's rate in AWS).
+	Interval Duration `yaml:"interval"`
+	// Lease is how long a drain's lease lasts without renewal.
+	Lease Duration `yaml:"lease"`
+}
+
+// Apply tunes the applier.
+type Apply struct {
+	// MaxAttempts bounds deliveries of a failing message before it is
+	// dead-lettered (SQS maxReceiveCount).
+	MaxAttempts int `yaml:"max_attempts"`
+	// Visibility is how long a received batch stays hidden from other
+	// consumers; a long apply extends it. After a crash the batch
+	// reappears once it lapses.
+	Visibility Duration `yaml:"visibility"`
+}
+
+// AWS names the resources; empty names are derived from the pipeline name.
+type AWS struct {
+	Queue  string `yaml:"queue"`
+	Table  string `yaml:"table"`
+	Bucket string `yaml:"bucket"`
+}
+
+// Duration is a time.Duration written as "500ms", "2s", "1m".
+type Duration struct{ time.Duration }
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration like 500ms or 2s", n.Line, n.Value)
+	}
+	d.Duration = v
+	return nil
+}
+
+const (
+	CaptureTrigger = "trigger"
+	CaptureSlot    = "slot"
+	KindPostgres   = "postgres"
+	KindRedshift   = "redshift"
+)
+
+var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,39}$`)
+
+// Load reads, expands and validates the file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(data, os.LookupEnv)
+}
+
+// Parse expands ${VAR} references in scalar values using lookup, decodes
+// with unknown keys refused, applies defaults and validates.
+func Parse(data []byte, lookup func(string) (string, bool)) (*Config, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if len(root.Content) == 0 {
+		return nil, errors.New("config: the file is empty")
+	}
+	if err := expand(&root, "", lookup); err != nil {
+		return nil, err
+	}
+	expanded, err := yaml.Marshal(&root)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(expanded))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("config: %s", friendlyYAMLError(err))
+	}
+	c.defaults()
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+var varRE = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// expand substitutes ${VAR} in scalar values in place. Expanding values,
+// not raw text, means a password holding "#" or ": " cannot change the
+// document's structure.
+func expand(n *yaml.Node, path string, lookup func(string) (string, bool)) error {
+	switch n.Kind {
+	case yaml.DocumentNode, yaml.SequenceNode:
+		for i, c := range n.Content {
+			p := path
+			if n.Kind == yaml.SequenceNode {
+				p = fmt.Sprintf("%s[%d]", path, i)
+			}
+			if err := expand(c, p, lookup); err != nil {
+				return err
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			p := n.Content[i].Value
+			if path != "" {
+				p = path + "." + p
+			}
+			if err := expand(n.Content[i+1], p, lookup); err != nil {
+				return err
+			}
+		}
+	case yaml.ScalarNode:
+		if !varRE.MatchString(n.Value) {
+			break
+		}
+		var missing []string
+		n.Value = varRE.ReplaceAllStringFunc(n.Value, func(m string) string {
+			name := m[2 : len(m)-1]
+			v, ok := lookup(name)
+			if !ok {
+				missing = append(missing, name)
+			}
+			return v
+		})
+		if len(missing) > 0 {
+			return fmt.Errorf("config: %s: environment variable %s is not set", path, strings.Join(missing, ", "))
+		}
+		// An expanded value stays a string (a password of "123" or "true"
+		// must not change type), except for the numeric keys.
+		n.Tag, n.Style = "", yaml.DoubleQuotedStyle
+		if isNonString(path) {
+			n.Style = 0
+		}
+	}
+	return nil
+}
+
+// isNonString reports keys whose values are numbers, so re-quoting after
+// expansion must not turn them into strings.
+func isNonString(path string) bool {
+	for _, k := range []string{"batch.max_rows", "batch.max_bytes", "batch.inline_limit", "apply.max_attempts"} {
+		if path == k {
+			return true
+		}
+	}
+	return false
+}
+
+var fieldRE = regexp.MustCompile(`field (\S+) not found in type config\.(\w+)`)
+
+func friendlyYAMLError(err error) string {
+	s := err.Error()
+	s = strings.TrimPrefix(s, "yaml: unmarshal errors:\n  ")
+	return fieldRE.ReplaceAllStringFunc(s, func(m string) string {
+		p := fieldRE.FindStringSubmatch(m)
+		return fmt.Sprintf("unknown key %q in %s", p[1], sectionOf(p[2]))
+	})
+}
+
+func sectionOf(typ string) string {
+	switch typ {
+	case "Config":
+		return "the top level"
+	case "Source":
+		return "source"
+	case "Target":
+		return "targets.<name>"
+	default:
+		return strings.ToLower(typ)
+	}
+}
+
+func (c *Config) defaults() {
+	if c.Source.Capture == "" {
+		c.Source.Capture = CaptureTrigger
+	}
+	if c.Batch.MaxRows == 0 {
+		c.Batch.MaxRows = 5000
+	}
+	if c.Batch.MaxBytes == 0 {
+		c.Batch.MaxBytes = 8 << 20
+	}
+	if c.Batch.InlineLimit == 0 {
+		c.Batch.InlineLimit = 240 << 10 // under SQS's 256 KiB with room for attributes
+	}
+	if c.Drain.Interval.Duration == 0 {
+		c.Drain.Interval.Duration = time.Second
+	}
+	if c.Drain.Lease.Duration == 0 {
+		c.Drain.Lease.Duration = time.Minute
+	}
+	if c.Apply.Visibility.Duration == 0 {
+		c.Apply.Visibility.Duration = 30 * time.Second
+	}
+	if c.Apply.MaxAttempts == 0 {
+		c.Apply.MaxAttempts = 5
+	}
+	if c.AWS.Queue == "" {
+		c.AWS.Queue = "pgferry-" + strings.ReplaceAll(c.Name, "_", "-") + ".fifo"
+	}
+	if c.AWS.Table == "" {
+		c.AWS.Table = "pgferry-" + strings.ReplaceAll(c.Name, "_", "-") + "-state"
+	}
+	if c.AWS.Bucket == "" {
+		c.AWS.Bucket = "pgferry-" + strings.ReplaceAll(c.Name, "_", "-") + "-payloads"
+	}
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("config: %s: "+format, append([]any{key}, args...)...))
+	}
+	if c.Name == "" {
+		bad("name", "required (it namespaces queues, tables and the capture schema)")
+	} else if !nameRE.MatchString(c.Name) {
+		bad("name", "%q must be lower-case letters, digits and _, starting with a letter, at most 40 characters", c.Name)
+	}
+	if c.Source.DSN == "" {
+		bad("source.dsn", "required")
+	} else if err := checkDSN(c.Source.DSN); err != nil {
+		bad("source.dsn", "%v", err)
+	}
+	switch c.Source.Capture {
+	case CaptureTrigger:
+	case CaptureSlot:
+		bad("source.capture", "%q is not available in this build yet (use trigger)", c.Source.Capture)
+	default:
+		bad("source.capture", "%q is not one of trigger, slot", c.Source.Capture)
+	}
+	if len(c.Source.Tables) == 0 {
+		bad("source.tables", "required: at least one schema-qualified pattern such as public.*")
+	}
+	for i, p := range c.Source.Tables {
+		pat, err := ParsePattern(p)
+		if err != nil {
+			bad(fmt.Sprintf("source.tables[%d]", i), "%v", err)
+			continue
+		}
+		c.Include = append(c.Include, pat)
+	}
+	for i, p := range c.Source.Exclude {
+		pat, err := ParsePattern(p)
+		if err != nil {
+			bad(fmt.Sprintf("source.exclude[%d]", i), "%v", err)
+			continue
+		}
+		c.Exclude = append(c.Exclude, pat)
+	}
+	if len(c.Targets) == 0 {
+		bad("targets", "required: at least one target")
+	}
+	for _, name := range c.TargetNames() {
+		t := c.Targets[name]
+		key := "targets." + name
+		if !nameRE.MatchString(name) {
+			bad(key, "target name %q must be lower-case letters, digits and _, starting with a letter", name)
+		}
+		switch t.Kind {
+		case KindPostgres:
+		case KindRedshift:
+			bad(key+".kind", "%q is not available in this build yet (use postgres)", t.Kind)
+		case "":
+			bad(key+".kind", "required: postgres or redshift")
+		default:
+			bad(key+".kind", "%q is not one of postgres, redshift", t.Kind)
+		}
+		if t.DSN == "" {
+			bad(key+".dsn", "required")
+		} else if err := checkDSN(t.DSN); err != nil {
+			bad(key+".dsn", "%v", err)
+		} else if t.DSN == c.Source.DSN {
+			bad(key+".dsn", "is the same as source.dsn; a target must be a different database")
+		}
+		if t.ApplySchema != "" {
+			bad(key+".apply_schema", "is not supported yet; leave it empty")
+		}
+	}
+	if c.Batch.MaxRows < 1 {
+		bad("batch.max_rows", "must be at least 1, got %d", c.Batch.MaxRows)
+	}
+	if c.Batch.MaxBytes < 1024 {
+		bad("batch.max_bytes", "must be at least 1024, got %d", c.Batch.MaxBytes)
+	}
+	if c.Batch.InlineLimit < 1024 || c.Batch.InlineLimit > 1<<20 {
+		bad("batch.inline_limit", "must be between 1024 and 1048576 (the SQS maximum), got %d", c.Batch.InlineLimit)
+	}
+	if c.Drain.Interval.Duration < 10*time.Millisecond {
+		bad("drain.interval", "must be at least 10ms, got %s", c.Drain.Interval.Duration)
+	}
+	if c.Drain.Lease.Duration < 5*time.Second {
+		bad("drain.lease", "must be at least 5s, got %s", c.Drain.Lease.Duration)
+	}
+	if c.Apply.MaxAttempts < 1 || c.Apply.MaxAttempts > 1000 {
+		bad("apply.max_attempts", "must be between 1 and 1000, got %d", c.Apply.MaxAttempts)
+	}
+	if v := c.Apply.Visibility.Duration; v < 2*time.Second || v > 12*time.Hour || v%time.Second != 0 {
+		bad("apply.visibility", "must be whole seconds between 2s and 12h (the SQS limits), got %s", v)
+	}
+	if !strings.HasSuffix(c.AWS.Queue, ".fifo") {
+		bad("aws.queue", "%q must end in .fifo (batches need a FIFO queue)", c.AWS.Queue)
+	}
+	return errors.Join(errs...)
+}
+
+// TargetNames returns the target names in a stable order.
+func (c *Config) TargetNames() []string {
+	names := make([]string, 0, len(c.Targets))
+	for n := range c.Targets {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// CaptureSchema is the source schema that holds the pipeline's capture
+// objects; it is never replicated.
+func (c *Config) CaptureSchema() string { return "pgferry_" + c.Name }
+
+// Replicated reports whether a table matches the include patterns and none
+// of the exclude patterns.
+func (c *Config) Replicated(schema, table string) bool {
+	if schema == c.CaptureSchema() {
+		return false
+	}
+	in := false
+	for _, p := range c.Include {
+		if p.Match(schema, table) {
+			in = true
+			break
+		}
+	}
+	if !in {
+		return false
+	}
+	for _, p := range c.Exclude {
+		if p.Match(schema, table) {
+			return false
+		}
+	}
+	return true
+}
+
+// FromEnv loads the configuration of a deployed function: the YAML text in
+// PGFERRY_CONFIG, or a file named by PGFERRY_CONFIG_FILE.
+func FromEnv() (*Config, error) {
+	if text, ok := os.LookupEnv("PGFERRY_CONFIG"); ok {
+		return Parse([]byte(text), os.LookupEnv)
+	}
+	if path := os.Getenv("PGFERRY_CONFIG_FILE"); path != "" {
+		return Load(path)
+	}
+	return nil, errors.New("config: set PGFERRY_CONFIG (YAML text) or PGFERRY_CONFIG_FILE")
+}

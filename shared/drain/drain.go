@@ -1,0 +1,274 @@
+// Package drain moves captured changes onto the queue: it reads snapshot
+// windows, cuts them into batches of whole transactions, publishes each
+// batch to every target's FIFO group and only then checkpoints.
+package drain
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/pgferry/pgferry/shared/batch"
+	"github.com/pgferry/pgferry/shared/capture/trigger"
+	"github.com/pgferry/pgferry/shared/checkpoint"
+	"github.com/pgferry/pgferry/shared/queue"
+)
+
+// Checkpoints is the durable drain state; see checkpoint/dynamo for the
+// contract of each method.
+type Checkpoints interface {
+	Acquire(ctx context.Context, owner string, ttl time.Duration) (checkpoint.Lease, error)
+	Renew(ctx context.Context, l checkpoint.Lease, ttl time.Duration) (checkpoint.Lease, error)
+	Release(ctx context.Context, l checkpoint.Lease) error
+	Load(ctx context.Context) (checkpoint.Checkpoint, error)
+	Save(ctx context.Context, l checkpoint.Lease, cp checkpoint.Checkpoint) error
+}
+
+// Source is a capture that reads committed changes in snapshot windows.
+type Source interface {
+	Install(ctx context.Context) error
+	InitialSnapshot(ctx context.Context) (string, error)
+	CurrentSnapshot(ctx context.Context) (string, error)
+	ReadWindow(ctx context.Context, prev, cur string, after int64, fn func(*trigger.Txn) error) error
+	Purge(ctx context.Context, prev string) (int64, error)
+}
+
+// Options bound a drain.
+type Options struct {
+	Pipeline string
+	Targets  []string
+	Owner    string        // lease owner id (instance or invocation id)
+	Lease    time.Duration // lease time to live
+	MaxRows  int           // cut a batch once it holds this many row events
+	MaxBytes int           // … or this many payload bytes
+	// Margin is kept free before the context deadline: no new window is
+	// started within it (a Lambda must return before its timeout).
+	Margin time.Duration
+}
+
+// Drainer drains one pipeline.
+type Drainer struct {
+	src  Source
+	cps  Checkpoints
+	pub  queue.Publisher
+	opts Options
+	log  *slog.Logger
+}
+
+// New returns a drainer.
+func New(src Source, cps Checkpoints, pub queue.Publisher, opts Options, log *slog.Logger) *Drainer {
+	return &Drainer{src: src, cps: cps, pub: pub, opts: opts, log: log}
+}
+
+// Stats describes one Run.
+type Stats struct {
+	Batches, Txns, Events, Rows int
+	CaughtUp                    bool // the last window read found nothing new
+	LastSent                    batch.Position
+	CapturedAt                  int64 // newest captured statement time (Unix ms)
+}
+
+// ErrBusy means another drain holds the lease; nothing was done.
+var ErrBusy = checkpoint.ErrLeaseHeld
+
+// Run drains until caught up, until the deadline margin, or until an
+// error. Every batch it ships is on the queue for every target before the
+// checkpoint that covers it is written, so a crash anywhere re-ships
+// (harmlessly) rather than loses.
+func (d *Drainer) Run(ctx context.Context) (Stats, error) {
+	var st Stats
+	lease, err := d.cps.Acquire(ctx, d.opts.Owner, d.opts.Lease)
+	if err != nil {
+		return st, err
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := d.cps.Release(rctx, lease); err != nil {
+			d.log.Warn("release drain lease", "err", err)
+		}
+	}()
+	if err := d.src.Install(ctx); err != nil {
+		return st, err
+	}
+	r := &run{Drainer: d, lease: lease, st: &st}
+	for !d.nearDeadline(ctx) {
+		more, err := r.window(ctx)
+		if err != nil {
+			return st, err
+		}
+		if !more {
+			st.CaughtUp = true
+			return st, nil
+		}
+	}
+	return st, nil
+}
+
+func (d *Drainer) nearDeadline(ctx context.Context) bool {
+	dl, ok := ctx.Deadline()
+	return ok && time.Until(dl) < d.opts.Margin
+}
+
+type run struct {
+	*Drainer
+	lease checkpoint.Lease
+	st    *Stats
+	cp    checkpoint.Checkpoint
+}
+
+// window ships one snapshot window (or the rest of an open one). It
+// reports whether it found anything, i.e. whether another window may be
+// worth reading.
+func (r *run) window(ctx context.Context) (bool, error) {
+	cp, err := r.cps.Load(ctx)
+	if err != nil {
+		return false, err
+	}
+	if cp.Prev == "" {
+		if cp.Prev, err = r.src.InitialSnapshot(ctx); err != nil {
+			return false, err
+		}
+	}
+	r.cp = cp
+	opened := cp.Window != ""
+	if !opened {
+		if cp.Window, err = r.src.CurrentSnapshot(ctx); err != nil {
+			return false, err
+		}
+		cp.Pos = batch.Position{Tick: cp.Pos.Tick + 1}
+	}
+	tick := cp.Pos.Tick
+	var comp batch.Compactor
+	var pending []*trigger.Txn
+	bytes := 0
+	flush := func() error {
+		if len(pending) == 0 {
+			return nil
+		}
+		if !opened {
+			// Make the window durable before its first batch leaves, so a
+			// crash re-reads exactly this window and cuts the same batches.
+			open := r.cp
+			open.Pos, open.Window, open.Prev = cp.Pos, cp.Window, cp.Prev
+			if err := r.save(ctx, open); err != nil {
+				return err
+			}
+			opened = true
+		}
+		if err := r.ship(ctx, &comp, pending, cp.Window, tick); err != nil {
+			return err
+		}
+		comp.Reset()
+		pending, bytes = pending[:0], 0
+		return nil
+	}
+	found := false
+	err = r.src.ReadWindow(ctx, cp.Prev, cp.Window, cp.Pos.Tx, func(txn *trigger.Txn) error {
+		found = true
+		for _, ch := range txn.Changes {
+			if err := comp.Add(ch); err != nil {
+				return err
+			}
+		}
+		pending = append(pending, txn)
+		bytes += txn.Bytes
+		if comp.Events() >= r.opts.MaxRows || bytes >= r.opts.MaxBytes {
+			return flush()
+		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	if err != nil {
+		return false, err
+	}
+	if !found && !opened {
+		// Nothing committed since Prev; leave the checkpoint alone.
+		return false, nil
+	}
+	done := r.cp
+	done.Pos, done.Prev, done.Window = batch.Position{Tick: tick, Tx: batch.TxEnd}, cp.Window, ""
+	if err := r.save(ctx, done); err != nil {
+		return false, err
+	}
+	if n, err := r.src.Purge(ctx, cp.Window); err != nil {
+		r.log.Warn("purge shipped events", "err", err)
+	} else if n > 0 {
+		r.log.Debug("purged shipped events", "events", n)
+	}
+	return true, nil
+}
+
+// ship publishes the compacted transactions as one batch to every target,
+// then checkpoints its end.
+func (r *run) ship(ctx context.Context, comp *batch.Compactor, txns []*trigger.Txn, window string, tick uint64) error {
+	last := txns[len(txns)-1]
+	b := batch.Batch{
+		Version:  batch.Version,
+		Pipeline: r.opts.Pipeline,
+		Seq:      r.cp.Seq + 1,
+		From:     r.cp.LastSent,
+		To:       batch.Position{Tick: tick, Tx: last.Max},
+		Txns:     len(txns),
+		Events:   comp.Events(),
+		Epochs:   comp.Epochs(),
+	}
+	for _, t := range txns {
+		b.CapturedAt = max(b.CapturedAt, t.Time)
+	}
+	if err := r.renew(ctx); err != nil {
+		return err
+	}
+	for _, target := range r.opts.Targets {
+		b.Target = target
+		body, err := b.Encode()
+		if err != nil {
+			return fmt.Errorf("drain: encode batch %d: %w", b.Seq, err)
+		}
+		dedup := fmt.Sprintf("%s.%d.%d", target, b.To.Tick, b.To.Tx)
+		if err := r.pub.Publish(ctx, batch.Group(r.opts.Pipeline, target), dedup, body); err != nil {
+			return err
+		}
+	}
+	next := r.cp
+	next.Pos, next.Window, next.Seq, next.LastSent = b.To, window, b.Seq, b.To
+	if err := r.save(ctx, next); err != nil {
+		return err
+	}
+	r.st.Batches++
+	r.st.Txns += b.Txns
+	r.st.Events += b.Events
+	r.st.Rows += b.Rows()
+	r.st.LastSent = b.To
+	r.st.CapturedAt = max(r.st.CapturedAt, b.CapturedAt)
+	r.log.Debug("batch shipped", "pipeline", r.opts.Pipeline, "seq", b.Seq, "to", b.To, "txns", b.Txns, "rows", b.Rows())
+	return nil
+}
+
+func (r *run) save(ctx context.Context, cp checkpoint.Checkpoint) error {
+	if err := r.cps.Save(ctx, r.lease, cp); err != nil {
+		return err
+	}
+	r.cp = cp
+	return nil
+}
+
+// renew extends the lease once half of it has gone.
+func (r *run) renew(ctx context.Context) error {
+	if time.Until(r.lease.Expires) > r.opts.Lease/2 {
+		return nil
+	}
+	l, err := r.cps.Renew(ctx, r.lease, r.opts.Lease)
+	if err != nil {
+		if errors.Is(err, checkpoint.ErrLeaseLost) {
+			return fmt.Errorf("drain: stopping: %w", err)
+		}
+		return err
+	}
+	r.lease = l
+	return nil
+}

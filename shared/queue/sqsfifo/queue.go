@@ -1,0 +1,154 @@
+// Package sqsfifo is the SQS FIFO adapter for batches.
+package sqsfifo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/pgferry/pgferry/shared/queue"
+)
+
+// Queue is one FIFO queue.
+type Queue struct {
+	sqs *sqs.Client
+	url string
+}
+
+var _ queue.Publisher = (*Queue)(nil)
+
+// New returns the queue at url.
+func New(client *sqs.Client, url string) *Queue { return &Queue{sqs: client, url: url} }
+
+// URL returns the queue URL.
+func (q *Queue) URL() string { return q.url }
+
+// Publish sends body to group with dedupID.
+func (q *Queue) Publish(ctx context.Context, group, dedupID string, body []byte) error {
+	_, err := q.sqs.SendMessage(ctx, &sqs.SendMessageInput{
+		QueueUrl:               &q.url,
+		MessageBody:            aws.String(string(body)),
+		MessageGroupId:         &group,
+		MessageDeduplicationId: &dedupID,
+	})
+	if err != nil {
+		return fmt.Errorf("sqsfifo: send %s: %w", dedupID, err)
+	}
+	return nil
+}
+
+// Receive long-polls for up to max messages, hiding them for visibility.
+// It may return fewer than are available; callers must not depend on the
+// count.
+func (q *Queue) Receive(ctx context.Context, max int, wait, visibility time.Duration) ([]queue.Message, error) {
+	out, err := q.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+		QueueUrl:                    &q.url,
+		MaxNumberOfMessages:         int32(max),
+		WaitTimeSeconds:             int32(wait / time.Second),
+		VisibilityTimeout:           int32(visibility / time.Second),
+		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameAll},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sqsfifo: receive: %w", err)
+	}
+	msgs := make([]queue.Message, 0, len(out.Messages))
+	for _, m := range out.Messages {
+		n, _ := strconv.Atoi(m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
+		msgs = append(msgs, queue.Message{
+			ID: aws.ToString(m.MessageId), Body: []byte(aws.ToString(m.Body)), Receipt: aws.ToString(m.ReceiptHandle),
+			Group:    m.Attributes[string(types.MessageSystemAttributeNameMessageGroupId)],
+			DedupID:  m.Attributes[string(types.MessageSystemAttributeNameMessageDeduplicationId)],
+			Receives: n,
+		})
+	}
+	return msgs, nil
+}
+
+// Delete removes a processed message. Call it only after the apply and its
+// watermark have committed.
+func (q *Queue) Delete(ctx context.Context, m queue.Message) error {
+	if _, err := q.sqs.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: &q.url, ReceiptHandle: &m.Receipt}); err != nil {
+		return fmt.Errorf("sqsfifo: delete %s: %w", m.ID, err)
+	}
+	return nil
+}
+
+// SetVisibility changes how long m stays hidden: extend it during a long
+// apply, or 0 to retry it now.
+func (q *Queue) SetVisibility(ctx context.Context, m queue.Message, d time.Duration) error {
+	_, err := q.sqs.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
+		QueueUrl: &q.url, ReceiptHandle: &m.Receipt, VisibilityTimeout: int32(d / time.Second),
+	})
+	if err != nil {
+		return fmt.Errorf("sqsfifo: change visibility of %s: %w", m.ID, err)
+	}
+	return nil
+}
+
+// Depth returns the approximate number of visible and in-flight messages.
+func (q *Queue) Depth(ctx context.Context) (visible, inFlight int, err error) {
+	out, err := q.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl: &q.url,
+		AttributeNames: []types.QueueAttributeName{
+			types.QueueAttributeNameApproximateNumberOfMessages, types.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
+		},
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("sqsfifo: queue attributes: %w", err)
+	}
+	visible, _ = strconv.Atoi(out.Attributes[string(types.QueueAttributeNameApproximateNumberOfMessages)])
+	inFlight, _ = strconv.Atoi(out.Attributes[string(types.QueueAttributeNameApproximateNumberOfMessagesNotVisible)])
+	return visible, inFlight, nil
+}
+
+// Ensure creates the FIFO queue name and its FIFO dead-letter queue
+// (name-dlq.fifo) if missing, with messages moved to the dead-letter queue
+// after maxReceives deliveries. It returns the queue and the DLQ URL.
+func Ensure(ctx context.Context, client *sqs.Client, name string, maxReceives int, visibility time.Duration) (*Queue, string, error) {
+	base := name[:len(name)-len(".fifo")]
+	dlqURL, err := create(ctx, client, base+"-dlq.fifo", nil)
+	if err != nil {
+		return nil, "", err
+	}
+	attrs, err := client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: &dlqURL, AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameQueueArn}})
+	if err != nil {
+		return nil, "", fmt.Errorf("sqsfifo: dead-letter queue attributes: %w", err)
+	}
+	redrive := fmt.Sprintf(`{"deadLetterTargetArn":%q,"maxReceiveCount":"%d"}`, attrs.Attributes[string(types.QueueAttributeNameQueueArn)], maxReceives)
+	url, err := create(ctx, client, name, map[string]string{
+		string(types.QueueAttributeNameRedrivePolicy):     redrive,
+		string(types.QueueAttributeNameVisibilityTimeout): strconv.Itoa(int(visibility / time.Second)),
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return New(client, url), dlqURL, nil
+}
+
+func create(ctx context.Context, client *sqs.Client, name string, extra map[string]string) (string, error) {
+	attrs := map[string]string{
+		string(types.QueueAttributeNameFifoQueue):                 "true",
+		string(types.QueueAttributeNameContentBasedDeduplication): "false",
+	}
+	for k, v := range extra {
+		attrs[k] = v
+	}
+	out, err := client.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: &name, Attributes: attrs})
+	if err != nil {
+		var exists *types.QueueNameExists
+		if errors.As(err, &exists) {
+			got, gerr := client.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: &name})
+			if gerr == nil {
+				return aws.ToString(got.QueueUrl), nil
+			}
+		}
+		return "", fmt.Errorf("sqsfifo: create queue %s: %w", name, err)
+	}
+	return aws.ToString(out.QueueUrl), nil
+}

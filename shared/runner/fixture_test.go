@@ -1,0 +1,142 @@
+package runner_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgferry/pgferry/shared/apply"
+	"github.com/pgferry/pgferry/shared/batch"
+	"github.com/pgferry/pgferry/shared/config"
+	"github.com/pgferry/pgferry/shared/runner"
+	"github.com/pgferry/pgferry/shared/testenv"
+	"github.com/pgferry/pgferry/shared/verify"
+)
+
+// fixture is one pipeline between two fresh databases on the test
+// cluster, with its own queue, state table and bucket on the emulators.
+type fixture struct {
+	t              *testing.T
+	cfg            *config.Config
+	cfgYAML        string
+	srcDSN, dstDSN string
+	src, dst       *pgxpool.Pool
+	aws            *runner.AWS
+	targets        map[string]apply.Applier
+	log            *slog.Logger
+}
+
+func logger(t *testing.T) *slog.Logger {
+	if os.Getenv("PGFERRY_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// newFixture creates source and target databases holding ddl (the target
+// schema exists up front, as pg_dump --schema-only would make it) and a
+// pipeline over them. extra is appended to the YAML configuration.
+func newFixture(t *testing.T, ddl, extra string) *fixture {
+	t.Helper()
+	testenv.AWS(t)
+	f := &fixture{t: t, log: logger(t)}
+	f.srcDSN, f.dstDSN = testenv.NewDB(t, "src"), testenv.NewDB(t, "dst")
+	f.src, f.dst = testenv.Pool(t, f.srcDSN), testenv.Pool(t, f.dstDSN)
+	if ddl != "" {
+		testenv.Exec(t, f.src, ddl)
+		testenv.Exec(t, f.dst, ddl)
+	}
+	f.cfgYAML = fmt.Sprintf(`
+name: %s
+source:
+  dsn: %q
+  tables: ["public.*", "odd.*"]
+targets:
+  replica:
+    kind: postgres
+    dsn: %q
+drain:
+  interval: 100ms
+%s`, testenv.Name("t"), f.srcDSN, f.dstDSN, extra)
+	cfg, err := config.Parse([]byte(f.cfgYAML), os.LookupEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.cfg = cfg
+	ctx := context.Background()
+	if f.aws, err = runner.ConnectAWS(ctx, cfg, true); err != nil {
+		t.Fatal(err)
+	}
+	targets, pools, err := runner.Targets(ctx, cfg, f.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, p := range pools {
+			p.Close()
+		}
+	})
+	f.targets = targets
+	return f
+}
+
+func (f *fixture) exec(sql string, args ...any) { f.t.Helper(); testenv.Exec(f.t, f.src, sql, args...) }
+
+func (f *fixture) local() *runner.Local {
+	return &runner.Local{
+		Cfg:     f.cfg,
+		Drainer: runner.NewDrainer(f.cfg, f.src, f.aws, runner.InstanceID(), f.log),
+		Handler: &apply.Handler{Pipeline: f.cfg.Name, Targets: f.targets, Payloads: f.aws.Payloads},
+		Queue:   f.aws.Queue,
+		Log:     f.log,
+	}
+}
+
+func (f *fixture) lastSent(ctx context.Context) (batch.Position, error) {
+	cp, err := f.aws.State.Load(ctx)
+	return cp.LastSent, err
+}
+
+// replicate runs the local runner until idle.
+func (f *fixture) replicate() {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if err := f.local().Run(ctx, true, f.lastSent); err != nil {
+		f.t.Fatalf("replicate until idle: %v", err)
+	}
+}
+
+// assertSame compares every replicated table, row count and checksum.
+func (f *fixture) assertSame() {
+	f.t.Helper()
+	res, err := verify.Compare(context.Background(), f.src, map[string]*pgxpool.Pool{"replica": f.dst}, f.cfg)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if len(res) == 0 {
+		f.t.Fatal("no tables were compared")
+	}
+	for _, r := range res {
+		if !r.OK() {
+			f.t.Errorf("%s differs: source %d rows (%s), target %d rows (%s), err %v",
+				r.Table, r.SourceRows, r.SourceChecksum, r.TargetRows, r.TargetChecksum, r.Err)
+		}
+	}
+}
+
+// count returns a single integer from the target.
+func (f *fixture) targetInt(sql string) int64 {
+	f.t.Helper()
+	var n int64
+	if err := f.dst.QueryRow(context.Background(), sql).Scan(&n); err != nil {
+		f.t.Fatalf("%s: %v", sql, err)
+	}
+	return n
+}

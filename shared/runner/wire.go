@@ -1,0 +1,165 @@
+// Package runner wires the pipeline's parts from a configuration: the
+// composition shared by the Lambda mains and the local runner.
+package runner
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgferry/pgferry/shared/apply"
+	"github.com/pgferry/pgferry/shared/apply/pgapply"
+	"github.com/pgferry/pgferry/shared/capture/trigger"
+	"github.com/pgferry/pgferry/shared/checkpoint/dynamo"
+	"github.com/pgferry/pgferry/shared/config"
+	"github.com/pgferry/pgferry/shared/drain"
+	"github.com/pgferry/pgferry/shared/payload/s3store"
+	"github.com/pgferry/pgferry/shared/queue"
+	"github.com/pgferry/pgferry/shared/queue/sqsfifo"
+)
+
+// AWS holds the clients for the pipeline's AWS resources.
+type AWS struct {
+	Queue    *sqsfifo.Queue
+	DLQURL   string
+	Payloads *s3store.Store
+	State    *dynamo.Store
+	SQS      *sqs.Client
+}
+
+// ConnectAWS builds clients from the standard SDK environment (endpoints
+// included, via AWS_ENDPOINT_URL_*). With ensure, it creates the queues,
+// table and bucket when missing, as the local runner does; deployed
+// functions get them from the stack and pass the URL in PGFERRY_QUEUE_URL.
+func ConnectAWS(ctx context.Context, cfg *config.Config, ensure bool) (*AWS, error) {
+	ac, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRetryMaxAttempts(8))
+	if err != nil {
+		return nil, fmt.Errorf("aws: %w", err)
+	}
+	sqsc := sqs.NewFromConfig(ac)
+	ddb := dynamodb.NewFromConfig(ac)
+	s3c := s3.NewFromConfig(ac, func(o *s3.Options) { o.UsePathStyle = os.Getenv("AWS_ENDPOINT_URL_S3") != "" })
+	out := &AWS{SQS: sqsc, Payloads: s3store.New(s3c, cfg.AWS.Bucket), State: dynamo.New(ddb, cfg.AWS.Table, cfg.Name)}
+	if !ensure {
+		url := os.Getenv("PGFERRY_QUEUE_URL")
+		if url == "" {
+			got, err := sqsc.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(cfg.AWS.Queue)})
+			if err != nil {
+				return nil, fmt.Errorf("aws: queue %s: %w", cfg.AWS.Queue, err)
+			}
+			url = aws.ToString(got.QueueUrl)
+		}
+		out.Queue = sqsfifo.New(sqsc, url)
+		return out, nil
+	}
+	if out.Queue, out.DLQURL, err = sqsfifo.Ensure(ctx, sqsc, cfg.AWS.Queue, cfg.Apply.MaxAttempts, cfg.Apply.Visibility.Duration); err != nil {
+		return nil, err
+	}
+	if err := dynamo.EnsureTable(ctx, ddb, cfg.AWS.Table); err != nil {
+		return nil, err
+	}
+	if err := s3store.EnsureBucket(ctx, s3c, cfg.AWS.Bucket); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Connect opens a pool, naming the database role in errors but never the
+// DSN, which may hold a password.
+func Connect(ctx context.Context, what, dsn string) (*pgxpool.Pool, error) {
+	pc, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("%s: invalid connection string", what)
+	}
+	pc.ConnConfig.RuntimeParams["application_name"] = "pgferry"
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := pool.Ping(pctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("%s: cannot connect to %s:%d as %s: %w", what, pc.ConnConfig.Host, pc.ConnConfig.Port, pc.ConnConfig.User, scrub(err, pc.ConnConfig.Password))
+	}
+	return pool, nil
+}
+
+// scrub guards against a driver error that echoes the password.
+func scrub(err error, password string) error {
+	if password == "" {
+		return err
+	}
+	return redacted{err, password}
+}
+
+type redacted struct {
+	err      error
+	password string
+}
+
+func (r redacted) Error() string {
+	return strings.ReplaceAll(r.err.Error(), r.password, "xxxxx")
+}
+func (r redacted) Unwrap() error { return r.err }
+
+// NewDrainer wires trigger capture, the claim-check publisher and the
+// checkpoint store.
+func NewDrainer(cfg *config.Config, src *pgxpool.Pool, a *AWS, owner string, log *slog.Logger) *drain.Drainer {
+	pub := &queue.ClaimCheck{Next: a.Queue, Store: a.Payloads, Limit: cfg.Batch.InlineLimit}
+	return drain.New(trigger.New(src, cfg, log), a.State, pub, drain.Options{
+		Pipeline: cfg.Name,
+		Targets:  cfg.TargetNames(),
+		Owner:    owner,
+		Lease:    cfg.Drain.Lease.Duration,
+		MaxRows:  cfg.Batch.MaxRows,
+		MaxBytes: cfg.Batch.MaxBytes,
+		Margin:   30 * time.Second,
+	}, log)
+}
+
+// Targets connects to every target and prepares its applier. The caller
+// closes the returned pools.
+func Targets(ctx context.Context, cfg *config.Config, log *slog.Logger) (map[string]apply.Applier, []*pgxpool.Pool, error) {
+	out := map[string]apply.Applier{}
+	var pools []*pgxpool.Pool
+	for _, name := range cfg.TargetNames() {
+		t := cfg.Targets[name]
+		pool, err := Connect(ctx, "targets."+name, t.DSN)
+		if err != nil {
+			closeAll(pools)
+			return nil, nil, err
+		}
+		pools = append(pools, pool)
+		ap, err := pgapply.New(ctx, pool, cfg.Name, log.With("target", name))
+		if err != nil {
+			closeAll(pools)
+			return nil, nil, fmt.Errorf("targets.%s: %w", name, err)
+		}
+		out[name] = ap
+	}
+	return out, pools, nil
+}
+
+func closeAll(pools []*pgxpool.Pool) {
+	for _, p := range pools {
+		p.Close()
+	}
+}
+
+// InstanceID names this process as a lease owner.
+func InstanceID() string {
+	h, _ := os.Hostname()
+	return h + ":" + strconv.Itoa(os.Getpid()) + ":" + strconv.FormatInt(time.Now().UnixNano(), 36)
+}
