@@ -104,7 +104,7 @@ func TestReplicatesEveryKindOfChange(t *testing.T) {
 	f.exec(`UPDATE ident SET qty = qty * 10 WHERE id <= 5`)
 	f.exec(`INSERT INTO ident (id, qty) OVERRIDING SYSTEM VALUE VALUES (500, 1)`)
 	f.exec(`UPDATE measure SET region = 'eu' WHERE region = 'us' AND v < 20`) // rows move partition
-	f.exec(`DELETE FROM measure_eu WHERE v > 90`)                            // straight into a partition
+	f.exec(`DELETE FROM measure_eu WHERE v > 90`)                             // straight into a partition
 	f.exec(`INSERT INTO measure_us VALUES ('us', '2030-01-01', 1)`)
 	f.exec(`UPDATE odd."x""; DROP TABLE y; --" SET "Mixed Case" = 'changed' WHERE "col""; --" = 1`)
 	f.replicate()
