@@ -38,7 +38,7 @@ func main() {
 			return err
 		}
 		defer src.Close()
-		st, err := runner.NewDrainer(cfg, src, aws, owner, log).Run(ctx)
+		st, err := runner.NewDrainer(cfg, src, aws, owner, log, nil).Run(ctx)
 		if errors.Is(err, drain.ErrBusy) {
 			log.Info("another drain holds the lease; skipping this tick")
 			return nil

@@ -38,6 +38,7 @@ func run() error {
 		doVerify    = flag.Bool("verify", false, "after --until-idle, compare row counts and checksums of every table")
 		timeout     = flag.Duration("timeout", 10*time.Minute, "with --until-idle, give up after this long")
 		logLevel    = flag.String("log-level", "info", "debug, info, warn or error")
+		reset       = flag.Bool("reset", false, "remove the pipeline's capture objects, queued batches, checkpoint and target watermarks, then exit")
 	)
 	flag.Parse()
 	var level slog.Level
@@ -87,10 +88,14 @@ func run() error {
 		}
 	}()
 
+	if *reset {
+		return runner.Reset(ctx, cfg, aws, src, pools, log)
+	}
+
 	progress := &runner.Progress{W: os.Stderr}
 	l := &runner.Local{
 		Cfg:      cfg,
-		Drainer:  runner.NewDrainer(cfg, src, aws, runner.InstanceID(), log.With("fn", "drain")),
+		Drainer:  runner.NewDrainer(cfg, src, aws, runner.InstanceID(), log.With("fn", "drain"), progress.Shipped),
 		Handler:  &apply.Handler{Pipeline: cfg.Name, Targets: targets, Payloads: aws.Payloads},
 		Queue:    aws.Queue,
 		Log:      log,

@@ -67,6 +67,9 @@ type Drain struct {
 	Interval Duration `yaml:"interval"`
 	// Lease is how long a drain's lease lasts without renewal.
 	Lease Duration `yaml:"lease"`
+	// MinWindow is the shortest span of one snapshot window under load:
+	// longer windows make fewer, larger batches.
+	MinWindow Duration `yaml:"min_window"`
 }
 
 // Apply tunes the applier.
@@ -252,6 +255,9 @@ func (c *Config) defaults() {
 	if c.Drain.Interval.Duration == 0 {
 		c.Drain.Interval.Duration = time.Second
 	}
+	if c.Drain.MinWindow.Duration == 0 {
+		c.Drain.MinWindow.Duration = 250 * time.Millisecond
+	}
 	if c.Drain.Lease.Duration == 0 {
 		c.Drain.Lease.Duration = time.Minute
 	}
@@ -353,6 +359,9 @@ func (c *Config) validate() error {
 	}
 	if c.Drain.Interval.Duration < 10*time.Millisecond {
 		bad("drain.interval", "must be at least 10ms, got %s", c.Drain.Interval.Duration)
+	}
+	if v := c.Drain.MinWindow.Duration; v < 0 || v > time.Minute {
+		bad("drain.min_window", "must be between 0s and 1m, got %s", v)
 	}
 	if c.Drain.Lease.Duration < 5*time.Second {
 		bad("drain.lease", "must be at least 5s, got %s", c.Drain.Lease.Duration)

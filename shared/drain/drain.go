@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"time"
 
@@ -46,6 +47,14 @@ type Options struct {
 	// Margin is kept free before the context deadline: no new window is
 	// started within it (a Lambda must return before its timeout).
 	Margin time.Duration
+	// MinWindow is the shortest time between two window snapshots. Under a
+	// steady write load a drain never catches up; without a floor it would
+	// cut a tiny batch every few milliseconds and the fixed cost per batch
+	// on the apply side would dominate.
+	MinWindow time.Duration
+	// OnShip, if set, is called after each batch is queued and
+	// checkpointed (for progress output and metrics).
+	OnShip func(*batch.Batch)
 }
 
 // Drainer drains one pipeline.
@@ -93,7 +102,11 @@ func (d *Drainer) Run(ctx context.Context) (Stats, error) {
 	if err := d.src.Install(ctx); err != nil {
 		return st, err
 	}
-	r := &run{Drainer: d, lease: lease, st: &st}
+	initial, err := d.src.InitialSnapshot(ctx)
+	if err != nil {
+		return st, err
+	}
+	r := &run{Drainer: d, lease: lease, st: &st, initial: initial, incarnation: incarnation(initial)}
 	for !d.nearDeadline(ctx) {
 		more, err := r.window(ctx)
 		if err != nil {
@@ -114,9 +127,24 @@ func (d *Drainer) nearDeadline(ctx context.Context) bool {
 
 type run struct {
 	*Drainer
-	lease checkpoint.Lease
-	st    *Stats
-	cp    checkpoint.Checkpoint
+	lease    checkpoint.Lease
+	st       *Stats
+	cp       checkpoint.Checkpoint
+	lastSnap time.Time
+	initial  string
+	// incarnation names this installation of capture. Positions restart
+	// when a pipeline is re-created, and SQS would silently drop a new
+	// batch whose deduplication id matched one from the previous life
+	// (the window is five minutes), so dedup ids carry it.
+	incarnation string
+}
+
+// incarnation derives a short stable id from the install's snapshot,
+// which no later install can repeat (transaction ids only grow).
+func incarnation(initialSnapshot string) string {
+	h := fnv.New32a()
+	h.Write([]byte(initialSnapshot))
+	return fmt.Sprintf("%08x", h.Sum32())
 }
 
 // window ships one snapshot window (or the rest of an open one). It
@@ -128,13 +156,19 @@ func (r *run) window(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	if cp.Prev == "" {
-		if cp.Prev, err = r.src.InitialSnapshot(ctx); err != nil {
-			return false, err
-		}
+		cp.Prev = r.initial
 	}
 	r.cp = cp
 	opened := cp.Window != ""
 	if !opened {
+		if wait := r.opts.MinWindow - time.Since(r.lastSnap); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return false, ctx.Err()
+			case <-time.After(wait):
+			}
+		}
+		r.lastSnap = time.Now()
 		if cp.Window, err = r.src.CurrentSnapshot(ctx); err != nil {
 			return false, err
 		}
@@ -229,7 +263,7 @@ func (r *run) ship(ctx context.Context, comp *batch.Compactor, txns []*trigger.T
 		if err != nil {
 			return fmt.Errorf("drain: encode batch %d: %w", b.Seq, err)
 		}
-		dedup := fmt.Sprintf("%s.%d.%d", target, b.To.Tick, b.To.Tx)
+		dedup := fmt.Sprintf("%s.%s.%d.%d", target, r.incarnation, b.To.Tick, b.To.Tx)
 		if err := r.pub.Publish(ctx, batch.Group(r.opts.Pipeline, target), dedup, body); err != nil {
 			return err
 		}
@@ -245,6 +279,9 @@ func (r *run) ship(ctx context.Context, comp *batch.Compactor, txns []*trigger.T
 	r.st.Rows += b.Rows()
 	r.st.LastSent = b.To
 	r.st.CapturedAt = max(r.st.CapturedAt, b.CapturedAt)
+	if r.opts.OnShip != nil {
+		r.opts.OnShip(&b)
+	}
 	r.log.Debug("batch shipped", "pipeline", r.opts.Pipeline, "seq", b.Seq, "to", b.To, "txns", b.Txns, "rows", b.Rows())
 	return nil
 }

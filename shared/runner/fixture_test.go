@@ -91,7 +91,7 @@ func (f *fixture) exec(sql string, args ...any) { f.t.Helper(); testenv.Exec(f.t
 func (f *fixture) local() *runner.Local {
 	return &runner.Local{
 		Cfg:     f.cfg,
-		Drainer: runner.NewDrainer(f.cfg, f.src, f.aws, runner.InstanceID(), f.log),
+		Drainer: runner.NewDrainer(f.cfg, f.src, f.aws, runner.InstanceID(), f.log, nil),
 		Handler: &apply.Handler{Pipeline: f.cfg.Name, Targets: f.targets, Payloads: f.aws.Payloads},
 		Queue:   f.aws.Queue,
 		Log:     f.log,

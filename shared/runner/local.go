@@ -118,9 +118,6 @@ func (l *Local) drainLoop(ctx context.Context) {
 			l.Log.Error("drain failed; retrying", "err", err, "in", backoff.Round(time.Millisecond))
 		default:
 			backoff = 0
-			if l.Progress != nil {
-				l.Progress.Drained(st)
-			}
 			if st.CaughtUp && st.Batches == 0 {
 				l.caughtUp.Store(started)
 			}

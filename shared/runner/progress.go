@@ -10,7 +10,6 @@ import (
 
 	"github.com/pgferry/pgferry/shared/apply"
 	"github.com/pgferry/pgferry/shared/batch"
-	"github.com/pgferry/pgferry/shared/drain"
 	"github.com/pgferry/pgferry/shared/queue/sqsfifo"
 )
 
@@ -24,13 +23,13 @@ type Progress struct {
 	lags                        []time.Duration // capture-to-apply, per applied batch
 }
 
-// Drained records a drain run.
-func (p *Progress) Drained(st drain.Stats) {
+// Shipped records a batch the drain queued.
+func (p *Progress) Shipped(b *batch.Batch) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.capBatches += st.Batches
-	p.capTxns += st.Txns
-	p.capEvs += st.Events
+	p.capBatches++
+	p.capTxns += b.Txns
+	p.capEvs += b.Events
 }
 
 // Applied records an applied (or replayed) batch.

@@ -20,6 +20,7 @@ import (
 
 	"github.com/pgferry/pgferry/shared/apply"
 	"github.com/pgferry/pgferry/shared/apply/pgapply"
+	"github.com/pgferry/pgferry/shared/batch"
 	"github.com/pgferry/pgferry/shared/capture/trigger"
 	"github.com/pgferry/pgferry/shared/checkpoint/dynamo"
 	"github.com/pgferry/pgferry/shared/config"
@@ -116,16 +117,18 @@ func (r redacted) Unwrap() error { return r.err }
 
 // NewDrainer wires trigger capture, the claim-check publisher and the
 // checkpoint store.
-func NewDrainer(cfg *config.Config, src *pgxpool.Pool, a *AWS, owner string, log *slog.Logger) *drain.Drainer {
+func NewDrainer(cfg *config.Config, src *pgxpool.Pool, a *AWS, owner string, log *slog.Logger, onShip func(*batch.Batch)) *drain.Drainer {
 	pub := &queue.ClaimCheck{Next: a.Queue, Store: a.Payloads, Limit: cfg.Batch.InlineLimit}
 	return drain.New(trigger.New(src, cfg, log), a.State, pub, drain.Options{
-		Pipeline: cfg.Name,
-		Targets:  cfg.TargetNames(),
-		Owner:    owner,
-		Lease:    cfg.Drain.Lease.Duration,
-		MaxRows:  cfg.Batch.MaxRows,
-		MaxBytes: cfg.Batch.MaxBytes,
-		Margin:   30 * time.Second,
+		Pipeline:  cfg.Name,
+		Targets:   cfg.TargetNames(),
+		Owner:     owner,
+		Lease:     cfg.Drain.Lease.Duration,
+		MaxRows:   cfg.Batch.MaxRows,
+		MaxBytes:  cfg.Batch.MaxBytes,
+		Margin:    30 * time.Second,
+		MinWindow: cfg.Drain.MinWindow.Duration,
+		OnShip:    onShip,
 	}, log)
 }
 

@@ -189,3 +189,13 @@ func isConditional(err error) bool {
 	var ccf *types.ConditionalCheckFailedException
 	return errors.As(err, &ccf)
 }
+
+// Delete removes the pipeline's item: its checkpoint and lease. The next
+// drain starts from the source's initial snapshot. Deleting a missing item
+// is not an error.
+func (s *Store) Delete(ctx context.Context) error {
+	if _, err := s.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: &s.table, Key: s.key()}); err != nil {
+		return fmt.Errorf("checkpoint: delete: %w", err)
+	}
+	return nil
+}

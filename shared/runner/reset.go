@@ -1,0 +1,44 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgferry/pgferry/shared/apply/pgapply"
+	"github.com/pgferry/pgferry/shared/config"
+)
+
+// Reset removes every trace of a pipeline so it can start again from
+// nothing: the capture schema on the source (with its triggers and
+// events), queued and dead-lettered batches, the checkpoint and lease, and
+// the pipeline's watermarks on the targets. Replicated data on the targets
+// is left alone. It is destructive by design and idempotent.
+func Reset(ctx context.Context, cfg *config.Config, a *AWS, src *pgxpool.Pool, targets []*pgxpool.Pool, log *slog.Logger) error {
+	if _, err := src.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{cfg.CaptureSchema()}.Sanitize()+" CASCADE"); err != nil {
+		return fmt.Errorf("reset: drop capture schema %s: %w", cfg.CaptureSchema(), err)
+	}
+	for _, url := range []string{a.Queue.URL(), a.DLQURL} {
+		if url == "" {
+			continue
+		}
+		if _, err := a.SQS.PurgeQueue(ctx, &sqs.PurgeQueueInput{QueueUrl: &url}); err != nil {
+			return fmt.Errorf("reset: purge queue: %w", err)
+		}
+	}
+	if err := a.State.Delete(ctx); err != nil {
+		return fmt.Errorf("reset: %w", err)
+	}
+	for i, t := range targets {
+		_, err := t.Exec(ctx, "DELETE FROM "+pgx.Identifier{pgapply.Schema, "watermarks"}.Sanitize()+" WHERE pipeline = $1", cfg.Name)
+		if err != nil {
+			return fmt.Errorf("reset: targets.%s watermarks: %w", cfg.TargetNames()[i], err)
+		}
+	}
+	log.Info("pipeline reset: capture objects, queued batches, checkpoint and watermarks removed")
+	return nil
+}
