@@ -18,7 +18,17 @@ CREATE TABLE IF NOT EXISTS @schema@.events (
     ev_new   text[]
 );
 -- Windows are selected by transaction id range, then filtered by snapshot.
-CREATE INDEX IF NOT EXISTS events_txid ON @schema@.events (ev_txid);
+-- Created only when missing: CREATE INDEX IF NOT EXISTS takes a SHARE lock
+-- on events before it finds the index, so every re-install (each drain)
+-- would wait for any open writing transaction and stall new writers
+-- queued behind it.
+DO $do$
+BEGIN
+    IF to_regclass('@schema@.events_txid') IS NULL THEN
+        CREATE INDEX events_txid ON @schema@.events (ev_txid);
+    END IF;
+END
+$do$;
 
 -- The snapshot taken when capture was first installed: the first window
 -- starts there, so no transaction that wrote events can be skipped.

@@ -103,7 +103,9 @@ func (a *Applier) Apply(ctx context.Context, b *batch.Batch) (apply.Result, erro
 		if b.To.Compare(wm) <= 0 {
 			return nil
 		}
-		if !wm.IsZero() && wm.Less(b.From) {
+		// Strict even for a fresh target: if the group's first batch was
+		// dead-lettered, its successor must wait for it, not overtake it.
+		if wm.Less(b.From) {
 			return fmt.Errorf("%w: batch %d covers %s..%s but the target is at %s", apply.ErrGap, b.Seq, b.From, b.To, wm)
 		}
 		w := &writer{a: a, tx: tx}

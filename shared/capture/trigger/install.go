@@ -52,6 +52,23 @@ func (c *Capture) triggerName(suffix string) string {
 // triggers (which blocks writers to it meanwhile), so rows written before
 // the table was picked up still reach the targets.
 func (c *Capture) Install(ctx context.Context) error {
+	// Re-running the script replaces the trigger functions, which makes
+	// every session that writes recompile them; only run it when the
+	// installed version differs. Reading the version takes no lock.
+	var installed int
+	var exists bool
+	state := pgx.Identifier{c.schema, "state"}.Sanitize()
+	if err := c.pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", state).Scan(&exists); err != nil {
+		return fmt.Errorf("trigger: look for capture schema: %w", err)
+	}
+	if exists {
+		if err := c.pool.QueryRow(ctx, "SELECT version FROM "+state).Scan(&installed); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("trigger: read installed capture version: %w", err)
+		}
+	}
+	if installed == sqlfiles.CaptureVersion {
+		return c.SyncTables(ctx)
+	}
 	err := pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
 		// Serialise installers of this pipeline; the lock ends with the
 		// transaction.
