@@ -35,3 +35,9 @@ func appendCopyValue(dst []byte, s string) []byte {
 	}
 	return dst
 }
+
+// SessionSettings pins, for the current transaction, every setting that
+// changes how values print or parse as text, to the values the capture
+// triggers use. Any session that writes or compares captured text runs it.
+const SessionSettings = `SET LOCAL datestyle = 'ISO, YMD'; SET LOCAL intervalstyle = 'postgres';
+SET LOCAL extra_float_digits = 1; SET LOCAL bytea_output = 'hex'; SET LOCAL timezone = 'UTC'`

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pgferry/pgferry/shared/batch"
 	"github.com/pgferry/pgferry/shared/config"
+	"github.com/pgferry/pgferry/shared/pgtext"
 )
 
 // Table is one table's comparison.
@@ -108,8 +109,7 @@ func checksum(ctx context.Context, pool *pgxpool.Pool, t batch.Table, cols []str
 	var n int64
 	var sum string
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SET LOCAL datestyle = 'ISO, YMD'; SET LOCAL intervalstyle = 'postgres';
-			SET LOCAL extra_float_digits = 1; SET LOCAL bytea_output = 'hex'; SET LOCAL timezone = 'UTC'`); err != nil {
+		if _, err := tx.Exec(ctx, pgtext.SessionSettings); err != nil {
 			return err
 		}
 		return tx.QueryRow(ctx, fmt.Sprintf(`SELECT count(*), coalesce(sum(('x' || substr(md5(%s::text), 1, 15))::bit(60)::bigint), 0)::text FROM %s t`,

@@ -16,16 +16,12 @@ import (
 
 	"github.com/pgferry/pgferry/shared/apply"
 	"github.com/pgferry/pgferry/shared/batch"
+	"github.com/pgferry/pgferry/shared/pgtext"
 	sqlfiles "github.com/pgferry/pgferry/sql"
 )
 
 // Schema holds pgferry's own objects on a target.
 const Schema = "pgferry"
-
-// sessionSettings make values parse and print exactly as capture wrote
-// them, whatever the target's defaults are.
-const sessionSettings = `SET LOCAL datestyle = 'ISO, YMD'; SET LOCAL intervalstyle = 'postgres';
-SET LOCAL extra_float_digits = 1; SET LOCAL bytea_output = 'hex'; SET LOCAL timezone = 'UTC'`
 
 // Applier applies batches of one pipeline to one target database.
 type Applier struct {
@@ -89,7 +85,7 @@ func (a *Applier) Apply(ctx context.Context, b *batch.Batch) (apply.Result, erro
 	var res apply.Result
 	group := batch.Group(b.Pipeline, b.Target)
 	err := pgx.BeginFunc(ctx, a.pool, func(tx pgx.Tx) error {
-		settings := sessionSettings
+		settings := pgtext.SessionSettings
 		if a.replicaRole {
 			settings += "; SET LOCAL session_replication_role = replica"
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgferry/pgferry/shared/config"
+	"github.com/pgferry/pgferry/shared/pgtext"
 	sqlfiles "github.com/pgferry/pgferry/sql"
 )
 
@@ -190,9 +191,10 @@ func (c *Capture) addTriggers(ctx context.Context, t table) error {
 		// Rows already in the table travel as synthetic INSERT events of
 		// this transaction, in chunks of 1000 rows per event. A partitioned
 		// root holds no rows itself (ONLY), its partitions copy their own.
+		if _, err := tx.Exec(ctx, pgtext.SessionSettings); err != nil {
+			return err
+		}
 		_, err := tx.Exec(ctx, fmt.Sprintf(`
-			SET LOCAL datestyle = 'ISO, YMD'; SET LOCAL intervalstyle = 'postgres';
-			SET LOCAL extra_float_digits = 1; SET LOCAL bytea_output = 'hex'; SET LOCAL timezone = 'UTC';
 			INSERT INTO %[1]s.events (ev_relid, ev_op, ev_cols, ev_new)
 			SELECT %[3]d, 'I', %[1]s.columns_of(%[3]d), array_agg(r)
 			FROM (SELECT t.*::text AS r, (row_number() OVER () - 1) / 1000 AS chunk FROM ONLY %[2]s t) s
