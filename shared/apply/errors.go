@@ -18,6 +18,11 @@ var (
 	// earlier batch has not been applied (for example it is dead-lettered).
 	// Applying this one would lose that batch's changes, so it waits.
 	ErrGap = errors.New("apply: an earlier batch is missing")
+	// ErrLineage means the batch comes from a different checkpoint
+	// history than the one the target follows: the checkpoint store was
+	// lost or reset while the target kept its watermark. Applying or
+	// skipping could both be wrong, so it stops until an operator acts.
+	ErrLineage = errors.New("apply: batch is from a different checkpoint lineage than the target")
 )
 
 // Class says what to do with a failed message.
@@ -40,6 +45,9 @@ const (
 func Classify(err error) Class {
 	if err == nil {
 		return Retry
+	}
+	if errors.Is(err, ErrLineage) {
+		return Terminal
 	}
 	if errors.Is(err, ErrSchemaBehind) || errors.Is(err, ErrGap) {
 		return Retry

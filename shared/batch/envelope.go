@@ -56,7 +56,10 @@ type Batch struct {
 	Version  int    `json:"v"`
 	Pipeline string `json:"pipeline"`
 	Target   string `json:"target"`
-	Seq      uint64 `json:"seq"`
+	// Lineage names the checkpoint history the batch belongs to; see
+	// checkpoint.Checkpoint.Lineage.
+	Lineage string `json:"lineage"`
+	Seq     uint64 `json:"seq"`
 	// From is exclusive and To inclusive: the batch holds every change
 	// after From up to and including To.
 	From Position `json:"from"`

@@ -23,6 +23,13 @@ type Checkpoint struct {
 	// the first) and Window the end snapshot of the window being shipped
 	// ("" when none is open).
 	Prev, Window string
+	// Lineage names this checkpoint history. It is chosen when the first
+	// checkpoint is written and travels in every batch. If the checkpoint
+	// store is ever lost, positions start again from the beginning; the
+	// new lineage keeps those batches from being mistaken for replays of
+	// the old ones (and dropped) by SQS deduplication or by a target's
+	// watermark.
+	Lineage string
 }
 
 // Lease is a held drain lease. Gen increases every time the lease changes

@@ -259,7 +259,7 @@ func (c *Config) defaults() {
 		c.Drain.MinWindow.Duration = 250 * time.Millisecond
 	}
 	if c.Drain.Lease.Duration == 0 {
-		c.Drain.Lease.Duration = time.Minute
+		c.Drain.Lease.Duration = 15 * time.Second
 	}
 	if c.Apply.Visibility.Duration == 0 {
 		c.Apply.Visibility.Duration = 30 * time.Second

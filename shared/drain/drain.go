@@ -5,9 +5,10 @@ package drain
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"time"
 
@@ -106,7 +107,7 @@ func (d *Drainer) Run(ctx context.Context) (Stats, error) {
 	if err != nil {
 		return st, err
 	}
-	r := &run{Drainer: d, lease: lease, st: &st, initial: initial, incarnation: incarnation(initial)}
+	r := &run{Drainer: d, lease: lease, st: &st, initial: initial}
 	for !d.nearDeadline(ctx) {
 		more, err := r.window(ctx)
 		if err != nil {
@@ -132,19 +133,13 @@ type run struct {
 	cp       checkpoint.Checkpoint
 	lastSnap time.Time
 	initial  string
-	// incarnation names this installation of capture. Positions restart
-	// when a pipeline is re-created, and SQS would silently drop a new
-	// batch whose deduplication id matched one from the previous life
-	// (the window is five minutes), so dedup ids carry it.
-	incarnation string
 }
 
-// incarnation derives a short stable id from the install's snapshot,
-// which no later install can repeat (transaction ids only grow).
-func incarnation(initialSnapshot string) string {
-	h := fnv.New32a()
-	h.Write([]byte(initialSnapshot))
-	return fmt.Sprintf("%08x", h.Sum32())
+// newLineage returns a random checkpoint lineage id.
+func newLineage() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // window ships one snapshot window (or the rest of an open one). It
@@ -157,6 +152,10 @@ func (r *run) window(ctx context.Context) (bool, error) {
 	}
 	if cp.Prev == "" {
 		cp.Prev = r.initial
+	}
+	if cp.Lineage == "" {
+		// Saved with the window-open checkpoint, before any batch leaves.
+		cp.Lineage = newLineage()
 	}
 	r.cp = cp
 	opened := cp.Window != ""
@@ -186,7 +185,7 @@ func (r *run) window(ctx context.Context) (bool, error) {
 			// Make the window durable before its first batch leaves, so a
 			// crash re-reads exactly this window and cuts the same batches.
 			open := r.cp
-			open.Pos, open.Window, open.Prev = cp.Pos, cp.Window, cp.Prev
+			open.Pos, open.Window, open.Prev, open.Lineage = cp.Pos, cp.Window, cp.Prev, cp.Lineage
 			if err := r.save(ctx, open); err != nil {
 				return err
 			}
@@ -244,6 +243,7 @@ func (r *run) ship(ctx context.Context, comp *batch.Compactor, txns []*trigger.T
 	b := batch.Batch{
 		Version:  batch.Version,
 		Pipeline: r.opts.Pipeline,
+		Lineage:  r.cp.Lineage,
 		Seq:      r.cp.Seq + 1,
 		From:     r.cp.LastSent,
 		To:       batch.Position{Tick: tick, Tx: last.Max},
@@ -263,7 +263,7 @@ func (r *run) ship(ctx context.Context, comp *batch.Compactor, txns []*trigger.T
 		if err != nil {
 			return fmt.Errorf("drain: encode batch %d: %w", b.Seq, err)
 		}
-		dedup := fmt.Sprintf("%s.%s.%d.%d", target, r.incarnation, b.To.Tick, b.To.Tx)
+		dedup := fmt.Sprintf("%s.%s.%d.%d", target, b.Lineage, b.To.Tick, b.To.Tx)
 		if err := r.pub.Publish(ctx, batch.Group(r.opts.Pipeline, target), dedup, body); err != nil {
 			return err
 		}

@@ -10,6 +10,7 @@ CREATE TABLE IF NOT EXISTS @schema@.watermarks (
     tick       numeric(20) NOT NULL,
     tx         bigint NOT NULL,
     seq        numeric(20) NOT NULL,
+    lineage    text NOT NULL DEFAULT '',
     applied_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (pipeline, msg_group)
 );

@@ -92,9 +92,13 @@ func (a *Applier) Apply(ctx context.Context, b *batch.Batch) (apply.Result, erro
 		if _, err := tx.Exec(ctx, settings); err != nil {
 			return err
 		}
-		wm, err := lockWatermark(ctx, tx, b.Pipeline, group)
+		wm, lineage, err := lockWatermark(ctx, tx, b.Pipeline, group)
 		if err != nil {
 			return err
+		}
+		if lineage != "" && lineage != b.Lineage {
+			return fmt.Errorf("%w: batch %d has lineage %q, the target follows %q; "+
+				"if the checkpoint store was lost, reset the pipeline (--reset) and load again", apply.ErrLineage, b.Seq, b.Lineage, lineage)
 		}
 		if b.To.Compare(wm) <= 0 {
 			return nil
@@ -110,9 +114,9 @@ func (a *Applier) Apply(ctx context.Context, b *batch.Batch) (apply.Result, erro
 				return err
 			}
 		}
-		_, err = tx.Exec(ctx, fmt.Sprintf(`UPDATE %s.watermarks SET tick = $3, tx = $4, seq = $5, applied_at = now()
+		_, err = tx.Exec(ctx, fmt.Sprintf(`UPDATE %s.watermarks SET tick = $3, tx = $4, seq = $5, lineage = $6, applied_at = now()
 			WHERE pipeline = $1 AND msg_group = $2`, pgx.Identifier{Schema}.Sanitize()),
-			b.Pipeline, group, b.To.Tick, b.To.Tx, b.Seq)
+			b.Pipeline, group, b.To.Tick, b.To.Tx, b.Seq, b.Lineage)
 		res = apply.Result{Applied: true, Rows: w.rows}
 		return err
 	})
@@ -123,16 +127,17 @@ func (a *Applier) Apply(ctx context.Context, b *batch.Batch) (apply.Result, erro
 	return res, nil
 }
 
-func lockWatermark(ctx context.Context, tx pgx.Tx, pipeline, group string) (batch.Position, error) {
+func lockWatermark(ctx context.Context, tx pgx.Tx, pipeline, group string) (batch.Position, string, error) {
 	sch := pgx.Identifier{Schema}.Sanitize()
 	if _, err := tx.Exec(ctx, fmt.Sprintf(`INSERT INTO %s.watermarks (pipeline, msg_group, tick, tx, seq)
 		VALUES ($1, $2, 0, 0, 0) ON CONFLICT DO NOTHING`, sch), pipeline, group); err != nil {
-		return batch.Position{}, err
+		return batch.Position{}, "", err
 	}
 	var p batch.Position
-	err := tx.QueryRow(ctx, fmt.Sprintf(`SELECT tick, tx FROM %s.watermarks WHERE pipeline = $1 AND msg_group = $2 FOR UPDATE`, sch),
-		pipeline, group).Scan(&p.Tick, &p.Tx)
-	return p, err
+	var lineage string
+	err := tx.QueryRow(ctx, fmt.Sprintf(`SELECT tick, tx, lineage FROM %s.watermarks WHERE pipeline = $1 AND msg_group = $2 FOR UPDATE`, sch),
+		pipeline, group).Scan(&p.Tick, &p.Tx, &lineage)
+	return p, lineage, err
 }
 
 // explain maps "the target lacks it" SQLSTATEs to apply.ErrSchemaBehind.

@@ -352,3 +352,25 @@ func TestFirstBatchMissingOnFreshTargetIsAGap(t *testing.T) {
 		t.Fatalf("target after both batches = %s, want %s", got, want)
 	}
 }
+
+func TestBatchFromAnotherLineageIsRefused(t *testing.T) {
+	t.Parallel()
+	a, pool := newTarget(t, tDDL)
+	b1 := mk(1, batch.Position{}, pos(3, 10), upsert("1", "a"))
+	b1.Lineage = "old"
+	mustApply(t, a, b1)
+	// The checkpoint store was lost: positions restarted under a new
+	// lineage. Without the check this batch would look like a replay.
+	b2 := mk(1, batch.Position{}, pos(1, 5), upsert("2", "new"))
+	b2.Lineage = "new"
+	_, err := a.Apply(context.Background(), b2)
+	if !errors.Is(err, apply.ErrLineage) {
+		t.Fatalf("batch from another lineage: err = %v, want ErrLineage", err)
+	}
+	if got, want := apply.Classify(err), apply.Terminal; got != want {
+		t.Fatalf("lineage mismatch classified %v, want Terminal", got)
+	}
+	if got, want := contents(t, pool, "t"), "(1,a)"; got != want {
+		t.Fatalf("target after refused batch = %s, want %s", got, want)
+	}
+}

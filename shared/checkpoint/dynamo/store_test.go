@@ -213,9 +213,9 @@ func TestLoadReturnsWhatSaveStored(t *testing.T) {
 	}
 	for _, want := range []checkpoint.Checkpoint{
 		// An open window: its first batch is out.
-		{Pos: pos(7, 1234), LastSent: pos(7, 1234), Seq: 42, Prev: "100:105:101,103", Window: "104:110:104,107"},
+		{Pos: pos(7, 1234), LastSent: pos(7, 1234), Seq: 42, Prev: "100:105:101,103", Window: "104:110:104,107", Lineage: "0123456789abcdef"},
 		// The window closed.
-		{Pos: pos(7, batch.TxEnd), LastSent: pos(7, 1234), Seq: 42, Prev: "104:110:104,107", Window: ""},
+		{Pos: pos(7, batch.TxEnd), LastSent: pos(7, 1234), Seq: 42, Prev: "104:110:104,107", Window: "", Lineage: "0123456789abcdef"},
 		// Extremes survive the round trip.
 		{Pos: pos(1<<63, batch.TxEnd), LastSent: pos(1<<63, batch.TxEnd-1), Seq: 1<<62 + 1, Prev: "1:1:"},
 	} {
