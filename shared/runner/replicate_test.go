@@ -146,3 +146,42 @@ func TestNewTableIsPickedUpOnNextDrain(t *testing.T) {
 		t.Fatalf("later has %d rows on the target, want 3", n)
 	}
 }
+
+func TestWriterSessionSettingsDoNotChangeCapturedValues(t *testing.T) {
+	f := newFixture(t, `CREATE TABLE s (id int PRIMARY KEY, at timestamptz, d date, f float8, b bytea, iv interval);
+		CREATE TABLE k (at timestamptz, note text)`, "")
+	conn, err := f.src.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	ctx := context.Background()
+	settings := `SET DateStyle = 'SQL, DMY'; SET TimeZone = 'Asia/Kolkata'; SET extra_float_digits = -3;
+		SET bytea_output = 'escape'; SET IntervalStyle = 'sql_standard'`
+	if _, err := conn.Exec(ctx, settings); err != nil {
+		t.Fatal(err)
+	}
+	_, err = conn.Exec(ctx, `INSERT INTO s VALUES (1, '2024-03-04 05:06:07.891+00', '2024-03-04', 0.1 + 0.2, '\x00ff', '1 day -02:00:03');
+		INSERT INTO k VALUES ('2024-03-04 05:06:07+00', 'one'), ('2024-03-04 05:06:07+00', 'one'), ('2025-01-01 00:00:00+00', 'two')`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.replicate()
+	// A keyless delete is matched on the text of every column: it must
+	// find its row although the writer printed timestamps in another zone.
+	if _, err := conn.Exec(ctx, `DELETE FROM k WHERE ctid = (SELECT ctid FROM k WHERE note = 'one' LIMIT 1)`); err != nil {
+		t.Fatal(err)
+	}
+	f.replicate()
+	f.assertSame()
+	if n := f.targetInt(`SELECT count(*) FROM k WHERE note = 'one'`); n != 1 {
+		t.Fatalf("keyless table has %d 'one' rows on the target, want 1", n)
+	}
+	var ds, tz string
+	if err := conn.QueryRow(ctx, `SELECT current_setting('DateStyle'), current_setting('TimeZone')`).Scan(&ds, &tz); err != nil {
+		t.Fatal(err)
+	}
+	if ds != "SQL, DMY" || tz != "Asia/Kolkata" {
+		t.Fatalf("writer's settings changed by the trigger: DateStyle %q, TimeZone %q", ds, tz)
+	}
+}
