@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -75,10 +74,7 @@ targets:
 		t.Fatal(err)
 	}
 	r.cfg = cfg
-	ac, err := awsconfig.LoadDefaultConfig(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ac := testenv.AWSConfig(t)
 	r.ddb, r.sqs = dynamodb.NewFromConfig(ac), sqs.NewFromConfig(ac)
 	s3c := s3.NewFromConfig(ac, func(o *s3.Options) { o.UsePathStyle = os.Getenv("AWS_ENDPOINT_URL_S3") != "" })
 	bucket := testenv.Name("pgferry-test-drain-")

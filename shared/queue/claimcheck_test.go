@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
@@ -30,12 +29,8 @@ type rig struct {
 // newRig makes a fresh FIFO queue and bucket on the emulators.
 func newRig(t *testing.T) *rig {
 	t.Helper()
-	testenv.AWS(t)
 	ctx := context.Background()
-	ac, err := awsconfig.LoadDefaultConfig(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ac := testenv.AWSConfig(t)
 	sqsc := sqs.NewFromConfig(ac)
 	s3c := s3.NewFromConfig(ac, func(o *s3.Options) { o.UsePathStyle = os.Getenv("AWS_ENDPOINT_URL_S3") != "" })
 	name := testenv.Name("pgferry-test-cc-")

@@ -19,6 +19,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -138,4 +140,16 @@ func Exec(t testing.TB, p *pgxpool.Pool, sql string, args ...any) {
 	if _, err := p.Exec(context.Background(), sql, args...); err != nil {
 		t.Fatalf("exec %.60q: %v", sql, err)
 	}
+}
+
+// AWSConfig makes sure the emulators run and returns an SDK configuration
+// that reaches them.
+func AWSConfig(t testing.TB) aws.Config {
+	t.Helper()
+	AWS(t)
+	ac, err := awsconfig.LoadDefaultConfig(context.Background())
+	if err != nil {
+		t.Fatalf("AWS configuration: %v", err)
+	}
+	return ac
 }

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/pgferry/pgferry/shared/batch"
@@ -19,12 +18,8 @@ import (
 // dynalite.
 func newStore(t *testing.T) *dynamo.Store {
 	t.Helper()
-	testenv.AWS(t)
 	ctx := context.Background()
-	ac, err := awsconfig.LoadDefaultConfig(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ac := testenv.AWSConfig(t)
 	db := dynamodb.NewFromConfig(ac)
 	table := testenv.Name("pgferry-test-state-")
 	if err := dynamo.EnsureTable(ctx, db, table); err != nil {
