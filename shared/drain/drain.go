@@ -76,8 +76,6 @@ func New(src Source, cps Checkpoints, pub queue.Publisher, opts Options, log *sl
 type Stats struct {
 	Batches, Txns, Events, Rows int
 	CaughtUp                    bool // the last window read found nothing new
-	LastSent                    batch.Position
-	CapturedAt                  int64 // newest captured statement time (Unix ms)
 }
 
 // ErrBusy means another drain holds the lease; nothing was done.
@@ -277,8 +275,6 @@ func (r *run) ship(ctx context.Context, comp *batch.Compactor, txns []*trigger.T
 	r.st.Txns += b.Txns
 	r.st.Events += b.Events
 	r.st.Rows += b.Rows()
-	r.st.LastSent = b.To
-	r.st.CapturedAt = max(r.st.CapturedAt, b.CapturedAt)
 	if r.opts.OnShip != nil {
 		r.opts.OnShip(&b)
 	}
