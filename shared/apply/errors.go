@@ -4,7 +4,6 @@ package apply
 import (
 	"context"
 	"errors"
-	"net"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -65,9 +64,7 @@ func Classify(err error) Class {
 		}
 		return Retry
 	}
-	var netErr net.Error
-	if errors.As(err, &netErr) || pgconn.SafeToRetry(err) {
-		return Retry
-	}
+	// Network errors, pgconn.SafeToRetry errors and anything unknown take
+	// the default.
 	return Retry
 }

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -76,7 +75,7 @@ targets:
 	r.cfg = cfg
 	ac := testenv.AWSConfig(t)
 	r.ddb, r.sqs = dynamodb.NewFromConfig(ac), sqs.NewFromConfig(ac)
-	s3c := s3.NewFromConfig(ac, func(o *s3.Options) { o.UsePathStyle = os.Getenv("AWS_ENDPOINT_URL_S3") != "" })
+	s3c := s3store.NewClient(ac)
 	bucket := testenv.Name("pgferry-test-drain-")
 	if err := s3store.EnsureBucket(ctx, s3c, bucket); err != nil {
 		t.Fatal(err)

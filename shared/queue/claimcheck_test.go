@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/pgferry/pgferry/shared/payload/s3store"
@@ -32,7 +30,7 @@ func newRig(t *testing.T) *rig {
 	ctx := context.Background()
 	ac := testenv.AWSConfig(t)
 	sqsc := sqs.NewFromConfig(ac)
-	s3c := s3.NewFromConfig(ac, func(o *s3.Options) { o.UsePathStyle = os.Getenv("AWS_ENDPOINT_URL_S3") != "" })
+	s3c := s3store.NewClient(ac)
 	name := testenv.Name("pgferry-test-cc-")
 	q, dlq, err := sqsfifo.Ensure(ctx, sqsc, name+".fifo", 5, 30*time.Second)
 	if err != nil {

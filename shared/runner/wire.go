@@ -14,7 +14,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -50,7 +49,7 @@ func ConnectAWS(ctx context.Context, cfg *config.Config, ensure bool) (*AWS, err
 	}
 	sqsc := sqs.NewFromConfig(ac)
 	ddb := dynamodb.NewFromConfig(ac)
-	s3c := s3.NewFromConfig(ac, func(o *s3.Options) { o.UsePathStyle = os.Getenv("AWS_ENDPOINT_URL_S3") != "" })
+	s3c := s3store.NewClient(ac)
 	out := &AWS{SQS: sqsc, Payloads: s3store.New(s3c, cfg.AWS.Bucket), State: dynamo.New(ddb, cfg.AWS.Table, cfg.Name)}
 	if !ensure {
 		url := os.Getenv("PGFERRY_QUEUE_URL")

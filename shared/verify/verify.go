@@ -103,9 +103,6 @@ func checksum(ctx context.Context, pool *pgxpool.Pool, t batch.Table, cols []str
 		q[i] = "t." + pgx.Identifier{c}.Sanitize()
 	}
 	row := "ROW(" + strings.Join(q, ", ") + ")"
-	if len(cols) == 1 {
-		row = "ROW(" + q[0] + ", NULL)" // ROW(x) of one column prints like a NULL; pad it
-	}
 	var n int64
 	var sum string
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {

@@ -7,6 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
@@ -42,6 +45,13 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 	}
 	defer out.Body.Close()
 	return io.ReadAll(out.Body)
+}
+
+// NewClient returns an S3 client for cfg. When an endpoint override is set
+// (AWS_ENDPOINT_URL_S3, as for a local emulator) it uses path-style
+// addressing: bucket.localhost-style host names do not resolve locally.
+func NewClient(cfg aws.Config) *s3.Client {
+	return s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = os.Getenv("AWS_ENDPOINT_URL_S3") != "" })
 }
 
 // EnsureBucket creates the bucket if it does not exist.
