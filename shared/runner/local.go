@@ -22,7 +22,7 @@ import (
 // EventBridge and the SQS event source mapping.
 type Local struct {
 	Cfg      *config.Config
-	Drainer  *drain.Drainer
+	Drainer  Drain
 	Handler  *apply.Handler
 	Queue    *sqsfifo.Queue
 	Log      *slog.Logger
@@ -33,6 +33,13 @@ type Local struct {
 	caughtUp atomic.Int64
 	// fatal carries an apply failure that exhausted its attempts.
 	fatal chan error
+}
+
+// Drain is one drain run of either capture mode: it ships every change
+// committed before it started (or stops at its deadline margin) and
+// checkpoints after each batch is queued. See drain.Drainer.Run.
+type Drain interface {
+	Run(ctx context.Context) (drain.Stats, error)
 }
 
 // ErrPoison reports a batch that kept failing.

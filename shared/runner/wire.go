@@ -116,7 +116,7 @@ func (r redacted) Unwrap() error { return r.err }
 
 // NewDrainer wires trigger capture, the claim-check publisher and the
 // checkpoint store.
-func NewDrainer(cfg *config.Config, src *pgxpool.Pool, a *AWS, owner string, log *slog.Logger, onShip func(*batch.Batch)) *drain.Drainer {
+func NewDrainer(cfg *config.Config, src *pgxpool.Pool, a *AWS, owner string, log *slog.Logger, onShip func(*batch.Batch)) Drain {
 	pub := &queue.ClaimCheck{Next: a.Queue, Store: a.Payloads, Limit: cfg.Batch.InlineLimit}
 	return drain.New(trigger.New(src, cfg, log), a.State, pub, drain.Options{
 		Pipeline:  cfg.Name,
