@@ -1,26 +1,52 @@
 // Command apply is the Lambda behind the FIFO queue's event source mapping.
 // It applies each batch in order and reports partial batch failures the
-// FIFO way: the first failure and every record after it.
+// FIFO way: the first failure and every record after it. A batch that
+// keeps failing is parked in the dead-letter queue with its error; invoked
+// by hand with {"redrive": true} it applies the parked batches instead.
+//
+// Environment: PGFERRY_CONFIG (or PGFERRY_CONFIG_FILE), PGFERRY_QUEUE_URL,
+// PGFERRY_DLQ_URL, and the standard AWS SDK variables.
 package main
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
 
 	"github.com/pgferry/pgferry/shared/apply"
 	"github.com/pgferry/pgferry/shared/config"
+	"github.com/pgferry/pgferry/shared/metrics"
+	"github.com/pgferry/pgferry/shared/queue"
 	"github.com/pgferry/pgferry/shared/runner"
 )
 
+// request is either an SQS event or a manual redrive request.
+type request struct {
+	Records []events.SQSMessage `json:"Records"`
+	Redrive bool                `json:"redrive"`
+}
+
+// response is the partial batch response, plus redrive figures.
+type response struct {
+	BatchItemFailures []events.SQSBatchItemFailure `json:"batchItemFailures"`
+	Redriven          *runner.RedriveStats         `json:"redriven,omitempty"`
+}
+
 func main() {
-	log := slog.New(slog.NewJSONHandler(os.Stdout, nil))
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	cfg, err := config.FromEnv()
 	if err != nil {
 		log.Error("configuration refused", "err", err)
+		os.Exit(1)
+	}
+	if err := runner.ResolveSecrets(context.Background(), cfg); err != nil {
+		log.Error("secrets", "err", err)
 		os.Exit(1)
 	}
 	log = log.With("pipeline", cfg.Name, "fn", "apply")
@@ -36,20 +62,59 @@ func main() {
 		log.Error("targets", "err", err)
 		os.Exit(1)
 	}
-	h := &apply.Handler{Pipeline: cfg.Name, Targets: targets, Payloads: aws.Payloads}
-	lambda.Start(func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
-		var resp events.SQSEventResponse
-		for i, rec := range ev.Records {
-			b, res, err := h.Handle(ctx, []byte(rec.Body))
-			if err != nil {
-				log.Error("apply failed", "message", rec.MessageId, "terminal", apply.Classify(err) == apply.Terminal, "err", err)
-				for _, r := range ev.Records[i:] {
-					resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: r.MessageId})
-				}
-				return resp, nil
+	h := &apply.Handler{
+		Pipeline: cfg.Name, Targets: targets, Payloads: aws.Payloads,
+		MaxAttempts: cfg.Apply.MaxAttempts, Metrics: metrics.New(os.Stdout),
+	}
+	vis := cfg.Apply.Visibility.Duration
+	lambda.Start(func(ctx context.Context, raw json.RawMessage) (response, error) {
+		var req request
+		if err := json.Unmarshal(raw, &req); err != nil {
+			return response{}, fmt.Errorf("apply: unrecognised event: %w", err)
+		}
+		if req.Redrive {
+			st, err := runner.Redrive(ctx, h, aws.DLQ, log)
+			return response{Redriven: &st}, err
+		}
+		var resp response
+		for i, rec := range req.Records {
+			m := message(rec)
+			stop := runner.KeepHidden(ctx, aws.Queue, m, vis, log)
+			d := h.Deliver(ctx, m, aws.DLQ)
+			stop()
+			switch {
+			case d.Err == nil:
+				log.Info("batch applied", "seq", d.Batch.Seq, "target", d.Batch.Target, "to", d.Batch.To.String(),
+					"rows", d.Result.Rows, "replay", !d.Result.Applied)
+				continue
+			case d.Parked:
+				// Reported as done, so the event source mapping deletes it
+				// from the queue; its copy waits in the dead-letter queue.
+				log.Error("batch parked in the dead-letter queue; its target is blocked until it is re-driven",
+					"batch", d.Describe(m), "attempts", m.Receives, "err", d.Err)
+				continue
 			}
-			log.Info("batch applied", "seq", b.Seq, "target", b.Target, "to", b.To.String(), "rows", res.Rows, "replay", !res.Applied)
+			log.Warn("apply failed; will retry", "batch", d.Describe(m), "class", d.Class.String(),
+				"attempt", m.Receives, "retry_in", d.Retry.String(), "err", d.Err)
+			if err := aws.Queue.SetVisibility(ctx, m, d.Retry); err != nil {
+				log.Warn("set retry delay", "err", err)
+			}
+			for _, r := range req.Records[i:] {
+				resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: r.MessageId})
+			}
+			return resp, nil
 		}
 		return resp, nil
 	})
 }
+
+// message converts an event record into the queue's message type.
+func message(r events.SQSMessage) queue.Message {
+	n, _ := strconv.Atoi(r.Attributes["ApproximateReceiveCount"])
+	return queue.Message{
+		ID: r.MessageId, Body: []byte(r.Body), Receipt: r.ReceiptHandle,
+		Group: r.Attributes["MessageGroupId"], DedupID: r.Attributes["MessageDeduplicationId"],
+		Receives: max(n, 1),
+	}
+}
+

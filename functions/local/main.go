@@ -19,6 +19,7 @@ import (
 	"github.com/pgferry/pgferry/shared/apply"
 	"github.com/pgferry/pgferry/shared/batch"
 	"github.com/pgferry/pgferry/shared/config"
+	"github.com/pgferry/pgferry/shared/metrics"
 	"github.com/pgferry/pgferry/shared/runner"
 	"github.com/pgferry/pgferry/shared/verify"
 )
@@ -39,6 +40,8 @@ func run() error {
 		timeout     = flag.Duration("timeout", 10*time.Minute, "with --until-idle, give up after this long")
 		logLevel    = flag.String("log-level", "info", "debug, info, warn or error")
 		reset       = flag.Bool("reset", false, "remove the pipeline's capture objects, queued batches, checkpoint and target watermarks, then exit")
+		redrive     = flag.Bool("redrive", false, "apply the batches parked in the dead-letter queue, in order, then exit (or go on with --until-idle)")
+		metricsPath = flag.String("metrics", "", "append CloudWatch EMF metric lines to this file")
 	)
 	flag.Parse()
 	var level slog.Level
@@ -92,14 +95,41 @@ func run() error {
 		return runner.Reset(ctx, cfg, aws, src, pools, log)
 	}
 
+	var emf *metrics.EMF
+	if *metricsPath != "" {
+		f, err := os.OpenFile(*metricsPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			return fmt.Errorf("--metrics: %w", err)
+		}
+		defer f.Close()
+		emf = metrics.New(f)
+	}
+	handler := &apply.Handler{
+		Pipeline: cfg.Name, Targets: targets, Payloads: aws.Payloads,
+		MaxAttempts: cfg.Apply.MaxAttempts, Metrics: emf,
+	}
+	if *redrive {
+		st, err := runner.Redrive(ctx, handler, aws.DLQ, log.With("fn", "redrive"))
+		fmt.Fprintf(os.Stderr, "pgferry: redrive: %d parked batches applied\n", st.Applied)
+		if err != nil || !*untilIdle {
+			return err
+		}
+	}
+
 	progress := &runner.Progress{W: os.Stderr}
+	shipped := func(b *batch.Batch) {
+		progress.Shipped(b)
+		runner.EmitShipped(emf, b)
+	}
 	l := &runner.Local{
 		Cfg:      cfg,
-		Drainer:  runner.NewDrainer(cfg, src, aws, runner.InstanceID(), log.With("fn", "drain"), progress.Shipped),
-		Handler:  &apply.Handler{Pipeline: cfg.Name, Targets: targets, Payloads: aws.Payloads},
+		Drainer:  runner.NewDrainer(cfg, src, aws, runner.InstanceID(), log.With("fn", "drain"), shipped),
+		Handler:  handler,
 		Queue:    aws.Queue,
+		DLQ:      aws.DLQ,
 		Log:      log,
 		Progress: progress,
+		Metrics:  emf,
 	}
 	lastSent := func(ctx context.Context) (batch.Position, error) {
 		cp, err := aws.State.Load(ctx)

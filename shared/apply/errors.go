@@ -4,7 +4,11 @@ package apply
 import (
 	"context"
 	"errors"
+	"io"
+	"net"
+	"syscall"
 
+	"github.com/aws/smithy-go"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -28,43 +32,94 @@ var (
 type Class int
 
 const (
-	// Retry: a transient condition (network, restart, lock, serialization);
-	// the message goes back to the queue and is tried again.
-	Retry Class = iota
-	// Terminal: retrying cannot help without a fix (a constraint only the
-	// target has, a value the target cannot hold); after the bounded
-	// attempts it goes to the dead-letter queue and an alarm fires.
-	Terminal
+	// Failed: the batch itself cannot be applied as it stands (a
+	// constraint only the target has, a value the target cannot hold, an
+	// undecodable message, or an error nobody classified). It is retried
+	// apply.max_attempts times, then parked in the dead-letter queue with
+	// its error attached, and an alarm fires. This is the default.
+	Failed Class = iota
+	// Transient: a dependency is unavailable or the transaction lost a
+	// race (connection refused or reset, server shutting down, deadlock,
+	// serialization failure, lock timeout, out of connections, throttled).
+	// It is retried with backoff for as long as it lasts and never parks
+	// the batch: an outage must not empty the queue into the DLQ.
+	Transient
+	// Blocked: the batch is fine but must wait — for an earlier batch of
+	// its group that is parked (ErrGap), or for an operator (ErrLineage).
+	// It is retried with backoff and never parked itself; the group's
+	// blocked state is reported as a metric and by --until-idle.
+	Blocked
 )
 
-// Classify decides, in one place, whether an error is worth retrying.
-// The default for an unknown error is Retry: retries are bounded by the
-// queue's receive count, so an unknown error ends in the dead-letter
-// queue rather than being dropped.
+func (c Class) String() string {
+	switch c {
+	case Transient:
+		return "transient"
+	case Blocked:
+		return "blocked"
+	}
+	return "failed"
+}
+
+// Classify decides, in one place, what a failed apply means. It looks at
+// error identity, SQLSTATE codes and pgconn's own retry verdict, never at
+// message text. Unknown errors are Failed: bounded retries end in the
+// dead-letter queue, so an unknown error is parked, not dropped and not
+// retried forever.
 func Classify(err error) Class {
 	if err == nil {
-		return Retry
+		return Failed
 	}
-	if errors.Is(err, ErrLineage) {
-		return Terminal
-	}
-	if errors.Is(err, ErrSchemaBehind) || errors.Is(err, ErrGap) {
-		return Retry
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return Retry
+	if errors.Is(err, ErrGap) || errors.Is(err, ErrLineage) {
+		return Blocked
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
-		switch pgErr.Code[:2] {
-		case "08", "40", "53", "55", "57", "58": // connection, rollback, resources, lock, operator, system
-			return Retry
-		case "22", "23", "42", "44": // data, integrity, syntax/access, check option
-			return Terminal
+		switch pgErr.Code {
+		case "40001", "40P01", // serialization failure, deadlock
+			"55P03",                   // lock not available (lock_timeout)
+			"57P01", "57P02", "57P03", // admin/crash shutdown, cannot connect now
+			"53300": // too many connections
+			return Transient
 		}
-		return Retry
+		switch pgErr.Code[:2] {
+		case "08": // connection exception
+			return Transient
+		}
+		// Everything else the server said is about this batch: data
+		// exceptions (22), integrity (23), undefined objects (42), …
+		return Failed
 	}
-	// Network errors, pgconn.SafeToRetry errors and anything unknown take
-	// the default.
-	return Retry
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return Transient
+	}
+	if pgconn.SafeToRetry(err) || pgconn.Timeout(err) {
+		return Transient
+	}
+	var connectErr *pgconn.ConnectError
+	if errors.As(err, &connectErr) {
+		return Transient
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) {
+		return Transient
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return Transient
+	}
+	// AWS errors (claim-check fetch): throttling and server faults are
+	// transient; a client fault such as a missing payload object is not.
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		if apiErr.ErrorFault() == smithy.FaultServer {
+			return Transient
+		}
+		switch apiErr.ErrorCode() {
+		case "Throttling", "ThrottlingException", "SlowDown", "RequestTimeout", "ProvisionedThroughputExceededException":
+			return Transient
+		}
+		return Failed
+	}
+	return Failed
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/pgferry/pgferry/shared/batch"
+	"github.com/pgferry/pgferry/shared/metrics"
 	"github.com/pgferry/pgferry/shared/queue"
 )
 
@@ -31,6 +32,11 @@ type Handler struct {
 	Pipeline string
 	Targets  map[string]Applier
 	Payloads queue.PayloadStore
+	// MaxAttempts is how many receives a Failed batch gets before Deliver
+	// parks it (apply.max_attempts).
+	MaxAttempts int
+	// Metrics receives apply metrics; nil discards them.
+	Metrics *metrics.EMF
 }
 
 // Handle decodes one message body (following a claim check if needed) and

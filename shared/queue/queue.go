@@ -20,6 +20,9 @@ type Message struct {
 	Body     []byte
 	Receipt  string
 	Receives int // how many times it has been received, this time included
+	// Attrs are the message's string attributes (a parked message carries
+	// its failure here; see apply.ParkAttrs).
+	Attrs map[string]string
 }
 
 // Publisher enqueues messages.

@@ -92,8 +92,9 @@ func (f *fixture) local() *runner.Local {
 	return &runner.Local{
 		Cfg:     f.cfg,
 		Drainer: runner.NewDrainer(f.cfg, f.src, f.aws, runner.InstanceID(), f.log, nil),
-		Handler: &apply.Handler{Pipeline: f.cfg.Name, Targets: f.targets, Payloads: f.aws.Payloads},
+		Handler: &apply.Handler{Pipeline: f.cfg.Name, Targets: f.targets, Payloads: f.aws.Payloads, MaxAttempts: f.cfg.Apply.MaxAttempts},
 		Queue:   f.aws.Queue,
+		DLQ:     f.aws.DLQ,
 		Log:     f.log,
 	}
 }

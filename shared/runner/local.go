@@ -14,6 +14,7 @@ import (
 	"github.com/pgferry/pgferry/shared/batch"
 	"github.com/pgferry/pgferry/shared/config"
 	"github.com/pgferry/pgferry/shared/drain"
+	"github.com/pgferry/pgferry/shared/metrics"
 	"github.com/pgferry/pgferry/shared/queue"
 	"github.com/pgferry/pgferry/shared/queue/sqsfifo"
 )
@@ -21,12 +22,18 @@ import (
 // Local runs drain and apply in one process on timers, standing in for
 // EventBridge and the SQS event source mapping.
 type Local struct {
-	Cfg      *config.Config
-	Drainer  Drain
-	Handler  *apply.Handler
-	Queue    *sqsfifo.Queue
+	Cfg     *config.Config
+	Drainer Drain
+	Handler *apply.Handler
+	Queue   *sqsfifo.Queue
+	// DLQ is the dead-letter queue batches are parked in; nil means
+	// failing batches are retried without end.
+	DLQ      *sqsfifo.Queue
 	Log      *slog.Logger
 	Progress *Progress
+	// Metrics receives drain metrics; nil discards them. (Apply metrics
+	// go through Handler.Metrics.)
+	Metrics *metrics.EMF
 
 	// caughtUp is the start time (UnixNano) of the latest drain run that
 	// found nothing new: every change committed before it is queued.
@@ -42,8 +49,13 @@ type Drain interface {
 	Run(ctx context.Context) (drain.Stats, error)
 }
 
-// ErrPoison reports a batch that kept failing.
-var ErrPoison = errors.New("a batch keeps failing")
+var (
+	// ErrPoison reports a batch that kept failing and was parked.
+	ErrPoison = errors.New("a batch was dead-lettered")
+	// ErrBlocked reports a target that cannot advance until an operator
+	// acts (a parked earlier batch, or a checkpoint lineage mismatch).
+	ErrBlocked = errors.New("a target is blocked")
+)
 
 // Run drains and applies until ctx ends. With untilIdle it returns nil as
 // soon as every change committed before the call is applied to every
@@ -66,6 +78,7 @@ func (l *Local) Run(ctx context.Context, untilIdle bool, lastSent func(context.C
 	start := time.Now().UnixNano()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
+	var lastParkCheck time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -84,6 +97,16 @@ func (l *Local) Run(ctx context.Context, untilIdle bool, lastSent func(context.C
 		}
 		if done {
 			return nil
+		}
+		// Behind with everything shipped: if a batch of a lagging group is
+		// parked, waiting is pointless; say which one.
+		if time.Since(lastParkCheck) > 2*time.Second {
+			lastParkCheck = time.Now()
+			for _, name := range l.Cfg.TargetNames() {
+				if p, err := l.parked(ctx, batch.Group(l.Cfg.Name, name)); err == nil && p != "" {
+					return fmt.Errorf("%w: target %s waits for %s; fix the cause, then run --redrive", ErrBlocked, name, p)
+				}
+			}
 		}
 	}
 }
@@ -121,6 +144,7 @@ func (l *Local) drainLoop(ctx context.Context) {
 			l.Log.Info("another drain holds the lease; waiting")
 			backoff = l.Cfg.Drain.Lease.Duration / 4
 		case err != nil:
+			l.Metrics.Emit(metrics.Dims{metrics.DimPipeline: l.Cfg.Name}, metrics.Metric{Name: metrics.DrainFailures, Value: 1, Unit: metrics.Count})
 			backoff = nextBackoff(backoff)
 			l.Log.Error("drain failed; retrying", "err", err, "in", backoff.Round(time.Millisecond))
 		default:
@@ -167,23 +191,23 @@ func (l *Local) applyLoop(ctx context.Context, untilIdle bool) {
 	}
 }
 
-// heartbeat keeps m hidden while it is being applied, extending its
-// visibility every half timeout, until stop is called.
-func (l *Local) heartbeat(ctx context.Context, m queue.Message) (stop func()) {
-	vis := l.Cfg.Apply.Visibility.Duration
+// KeepHidden keeps m hidden while it is being applied, extending its
+// visibility to vis every vis/2, until the returned stop is called. A long
+// apply therefore never lets its message reappear to another consumer.
+func KeepHidden(ctx context.Context, q *sqsfifo.Queue, m queue.Message, vis time.Duration, log *slog.Logger) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(vis / 2)
+		t := time.NewTicker(max(vis/2, 500*time.Millisecond))
 		defer t.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				if err := l.Queue.SetVisibility(ctx, m, vis); err != nil && ctx.Err() == nil {
-					l.Log.Warn("extend message visibility", "err", err)
+				if err := q.SetVisibility(ctx, m, vis); err != nil && ctx.Err() == nil {
+					log.Warn("extend message visibility", "err", err)
 				}
 			}
 		}
@@ -192,39 +216,100 @@ func (l *Local) heartbeat(ctx context.Context, m queue.Message) (stop func()) {
 }
 
 func (l *Local) handle(ctx context.Context, m queue.Message, untilIdle bool) error {
-	stop := l.heartbeat(ctx, m)
-	b, res, err := l.Handler.Handle(ctx, m.Body)
+	stop := KeepHidden(ctx, l.Queue, m, l.Cfg.Apply.Visibility.Duration, l.Log)
+	d := l.Handler.Deliver(ctx, m, l.dlq())
 	stop()
+	if d.Err == nil {
+		if err := l.Queue.Delete(context.WithoutCancel(ctx), m); err != nil {
+			// The batch is applied; a redelivery is a watermark no-op.
+			l.Log.Warn("delete applied message", "err", err)
+		}
+		if l.Progress != nil {
+			l.Progress.Applied(d.Batch, d.Result)
+		}
+		return nil
+	}
+	if ctx.Err() != nil {
+		_ = l.Queue.SetVisibility(context.WithoutCancel(ctx), m, 0)
+		return d.Err
+	}
+	desc := d.Describe(m)
+	if d.Parked {
+		l.Log.Error("batch parked in the dead-letter queue; its target is blocked until it is re-driven",
+			"batch", desc, "attempts", m.Receives, "err", d.Err)
+		if err := l.Queue.Delete(context.WithoutCancel(ctx), m); err != nil {
+			l.Log.Warn("delete parked message from the queue", "err", err)
+		}
+		if untilIdle {
+			l.fail(fmt.Errorf("%w: %s is parked in the dead-letter queue after %d attempts: %v; fix the cause, then run --redrive",
+				ErrPoison, desc, m.Receives, d.Err))
+		}
+		return d.Err
+	}
+	l.Log.Warn("apply failed; will retry", "batch", desc, "class", d.Class, "attempt", m.Receives,
+		"retry_in", d.Retry.Round(time.Millisecond), "err", d.Err)
+	if untilIdle && d.Class == apply.Blocked {
+		if errors.Is(d.Err, apply.ErrLineage) {
+			l.fail(fmt.Errorf("%w: %s: %v", ErrBlocked, desc, d.Err))
+		} else if parked, err := l.parked(ctx, m.Group); err == nil && parked != "" {
+			l.fail(fmt.Errorf("%w: %s waits for %s; fix the cause, then run --redrive", ErrBlocked, desc, parked))
+		}
+	}
+	_ = l.Queue.SetVisibility(ctx, m, d.Retry)
+	return d.Err
+}
+
+func (l *Local) fail(err error) {
+	select {
+	case l.fatal <- err:
+	default:
+	}
+}
+
+// dlq returns the dead-letter queue as a Parker, or nil (never park) when
+// the runner has none.
+func (l *Local) dlq() apply.Parker {
+	if l.DLQ == nil {
+		return nil
+	}
+	return l.DLQ
+}
+
+// parked describes the first batch of group waiting in the dead-letter
+// queue, or returns "" if there is none. It peeks: every message it sees
+// is made visible again at once.
+func (l *Local) parked(ctx context.Context, group string) (string, error) {
+	if l.DLQ == nil {
+		return "", nil
+	}
+	msgs, err := l.DLQ.Receive(context.WithoutCancel(ctx), 10, 0, 5*time.Second)
 	if err != nil {
-		if ctx.Err() != nil {
-			_ = l.Queue.SetVisibility(context.WithoutCancel(ctx), m, 0)
-			return err
-		}
-		desc := m.DedupID
-		if b != nil {
-			desc = fmt.Sprintf("batch %d (%s..%s) for target %s", b.Seq, b.From, b.To, b.Target)
-		}
-		class := apply.Classify(err)
-		l.Log.Error("apply failed", "batch", desc, "attempt", m.Receives, "terminal", class == apply.Terminal, "err", err)
-		if m.Receives >= l.Cfg.Apply.MaxAttempts && untilIdle {
-			select {
-			case l.fatal <- fmt.Errorf("%w: %s failed %d times, last error: %v", ErrPoison, desc, m.Receives, err):
-			default:
-			}
-		}
-		// Back off before the group is retried.
-		delay := time.Duration(min(m.Receives, 6)) * time.Second
-		_ = l.Queue.SetVisibility(ctx, m, delay)
-		return err
+		return "", err
 	}
-	if err := l.Queue.Delete(context.WithoutCancel(ctx), m); err != nil {
-		// The batch is applied; a redelivery is a watermark no-op.
-		l.Log.Warn("delete applied message", "err", err)
+	found := ""
+	for _, m := range msgs {
+		if m.Group == group && found == "" {
+			found = DescribeParked(m)
+		}
+		_ = l.DLQ.SetVisibility(context.WithoutCancel(ctx), m, 0)
 	}
-	if l.Progress != nil {
-		l.Progress.Applied(b, res)
+	return found, nil
+}
+
+// DescribeParked names a dead-lettered message and the failure it carries.
+func DescribeParked(m queue.Message) string {
+	what := m.Attrs[apply.AttrBatch]
+	if what == "" {
+		what = "message " + m.DedupID
 	}
-	return nil
+	s := what + " (parked in the dead-letter queue"
+	if n := m.Attrs[apply.AttrAttempts]; n != "" {
+		s += " after " + n + " attempts"
+	}
+	if e := m.Attrs[apply.AttrError]; e != "" {
+		s += ": " + e
+	}
+	return s + ")"
 }
 
 func nextBackoff(d time.Duration) time.Duration {

@@ -22,7 +22,7 @@ func Reset(ctx context.Context, cfg *config.Config, a *AWS, src *pgxpool.Pool, t
 	if _, err := src.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{cfg.CaptureSchema()}.Sanitize()+" CASCADE"); err != nil {
 		return fmt.Errorf("reset: drop capture schema %s: %w", cfg.CaptureSchema(), err)
 	}
-	for _, url := range []string{a.Queue.URL(), a.DLQURL} {
+	for _, url := range []string{a.Queue.URL(), a.DLQ.URL()} {
 		if url == "" {
 			continue
 		}

@@ -24,6 +24,7 @@ import (
 	"github.com/pgferry/pgferry/shared/checkpoint/dynamo"
 	"github.com/pgferry/pgferry/shared/config"
 	"github.com/pgferry/pgferry/shared/drain"
+	"github.com/pgferry/pgferry/shared/metrics"
 	"github.com/pgferry/pgferry/shared/payload/s3store"
 	"github.com/pgferry/pgferry/shared/queue"
 	"github.com/pgferry/pgferry/shared/queue/sqsfifo"
@@ -32,7 +33,7 @@ import (
 // AWS holds the clients for the pipeline's AWS resources.
 type AWS struct {
 	Queue    *sqsfifo.Queue
-	DLQURL   string
+	DLQ      *sqsfifo.Queue // the FIFO dead-letter queue beside Queue
 	Payloads *s3store.Store
 	State    *dynamo.Store
 	SQS      *sqs.Client
@@ -41,7 +42,8 @@ type AWS struct {
 // ConnectAWS builds clients from the standard SDK environment (endpoints
 // included, via AWS_ENDPOINT_URL_*). With ensure, it creates the queues,
 // table and bucket when missing, as the local runner does; deployed
-// functions get them from the stack and pass the URL in PGFERRY_QUEUE_URL.
+// functions get them from the stack, with the URLs in PGFERRY_QUEUE_URL
+// and PGFERRY_DLQ_URL (looked up by name when unset).
 func ConnectAWS(ctx context.Context, cfg *config.Config, ensure bool) (*AWS, error) {
 	ac, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRetryMaxAttempts(8))
 	if err != nil {
@@ -61,11 +63,23 @@ func ConnectAWS(ctx context.Context, cfg *config.Config, ensure bool) (*AWS, err
 			url = aws.ToString(got.QueueUrl)
 		}
 		out.Queue = sqsfifo.New(sqsc, url)
+		dlq := os.Getenv("PGFERRY_DLQ_URL")
+		if dlq == "" {
+			name := sqsfifo.DLQName(cfg.AWS.Queue)
+			got, err := sqsc.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(name)})
+			if err != nil {
+				return nil, fmt.Errorf("aws: dead-letter queue %s: %w", name, err)
+			}
+			dlq = aws.ToString(got.QueueUrl)
+		}
+		out.DLQ = sqsfifo.New(sqsc, dlq)
 		return out, nil
 	}
-	if out.Queue, out.DLQURL, err = sqsfifo.Ensure(ctx, sqsc, cfg.AWS.Queue, cfg.Apply.MaxAttempts, cfg.Apply.Visibility.Duration); err != nil {
+	var dlqURL string
+	if out.Queue, dlqURL, err = sqsfifo.Ensure(ctx, sqsc, cfg.AWS.Queue, sqsfifo.BackstopReceives(cfg.Apply.MaxAttempts), cfg.Apply.Visibility.Duration); err != nil {
 		return nil, err
 	}
+	out.DLQ = sqsfifo.New(sqsc, dlqURL)
 	if err := dynamo.EnsureTable(ctx, ddb, cfg.AWS.Table); err != nil {
 		return nil, err
 	}
@@ -164,4 +178,12 @@ func closeAll(pools []*pgxpool.Pool) {
 func InstanceID() string {
 	h, _ := os.Hostname()
 	return h + ":" + strconv.Itoa(os.Getpid()) + ":" + strconv.FormatInt(time.Now().UnixNano(), 36)
+}
+
+// EmitShipped reports a shipped batch (a drain's OnShip hook).
+func EmitShipped(emf *metrics.EMF, b *batch.Batch) {
+	emf.Emit(metrics.Dims{metrics.DimPipeline: b.Pipeline},
+		metrics.Metric{Name: metrics.BatchesShipped, Value: 1, Unit: metrics.Count},
+		metrics.Metric{Name: metrics.RowsShipped, Value: float64(b.Rows()), Unit: metrics.Count},
+		metrics.Metric{Name: metrics.BatchRows, Value: float64(b.Rows()), Unit: metrics.Count})
 }

@@ -224,8 +224,8 @@ func TestBatchAfterGapIsRefusedAndChangesNothing(t *testing.T) {
 	if got, want := watermark(t, a), b1.To; got != want {
 		t.Fatalf("watermark after refused batch = %s, want %s", got, want)
 	}
-	if got, want := apply.Classify(err), apply.Retry; got != want {
-		t.Fatalf("a gap is classified %v, want Retry (it waits for the missing batch)", got)
+	if got, want := apply.Classify(err), apply.Blocked; got != want {
+		t.Fatalf("a gap is classified %v, want %v (it waits for the missing batch)", got, want)
 	}
 }
 
@@ -367,8 +367,8 @@ func TestBatchFromAnotherLineageIsRefused(t *testing.T) {
 	if !errors.Is(err, apply.ErrLineage) {
 		t.Fatalf("batch from another lineage: err = %v, want ErrLineage", err)
 	}
-	if got, want := apply.Classify(err), apply.Terminal; got != want {
-		t.Fatalf("lineage mismatch classified %v, want Terminal", got)
+	if got, want := apply.Classify(err), apply.Blocked; got != want {
+		t.Fatalf("lineage mismatch classified %v, want %v (it waits for an operator)", got, want)
 	}
 	if got, want := contents(t, pool, "t"), "(1,a)"; got != want {
 		t.Fatalf("target after refused batch = %s, want %s", got, want)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -43,6 +44,36 @@ func (q *Queue) Publish(ctx context.Context, group, dedupID string, body []byte)
 	return nil
 }
 
+// Park sends m to this queue (a dead-letter queue) in m's group, keeping
+// its deduplication id and body, with attrs attached as string message
+// attributes. It does not remove m from the queue it came from: the
+// caller does that once Park returned nil. A crash in between leaves the
+// batch in both queues, which is harmless (a second apply is a no-op).
+func (q *Queue) Park(ctx context.Context, m queue.Message, attrs map[string]string) error {
+	ma := make(map[string]types.MessageAttributeValue, len(attrs))
+	for k, v := range attrs {
+		if v == "" {
+			continue
+		}
+		ma[k] = types.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(v)}
+	}
+	dedup := m.DedupID
+	if dedup == "" {
+		dedup = m.ID
+	}
+	_, err := q.sqs.SendMessage(ctx, &sqs.SendMessageInput{
+		QueueUrl:               &q.url,
+		MessageBody:            aws.String(string(m.Body)),
+		MessageGroupId:         &m.Group,
+		MessageDeduplicationId: &dedup,
+		MessageAttributes:      ma,
+	})
+	if err != nil {
+		return fmt.Errorf("sqsfifo: park %s in the dead-letter queue: %w", dedup, err)
+	}
+	return nil
+}
+
 // Receive long-polls for up to max messages, hiding them for visibility.
 // It may return fewer than are available; callers must not depend on the
 // count.
@@ -53,6 +84,7 @@ func (q *Queue) Receive(ctx context.Context, max int, wait, visibility time.Dura
 		WaitTimeSeconds:             int32(wait / time.Second),
 		VisibilityTimeout:           int32(visibility / time.Second),
 		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameAll},
+		MessageAttributeNames:       []string{"All"},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sqsfifo: receive: %w", err)
@@ -66,6 +98,13 @@ func (q *Queue) Receive(ctx context.Context, max int, wait, visibility time.Dura
 			DedupID:  m.Attributes[string(types.MessageSystemAttributeNameMessageDeduplicationId)],
 			Receives: n,
 		})
+		if len(m.MessageAttributes) > 0 {
+			attrs := make(map[string]string, len(m.MessageAttributes))
+			for k, v := range m.MessageAttributes {
+				attrs[k] = aws.ToString(v.StringValue)
+			}
+			msgs[len(msgs)-1].Attrs = attrs
+		}
 	}
 	return msgs, nil
 }
@@ -107,12 +146,24 @@ func (q *Queue) Depth(ctx context.Context) (visible, inFlight int, err error) {
 	return visible, inFlight, nil
 }
 
+// DLQName is the name of the dead-letter queue beside the FIFO queue name.
+func DLQName(name string) string {
+	return strings.TrimSuffix(name, ".fifo") + "-dlq.fifo"
+}
+
+// BackstopReceives is the queue's own redrive count. The applier parks a
+// failing batch itself after maxAttempts (with its error attached) and
+// never parks one that fails only because a dependency is down or an
+// earlier batch is parked; the queue's redrive is only a backstop for
+// messages that crash their consumer before it can decide, so it is set
+// well above maxAttempts.
+func BackstopReceives(maxAttempts int) int { return max(100, 4*maxAttempts) }
+
 // Ensure creates the FIFO queue name and its FIFO dead-letter queue
-// (name-dlq.fifo) if missing, with messages moved to the dead-letter queue
+// (DLQName) if missing, with messages moved to the dead-letter queue
 // after maxReceives deliveries. It returns the queue and the DLQ URL.
 func Ensure(ctx context.Context, client *sqs.Client, name string, maxReceives int, visibility time.Duration) (*Queue, string, error) {
-	base := name[:len(name)-len(".fifo")]
-	dlqURL, err := create(ctx, client, base+"-dlq.fifo", nil)
+	dlqURL, err := create(ctx, client, DLQName(name), nil)
 	if err != nil {
 		return nil, "", err
 	}

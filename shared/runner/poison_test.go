@@ -1,0 +1,146 @@
+package runner_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pgferry/pgferry/shared/apply"
+	"github.com/pgferry/pgferry/shared/metrics"
+	"github.com/pgferry/pgferry/shared/queue"
+	"github.com/pgferry/pgferry/shared/runner"
+	"github.com/pgferry/pgferry/shared/testenv"
+)
+
+// syncBuffer is a bytes.Buffer safe for the runner's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestPoisonBatchIsParkedBlocksItsGroupAndIsRedriven: a batch that breaks
+// a constraint only the target has is retried apply.max_attempts times,
+// parked in the dead-letter queue with its error, reported by name, keeps
+// later batches of its group from overtaking it, survives a redrive that
+// still fails, and is applied by a redrive once the cause is fixed.
+func TestPoisonBatchIsParkedBlocksItsGroupAndIsRedriven(t *testing.T) {
+	f := newFixture(t, `CREATE TABLE items (id int PRIMARY KEY, qty int NOT NULL); CREATE TABLE other (id int PRIMARY KEY);`,
+		"apply:\n  max_attempts: 2\n")
+	testenv.Exec(t, f.dst, `ALTER TABLE items ADD CONSTRAINT qty_is_small CHECK (qty < 100)`)
+	f.exec(`INSERT INTO items VALUES (1, 5), (2, 7)`)
+	f.replicate()
+
+	var emf syncBuffer
+	run := func() error {
+		l := f.local()
+		l.Handler.Metrics = metrics.New(&emf)
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		return l.Run(ctx, true, f.lastSent)
+	}
+
+	f.exec(`INSERT INTO items VALUES (3, 500)`)
+	err := run()
+	if !errors.Is(err, runner.ErrPoison) {
+		t.Fatalf("until-idle with a poison batch: err = %v, want ErrPoison", err)
+	}
+	for _, want := range []string{"dead-letter queue", "after 2 attempts", "qty_is_small", "23514", "--redrive", "for target replica"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("poison error does not mention %q: %v", want, err)
+		}
+	}
+	parked := dlqMessages(t, f)
+	if len(parked) != 1 {
+		t.Fatalf("dead-letter queue holds %d messages, want 1", len(parked))
+	}
+	if e := parked[0].Attrs[apply.AttrError]; !strings.Contains(e, "qty_is_small") {
+		t.Errorf("parked message's error attribute = %q, want the constraint's name", e)
+	}
+	if got, want := parked[0].Attrs[apply.AttrAttempts], "2"; got != want {
+		t.Errorf("parked after %s attempts, want %s", got, want)
+	}
+	for _, want := range []string{`"` + metrics.PoisonBatches + `":1`, `"` + metrics.GroupBlocked + `":1`, `"` + metrics.ApplyFailures + `":1`} {
+		if !strings.Contains(emf.String(), want) {
+			t.Errorf("metrics lack %s:\n%s", want, emf.String())
+		}
+	}
+
+	// A later transaction must not overtake the parked one, and the next
+	// until-idle run names what it waits for.
+	f.exec(`INSERT INTO other VALUES (1)`)
+	err = run()
+	if !errors.Is(err, runner.ErrBlocked) || !strings.Contains(err.Error(), "qty_is_small") {
+		t.Fatalf("until-idle behind a parked batch: err = %v, want ErrBlocked naming the parked batch's error", err)
+	}
+	if got := f.targetInt(`SELECT count(*) FROM other`); got != 0 {
+		t.Fatalf("a later batch overtook the parked one: target has %d rows in other", got)
+	}
+
+	// Redrive before the fix: still failing, still parked, nothing lost.
+	h := f.local().Handler
+	st, err := runner.Redrive(context.Background(), h, f.aws.DLQ, f.log)
+	if !errors.Is(err, runner.ErrRedrive) || st.Applied != 0 || st.Failing != 1 {
+		t.Fatalf("redrive before the fix: stats %+v, err %v; want ErrRedrive with 1 failing group", st, err)
+	}
+	if n := len(dlqMessages(t, f)); n != 1 {
+		t.Fatalf("after a failed redrive the dead-letter queue holds %d messages, want 1", n)
+	}
+
+	testenv.Exec(t, f.dst, `ALTER TABLE items DROP CONSTRAINT qty_is_small`)
+	st, err = runner.Redrive(context.Background(), h, f.aws.DLQ, f.log)
+	if err != nil || st.Applied != 1 {
+		t.Fatalf("redrive after the fix: stats %+v, err %v; want 1 applied", st, err)
+	}
+	if n := len(dlqMessages(t, f)); n != 0 {
+		t.Fatalf("after redrive the dead-letter queue holds %d messages, want 0", n)
+	}
+	if err := run(); err != nil {
+		t.Fatalf("until-idle after redrive: %v", err)
+	}
+	f.assertSame()
+}
+
+// dlqMessages peeks at every message in the fixture's dead-letter queue.
+func dlqMessages(t *testing.T, f *fixture) []queue.Message {
+	t.Helper()
+	ctx := context.Background()
+	var out []queue.Message
+	seen := map[string]bool{}
+	for empty := 0; empty < 2; {
+		msgs, err := f.aws.DLQ.Receive(ctx, 10, 0, 3*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fresh := 0
+		for _, m := range msgs {
+			if !seen[m.ID] {
+				seen[m.ID] = true
+				out = append(out, m)
+				fresh++
+			}
+		}
+		if fresh == 0 {
+			empty++
+		}
+		for _, m := range msgs {
+			defer func() { _ = f.aws.DLQ.SetVisibility(ctx, m, 0) }()
+		}
+	}
+	return out
+}

@@ -1,0 +1,85 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/pgferry/pgferry/shared/apply"
+	"github.com/pgferry/pgferry/shared/queue"
+	"github.com/pgferry/pgferry/shared/queue/sqsfifo"
+)
+
+// ErrRedrive reports dead-lettered batches that still fail.
+var ErrRedrive = errors.New("redrive: some parked batches still fail")
+
+// RedriveStats describes one Redrive.
+type RedriveStats struct {
+	Applied int // parked batches applied (or found already applied) and removed
+	Failing int // groups whose first parked batch still fails; it stays parked
+}
+
+// Redrive applies the batches parked in the dead-letter queue directly to
+// their targets, in each group's order, deleting each one only after its
+// apply committed. Applying in place rather than moving messages back to
+// the queue keeps order exact: moved-back batches would queue behind later
+// batches of the same group that are waiting for them.
+//
+// A group whose first parked batch still fails stops there; its batches
+// stay parked and the returned error (ErrRedrive) names each one with its
+// error. Other groups carry on. Redrive is safe to run while appliers run
+// (the target's watermark lock orders them) and safe to repeat.
+func Redrive(ctx context.Context, h *apply.Handler, dlq *sqsfifo.Queue, log *slog.Logger) (RedriveStats, error) {
+	var st RedriveStats
+	const hide = time.Minute
+	failed := map[string]bool{}
+	var stuck []string
+	// Messages of failing groups are hidden while the rest is worked
+	// through, then given back at once: they stay parked.
+	var held []queue.Message
+	defer func() {
+		for _, m := range held {
+			_ = dlq.SetVisibility(context.WithoutCancel(ctx), m, 0)
+		}
+	}()
+	empty := 0
+	for empty < 2 {
+		msgs, err := dlq.Receive(ctx, 10, time.Second, hide)
+		if err != nil {
+			return st, err
+		}
+		if len(msgs) == 0 {
+			empty++
+			continue
+		}
+		empty = 0
+		for _, m := range msgs {
+			if failed[m.Group] {
+				held = append(held, m)
+				continue
+			}
+			b, res, err := h.Handle(ctx, m.Body)
+			if err != nil {
+				desc := DescribeParked(m)
+				failed[m.Group] = true
+				stuck = append(stuck, fmt.Sprintf("%s still fails: %v", desc, err))
+				held = append(held, m)
+				log.Error("parked batch still fails; it stays parked", "batch", desc, "err", err)
+				continue
+			}
+			if err := dlq.Delete(context.WithoutCancel(ctx), m); err != nil {
+				return st, fmt.Errorf("redrive: applied %s but could not remove it from the dead-letter queue (a second redrive skips it): %w", DescribeParked(m), err)
+			}
+			st.Applied++
+			log.Info("parked batch applied", "seq", b.Seq, "target", b.Target, "to", b.To.String(), "rows", res.Rows, "replay", !res.Applied)
+		}
+	}
+	st.Failing = len(failed)
+	if len(stuck) > 0 {
+		return st, fmt.Errorf("%w:\n  %s", ErrRedrive, strings.Join(stuck, "\n  "))
+	}
+	return st, nil
+}
