@@ -15,6 +15,7 @@ import (
 	"github.com/pgferry/pgferry/shared/batch"
 	"github.com/pgferry/pgferry/shared/capture/trigger"
 	"github.com/pgferry/pgferry/shared/checkpoint"
+	"github.com/pgferry/pgferry/shared/fault"
 	"github.com/pgferry/pgferry/shared/queue"
 )
 
@@ -188,6 +189,7 @@ func (r *run) window(ctx context.Context) (bool, error) {
 				return err
 			}
 			opened = true
+			fault.Point(fault.DrainWindowOpened)
 		}
 		if err := r.ship(ctx, &comp, pending, cp.Window, tick); err != nil {
 			return err
@@ -266,11 +268,13 @@ func (r *run) ship(ctx context.Context, comp *batch.Compactor, txns []*trigger.T
 			return err
 		}
 	}
+	fault.Point(fault.DrainSent)
 	next := r.cp
 	next.Pos, next.Window, next.Seq, next.LastSent = b.To, window, b.Seq, b.To
 	if err := r.save(ctx, next); err != nil {
 		return err
 	}
+	fault.Point(fault.DrainCheckpointed)
 	r.st.Batches++
 	r.st.Txns += b.Txns
 	r.st.Events += b.Events

@@ -14,6 +14,7 @@ import (
 	"github.com/pgferry/pgferry/shared/batch"
 	"github.com/pgferry/pgferry/shared/config"
 	"github.com/pgferry/pgferry/shared/drain"
+	"github.com/pgferry/pgferry/shared/fault"
 	"github.com/pgferry/pgferry/shared/metrics"
 	"github.com/pgferry/pgferry/shared/queue"
 	"github.com/pgferry/pgferry/shared/queue/sqsfifo"
@@ -220,6 +221,7 @@ func (l *Local) handle(ctx context.Context, m queue.Message, untilIdle bool) err
 	d := l.Handler.Deliver(ctx, m, l.dlq())
 	stop()
 	if d.Err == nil {
+		fault.Point(fault.ApplyCommitted)
 		if err := l.Queue.Delete(context.WithoutCancel(ctx), m); err != nil {
 			// The batch is applied; a redelivery is a watermark no-op.
 			l.Log.Warn("delete applied message", "err", err)
@@ -237,6 +239,7 @@ func (l *Local) handle(ctx context.Context, m queue.Message, untilIdle bool) err
 	if d.Parked {
 		l.Log.Error("batch parked in the dead-letter queue; its target is blocked until it is re-driven",
 			"batch", desc, "attempts", m.Receives, "err", d.Err)
+		fault.Point(fault.ApplyParked)
 		if err := l.Queue.Delete(context.WithoutCancel(ctx), m); err != nil {
 			l.Log.Warn("delete parked message from the queue", "err", err)
 		}

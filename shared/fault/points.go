@@ -1,0 +1,27 @@
+package fault
+
+// The fault points. Each names the moment just before the next durable
+// step, where a crash leaves the most work half done.
+const (
+	// DrainWindowOpened: the window's snapshot is checkpointed, no batch
+	// of it has been sent.
+	DrainWindowOpened = "drain.window-opened"
+	// DrainSent: a batch is on the queue for every target, its checkpoint
+	// is not written.
+	DrainSent = "drain.sent"
+	// DrainCheckpointed: a batch's checkpoint is written; the next batch,
+	// the window's close and the purge are not.
+	DrainCheckpointed = "drain.checkpointed"
+	// ApplyStaged: a batch's rows are written inside the target
+	// transaction, its watermark and commit are not.
+	ApplyStaged = "apply.staged"
+	// ApplyCommitted: the apply transaction committed, the message is not
+	// deleted from the queue.
+	ApplyCommitted = "apply.committed"
+	// ApplyParked: a poison batch is in the dead-letter queue and still in
+	// its own queue.
+	ApplyParked = "apply.parked"
+)
+
+// All lists every point, for tests that must reach each one.
+var All = []string{DrainWindowOpened, DrainSent, DrainCheckpointed, ApplyStaged, ApplyCommitted, ApplyParked}
