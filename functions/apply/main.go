@@ -56,21 +56,35 @@ func main() {
 		log.Error("aws", "err", err)
 		os.Exit(1)
 	}
-	// Target pools live across invocations of a warm container.
-	targets, _, err := runner.Targets(ctx, cfg, log)
-	if err != nil {
-		log.Error("targets", "err", err)
-		os.Exit(1)
-	}
-	h := &apply.Handler{
-		Pipeline: cfg.Name, Targets: targets, Payloads: aws.Payloads,
-		MaxAttempts: cfg.Apply.MaxAttempts, Metrics: metrics.New(os.Stdout),
+	// Target pools live across invocations of a warm container. They are
+	// opened by the first invocation that can reach every target, not at
+	// cold start: a target that is down must fail invocations (and be
+	// retried), not the container's start.
+	var h *apply.Handler
+	handler := func(ctx context.Context) (*apply.Handler, error) {
+		if h != nil {
+			return h, nil
+		}
+		targets, _, err := runner.Targets(ctx, cfg, log)
+		if err != nil {
+			return nil, err
+		}
+		h = &apply.Handler{
+			Pipeline: cfg.Name, Targets: targets, Payloads: aws.Payloads,
+			MaxAttempts: cfg.Apply.MaxAttempts, Metrics: metrics.New(os.Stdout),
+		}
+		return h, nil
 	}
 	vis := cfg.Apply.Visibility.Duration
 	lambda.Start(func(ctx context.Context, raw json.RawMessage) (response, error) {
 		var req request
 		if err := json.Unmarshal(raw, &req); err != nil {
 			return response{}, fmt.Errorf("apply: unrecognised event: %w", err)
+		}
+		h, err := handler(ctx)
+		if err != nil {
+			// Every record goes back to the queue and is retried.
+			return response{}, err
 		}
 		if req.Redrive {
 			st, err := runner.Redrive(ctx, h, aws.DLQ, log)
@@ -117,4 +131,3 @@ func message(r events.SQSMessage) queue.Message {
 		Receives: max(n, 1),
 	}
 }
-

@@ -11,16 +11,24 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-lambda-go/lambdacontext"
 
+	"github.com/pgferry/pgferry/shared/batch"
 	"github.com/pgferry/pgferry/shared/config"
 	"github.com/pgferry/pgferry/shared/drain"
+	"github.com/pgferry/pgferry/shared/metrics"
 	"github.com/pgferry/pgferry/shared/runner"
 )
 
 func main() {
-	log := slog.New(slog.NewJSONHandler(os.Stdout, nil))
+	// Logs on stderr, EMF metric lines on stdout: both reach CloudWatch.
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	emf := metrics.New(os.Stdout)
 	cfg, err := config.FromEnv()
 	if err != nil {
 		log.Error("configuration refused", "err", err)
+		os.Exit(1)
+	}
+	if err := runner.ResolveSecrets(context.Background(), cfg); err != nil {
+		log.Error("secrets", "err", err)
 		os.Exit(1)
 	}
 	log = log.With("pipeline", cfg.Name, "fn", "drain")
@@ -38,12 +46,18 @@ func main() {
 			return err
 		}
 		defer src.Close()
-		st, err := runner.NewDrainer(cfg, src, aws, owner, log, nil).Run(ctx)
+		shipped := func(b *batch.Batch) { runner.EmitShipped(emf, b) }
+		d := runner.NewDrainer(cfg, src, aws, owner, log, shipped, runner.WithMetrics(emf))
+		st, err := d.Run(ctx)
+		runner.EmitBacklog(ctx, emf, d, cfg.Name, log)
 		if errors.Is(err, drain.ErrBusy) {
 			log.Info("another drain holds the lease; skipping this tick")
 			return nil
 		}
 		log.Info("drain finished", "batches", st.Batches, "txns", st.Txns, "rows", st.Rows, "caught_up", st.CaughtUp)
+		if err != nil {
+			emf.Emit(metrics.Dims{metrics.DimPipeline: cfg.Name}, metrics.Metric{Name: metrics.DrainFailures, Value: 1, Unit: metrics.Count})
+		}
 		return err
 	})
 }

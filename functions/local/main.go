@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -42,6 +43,9 @@ func run() error {
 		reset       = flag.Bool("reset", false, "remove the pipeline's capture objects, queued batches, checkpoint and target watermarks, then exit")
 		redrive     = flag.Bool("redrive", false, "apply the batches parked in the dead-letter queue, in order, then exit (or go on with --until-idle)")
 		metricsPath = flag.String("metrics", "", "append CloudWatch EMF metric lines to this file")
+		loadTables  = flag.String("load-tables", "", "with --initial-load: comma-separated patterns narrowing the tables to load")
+		reload      = flag.Bool("reload", false, "with --initial-load: copy the tables again even if an earlier load finished")
+		plan        = flag.Bool("plan", false, "print the DDL schema sync would run against each target, change nothing, and exit")
 	)
 	flag.Parse()
 	var level slog.Level
@@ -59,8 +63,8 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	if *initialLoad && !cfg.Source.CopyExisting() {
-		return errors.New("--initial-load: this build copies existing rows through the change stream when capture is installed; set source.copy_existing: true (the default)")
+	if (*loadTables != "" || *reload) && !*initialLoad {
+		return errors.New("--load-tables and --reload need --initial-load")
 	}
 	log = log.With("pipeline", cfg.Name)
 
@@ -72,15 +76,19 @@ func run() error {
 		defer cancel()
 	}
 
-	aws, err := runner.ConnectAWS(ctx, cfg, true)
-	if err != nil {
+	if err := runner.ResolveSecrets(ctx, cfg); err != nil {
 		return err
 	}
+	// Reach both databases before creating anything anywhere, so a wrong
+	// DSN or password changes nothing.
 	src, err := runner.Connect(ctx, "source", cfg.Source.DSN)
 	if err != nil {
 		return err
 	}
 	defer src.Close()
+	if *plan {
+		return printPlans(ctx, cfg, src, log)
+	}
 	targets, pools, err := runner.Targets(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -90,9 +98,20 @@ func run() error {
 			p.Close()
 		}
 	}()
+	aws, err := runner.ConnectAWS(ctx, cfg, true)
+	if err != nil {
+		return err
+	}
 
 	if *reset {
 		return runner.Reset(ctx, cfg, aws, src, pools, log)
+	}
+	// Schema sync: wrap the appliers, and bring empty or lagging targets
+	// up to the source's schema before anything is applied or loaded.
+	syncers := runner.SchemaSyncers(cfg, src, pools, log)
+	runner.WithSchemaSync(cfg, targets, syncers, pools, log)
+	if err := runner.SyncSchemas(ctx, cfg, syncers); err != nil {
+		return err
 	}
 
 	var emf *metrics.EMF
@@ -123,19 +142,30 @@ func run() error {
 	}
 	l := &runner.Local{
 		Cfg:      cfg,
-		Drainer:  runner.NewDrainer(cfg, src, aws, runner.InstanceID(), log.With("fn", "drain"), shipped),
+		Drainer:  runner.NewDrainer(cfg, src, aws, runner.InstanceID(), log.With("fn", "drain"), shipped, runner.WithMetrics(emf)),
 		Handler:  handler,
 		Queue:    aws.Queue,
 		DLQ:      aws.DLQ,
 		Log:      log,
 		Progress: progress,
 		Metrics:  emf,
+		AfterCycle: func(ctx context.Context) {
+			runner.SyncSequences(ctx, syncers, log.With("fn", "sequences"))
+		},
 	}
 	lastSent := func(ctx context.Context) (batch.Position, error) {
 		cp, err := aws.State.Load(ctx)
 		return cp.LastSent, err
 	}
-	err = l.Run(ctx, *untilIdle, lastSent)
+	var loadPatterns []string
+	if *loadTables != "" {
+		loadPatterns = strings.Split(*loadTables, ",")
+	}
+	if *initialLoad {
+		err = runner.RunWithLoad(ctx, l, *untilIdle, lastSent, cfg, src, targets, runner.LoadOptions{Tables: loadPatterns, Reload: *reload, Progress: os.Stderr}, log)
+	} else {
+		err = l.Run(ctx, *untilIdle, lastSent)
+	}
 	if cause := context.Cause(ctx); err != nil && cause != nil && !errors.Is(cause, context.Canceled) {
 		err = cause
 	}
@@ -144,6 +174,9 @@ func run() error {
 		return err
 	}
 	fmt.Fprintln(os.Stderr, "pgferry: idle: every committed change is applied to every target")
+	if *initialLoad && !*doVerify {
+		return runner.PrintLoadCounts(context.Background(), cfg, src, pools, loadPatterns, os.Stdout)
+	}
 	if *doVerify {
 		return verifyAll(context.Background(), cfg, src, pools)
 	}
@@ -179,4 +212,23 @@ func verifyAll(ctx context.Context, cfg *config.Config, src *pgxpool.Pool, pools
 	}
 	fmt.Printf("verify: all %d table comparisons match\n", len(res))
 	return nil
+}
+
+// printPlans connects to every target without installing anything and
+// prints the DDL schema sync would run there (--plan).
+func printPlans(ctx context.Context, cfg *config.Config, src *pgxpool.Pool, log *slog.Logger) error {
+	var pools []*pgxpool.Pool
+	defer func() {
+		for _, p := range pools {
+			p.Close()
+		}
+	}()
+	for _, name := range cfg.TargetNames() {
+		p, err := runner.Connect(ctx, "targets."+name, cfg.Targets[name].DSN)
+		if err != nil {
+			return err
+		}
+		pools = append(pools, p)
+	}
+	return runner.PrintPlans(ctx, cfg, src, pools, os.Stdout, log)
 }

@@ -10,6 +10,8 @@ import (
 
 	"github.com/aws/smithy-go"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgferry/pgferry/shared/checkpoint"
 )
 
 var (
@@ -61,7 +63,8 @@ func (c Class) String() string {
 	return "failed"
 }
 
-// Classify decides, in one place, what a failed apply means. It looks at
+// Classify decides, in one place, what a failure means — of an apply, and
+// of a drain run (whose Failed errors stop an --until-idle run at once). It looks at
 // error identity, SQLSTATE codes and pgconn's own retry verdict, never at
 // message text. Unknown errors are Failed: bounded retries end in the
 // dead-letter queue, so an unknown error is parked, not dropped and not
@@ -72,6 +75,10 @@ func Classify(err error) Class {
 	}
 	if errors.Is(err, ErrGap) || errors.Is(err, ErrLineage) {
 		return Blocked
+	}
+	if errors.Is(err, checkpoint.ErrLeaseHeld) || errors.Is(err, checkpoint.ErrLeaseLost) || errors.Is(err, checkpoint.ErrStale) {
+		// Another drain holds or took over the work; try again later.
+		return Transient
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {

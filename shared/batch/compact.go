@@ -58,6 +58,9 @@ type rowState struct {
 	born    bool // did not exist before the batch (first seen as an INSERT)
 	row     Row
 	key     Row
+	// match is set while the row is a partial image (see partial.go): the
+	// key of the target row, as of the batch's start, that it updates.
+	match Row
 }
 
 type multiRow struct {
@@ -83,6 +86,9 @@ func (c *Compactor) Add(ch Change) error {
 		if len(r) != len(ch.Columns) {
 			return fmt.Errorf("compact: %s: row has %d values for %d columns", ch.Table, len(r), len(ch.Columns))
 		}
+	}
+	if ch.Op == Update && hasUnchanged(ch.New) {
+		return c.addPartial(ch, seg)
 	}
 	c.events += len(ch.Old) + len(ch.New)
 	if seg.keyed == nil {
@@ -208,6 +214,9 @@ func (s *segState) upsert(k string, r Row, insert bool) {
 		s.keyed[k] = st
 		s.order = append(s.order, k)
 	}
+	if st.match != nil {
+		s.supersede(k, st)
+	}
 	st.deleted, st.absent, st.row, st.key = false, false, r, nil
 }
 
@@ -222,6 +231,10 @@ func (s *segState) remove(k string, key Row) {
 		// Inserted and deleted within the batch: the target never needs it.
 		st.absent, st.row = true, nil
 		return
+	}
+	if st.match != nil {
+		// A partial image: the target row to delete is where it started.
+		key, st.match = st.match, nil
 	}
 	st.deleted, st.row, st.key = true, nil, key
 }
@@ -249,12 +262,15 @@ func (c *Compactor) Epochs() []Epoch {
 		ep := Epoch{Truncate: e.truncate}
 		for _, s := range e.segs {
 			seg := s.seg
+			var parts partials
 			for _, k := range s.order {
 				if s.keyed != nil {
 					switch st := s.keyed[k]; {
 					case st.absent:
 					case st.deleted:
 						seg.Deletes = append(seg.Deletes, st.key)
+					case st.match != nil:
+						parts.add(st)
 					default:
 						seg.Upserts = append(seg.Upserts, st.row)
 					}
@@ -268,6 +284,10 @@ func (c *Compactor) Epochs() []Epoch {
 					seg.Deletes = append(seg.Deletes, m.row)
 				}
 			}
+			// Partial updates go before the table's upserts: a row inserted
+			// at a key that a partial update moves away from must land
+			// after the move.
+			ep.Segments = append(ep.Segments, parts.segments(s.seg)...)
 			if len(seg.Upserts)+len(seg.Deletes) > 0 {
 				ep.Segments = append(ep.Segments, seg)
 			}

@@ -6,9 +6,34 @@ import (
 	"fmt"
 )
 
-// Version is the envelope version this build writes. Decode refuses any
-// other version rather than guessing at its meaning.
+// Version is the envelope version this build writes when a batch has no
+// update segments (Segment.Update). Decode refuses versions it does not
+// know rather than guessing at their meaning.
 const Version = 1
+
+// VersionUpdates is the version of a batch that holds update segments: a
+// build that reads only Version would apply their partial rows as whole
+// rows, so it must refuse them instead.
+const VersionUpdates = 2
+
+// VersionSchema is the version of a schema job (Batch.Schema): a message
+// that carries no rows but asks the applier to bring its target's schema
+// up to the source's. A build that reads only versions 1 and 2 refuses it
+// rather than taking it for an empty batch and moving its watermark past
+// a schema change it never made.
+const VersionSchema = 3
+
+// SchemaJob is the body of a schema job. The job occupies a position
+// range like any batch (From is the previous message's To), so the
+// applier's replay and gap checks apply to it unchanged. What it asks is
+// stateless: diff the source's current catalog against the target's and
+// run the DDL, which makes a replayed or late job harmless.
+type SchemaJob struct {
+	// Fingerprint is the source catalog fingerprint that prompted the job.
+	Fingerprint string `json:"fp,omitempty"`
+	// Reason says what put it in the stream ("catalog changed", "forced").
+	Reason string `json:"reason,omitempty"`
+}
 
 // Table names a replicated table on the source.
 type Table struct {
@@ -40,6 +65,15 @@ type Segment struct {
 	// Deletes are key tuples over Key for keyed tables, or full rows over
 	// Columns for keyless tables (one entry deletes one matching row).
 	Deletes []Row `json:"d,omitempty"`
+	// Update marks a segment of partial rows (slot capture: an UPDATE that
+	// left TOASTed columns unchanged, whose values the source did not
+	// send). Each entry of Upserts sets only Columns on the existing row
+	// whose key (over Key) is the entry of Match at the same index; the
+	// other columns keep their target values, and a row the target does
+	// not have is left alone. Match differs from the new key when the
+	// update changed the key. An update segment has no Deletes.
+	Update bool  `json:"upd,omitempty"`
+	Match  []Row `json:"m,omitempty"`
 }
 
 // Epoch is a stretch of a batch in which every table has a single shape.
@@ -71,6 +105,9 @@ type Batch struct {
 	Events     int     `json:"events"`
 	CapturedAt int64   `json:"captured_at,omitempty"`
 	Epochs     []Epoch `json:"epochs,omitempty"`
+	// Schema, when set, makes this message a schema job (VersionSchema)
+	// with no Epochs.
+	Schema *SchemaJob `json:"schema,omitempty"`
 }
 
 // Group returns the FIFO message group that carries a pipeline's batches
@@ -90,8 +127,8 @@ func (b *Batch) Rows() int {
 
 // Encode renders the batch in its wire form.
 func (b *Batch) Encode() ([]byte, error) {
-	if b.Version == 0 {
-		b.Version = Version
+	if v := b.minVersion(); b.Version < v {
+		b.Version = v
 	}
 	return json.Marshal(b)
 }
@@ -105,8 +142,14 @@ func Decode(data []byte) (*Batch, error) {
 	if err := json.Unmarshal(data, &b); err != nil {
 		return nil, fmt.Errorf("batch: decode: %w", err)
 	}
-	if b.Version != Version {
-		return nil, fmt.Errorf("%w %d (this build reads %d)", ErrVersion, b.Version, Version)
+	if b.Version != Version && b.Version != VersionUpdates && b.Version != VersionSchema {
+		return nil, fmt.Errorf("%w %d (this build reads %d, %d and %d)", ErrVersion, b.Version, Version, VersionUpdates, VersionSchema)
+	}
+	if (b.Version == VersionSchema) != (b.Schema != nil) || (b.Schema != nil && len(b.Epochs) > 0) {
+		return nil, fmt.Errorf("%w %d: a schema job must be version %d and carry no rows", ErrVersion, b.Version, VersionSchema)
+	}
+	if b.Version < b.minVersion() {
+		return nil, fmt.Errorf("%w %d for a batch with update segments (want %d)", ErrVersion, b.Version, VersionUpdates)
 	}
 	if !b.From.Less(b.To) {
 		return nil, fmt.Errorf("batch: empty position range %s..%s", b.From, b.To)
@@ -121,7 +164,33 @@ func Decode(data []byte) (*Batch, error) {
 	return &b, nil
 }
 
+// minVersion is the oldest envelope version that can carry b.
+func (b *Batch) minVersion() int {
+	if b.Schema != nil {
+		return VersionSchema
+	}
+	for _, e := range b.Epochs {
+		for _, s := range e.Segments {
+			if s.Update {
+				return VersionUpdates
+			}
+		}
+	}
+	return Version
+}
+
 func (s *Segment) check() error {
+	if s.Update {
+		if len(s.Key) == 0 || len(s.Deletes) > 0 || len(s.Match) != len(s.Upserts) {
+			return fmt.Errorf("batch: %s: malformed update segment (key %d columns, %d deletes, %d matches for %d rows)",
+				s.Table, len(s.Key), len(s.Deletes), len(s.Match), len(s.Upserts))
+		}
+		for _, m := range s.Match {
+			if len(m) != len(s.Key) {
+				return fmt.Errorf("batch: %s: update match has %d values, want %d", s.Table, len(m), len(s.Key))
+			}
+		}
+	}
 	for _, r := range s.Upserts {
 		if len(r) != len(s.Columns) {
 			return fmt.Errorf("batch: %s: upsert row has %d values for %d columns", s.Table, len(r), len(s.Columns))

@@ -29,7 +29,7 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 }
 
 func TestDecodeRefusesOtherVersions(t *testing.T) {
-	_, err := Decode([]byte(`{"v":2,"from":{"tick":1,"tx":0},"to":{"tick":1,"tx":5}}`))
+	_, err := Decode([]byte(`{"v":3,"from":{"tick":1,"tx":0},"to":{"tick":1,"tx":5}}`))
 	if !errors.Is(err, ErrVersion) {
 		t.Fatalf("got %v, want ErrVersion", err)
 	}

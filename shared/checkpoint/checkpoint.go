@@ -30,6 +30,11 @@ type Checkpoint struct {
 	// the old ones (and dropped) by SQS deduplication or by a target's
 	// watermark.
 	Lineage string
+	// Schema is the fingerprint of the replicated tables' source catalog
+	// as of the last schema job the drain shipped ("" before the first):
+	// when the catalog's fingerprint differs, the drain puts a schema job
+	// in the stream (see drain.Options.Schema).
+	Schema string
 }
 
 // Lease is a held drain lease. Gen increases every time the lease changes

@@ -24,6 +24,8 @@ type Config struct {
 	Drain   Drain             `yaml:"drain"`
 	Apply   Apply             `yaml:"apply"`
 	AWS     AWS               `yaml:"aws"`
+	Load    InitialLoad       `yaml:"load"`
+	Deploy  Deploy            `yaml:"deploy"`
 
 	// Parsed forms of Source.Tables and Source.Exclude.
 	Include []Pattern `yaml:"-"`
@@ -37,18 +39,56 @@ type Source struct {
 	Tables  []string `yaml:"tables"`
 	Exclude []string `yaml:"exclude"`
 	// CopyExisting (default true) copies the rows a table already holds
-	// into the change stream when capture is first installed on it.
-	CopyExistingRows *bool `yaml:"copy_existing"`
+	// into the change stream when capture is first installed on it;
+	// "keyless" copies only tables without a primary key, leaving the
+	// keyed ones to the initial load (see CopyMode).
+	CopyExistingRows *CopyMode `yaml:"copy_existing"`
+	// ReplicaIdentityFull (slot capture only, default false) lets set-up
+	// give REPLICA IDENTITY FULL to replicated tables that have no usable
+	// replica identity; without it such tables are refused. See slot.go.
+	ReplicaIdentityFull IdentityFull `yaml:"replica_identity_full"`
+	// DSNSecret names a Secrets Manager secret (ARN or name) holding the
+	// DSN, instead of DSN; runner.ResolveSecrets fills DSN from it.
+	DSNSecret string `yaml:"dsn_secret"`
 }
 
 // CopyExisting reports whether existing rows are copied at trigger install.
-func (s Source) CopyExisting() bool { return s.CopyExistingRows == nil || *s.CopyExistingRows }
+func (s Source) CopyExisting() bool {
+	return s.CopyExistingRows == nil || *s.CopyExistingRows != CopyNone
+}
+
+// CopyKeyed reports whether the copy at install includes tables with a
+// primary key (copy_existing: true, the default).
+func (s Source) CopyKeyed() bool { return s.CopyExistingRows == nil || *s.CopyExistingRows == CopyAll }
 
 // Target is a database the changes are applied to.
 type Target struct {
 	Kind        string `yaml:"kind"`
 	DSN         string `yaml:"dsn"`
+	DSNSecret   string `yaml:"dsn_secret"` // like Source.DSNSecret
+	// ApplySchema, when set, puts every replicated table, and the types,
+	// functions and sequences it brings along, into this one schema on
+	// the target (see shared/schema.Mapper).
 	ApplySchema string `yaml:"apply_schema"`
+	// SchemaSync (default true) makes the target follow the source's
+	// schema: schema jobs and retry-after-DDL create and alter its tables
+	// (see shared/schema/pgsync). false leaves the target's schema to the
+	// operator; batches still fail loudly when it is behind.
+	SchemaSync *bool `yaml:"schema_sync"`
+}
+
+// SyncsSchema reports whether schema sync manages this target's schema.
+func (t Target) SyncsSchema() bool { return t.SchemaSync == nil || *t.SchemaSync }
+
+// SyncsSchema reports whether any target follows the source's schema
+// (then the drain puts schema jobs in the stream).
+func (c *Config) SyncsSchema() bool {
+	for _, t := range c.Targets {
+		if t.SyncsSchema() {
+			return true
+		}
+	}
+	return false
 }
 
 // Batch bounds the size of one batch. A single source transaction larger
@@ -97,7 +137,7 @@ type Duration struct{ time.Duration }
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	v, err := time.ParseDuration(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: %q is not a duration like 500ms or 2s", n.Line, n.Value)
+		return fmt.Errorf("line %d: %q is not a duration like 500ms or 2s", n.Line, n.Value) // the line becomes the key: see nameKeys
 	}
 	d.Duration = v
 	return nil
@@ -142,7 +182,7 @@ func Parse(data []byte, lookup func(string) (string, bool)) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(expanded))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil {
-		return nil, fmt.Errorf("config: %s", friendlyYAMLError(err))
+		return nil, fmt.Errorf("config: %s", nameKeys(friendlyYAMLError(err), expanded))
 	}
 	c.defaults()
 	if err := c.validate(); err != nil {
@@ -207,12 +247,13 @@ func expand(n *yaml.Node, path string, lookup func(string) (string, bool)) error
 // isNonString reports keys whose values are numbers, so re-quoting after
 // expansion must not turn them into strings.
 func isNonString(path string) bool {
-	for _, k := range []string{"batch.max_rows", "batch.max_bytes", "batch.inline_limit", "apply.max_attempts"} {
+	for _, k := range []string{"batch.max_rows", "batch.max_bytes", "batch.inline_limit", "apply.max_attempts",
+		"load.parallelism", "load.chunk_rows", "load.drop_indexes", "source.copy_existing"} {
 		if path == k {
 			return true
 		}
 	}
-	return false
+	return isDeployNumber(path)
 }
 
 var fieldRE = regexp.MustCompile(`field (\S+) not found in type config\.(\w+)`)
@@ -234,6 +275,10 @@ func sectionOf(typ string) string {
 		return "source"
 	case "Target":
 		return "targets.<name>"
+	case "Deploy", "VPC", "Alarms", "Functions":
+		return deploySection(typ)
+	case "Function":
+		return "deploy.functions.<name>"
 	default:
 		return strings.ToLower(typ)
 	}
@@ -252,6 +297,7 @@ func (c *Config) defaults() {
 	if c.Batch.InlineLimit == 0 {
 		c.Batch.InlineLimit = 240 << 10 // under SQS's 256 KiB with room for attributes
 	}
+	c.Load.defaults(c)
 	if c.Drain.Interval.Duration == 0 {
 		c.Drain.Interval.Duration = time.Second
 	}
@@ -288,15 +334,10 @@ func (c *Config) validate() error {
 	} else if !nameRE.MatchString(c.Name) {
 		bad("name", "%q must be lower-case letters, digits and _, starting with a letter, at most 40 characters", c.Name)
 	}
-	if c.Source.DSN == "" {
-		bad("source.dsn", "required")
-	} else if err := checkDSN(c.Source.DSN); err != nil {
-		bad("source.dsn", "%v", err)
-	}
+	errs = append(errs, checkEndpoint("source", c.Source.DSN, c.Source.DSNSecret)...)
 	switch c.Source.Capture {
 	case CaptureTrigger:
 	case CaptureSlot:
-		bad("source.capture", "%q is not available in this build yet (use trigger)", c.Source.Capture)
 	default:
 		bad("source.capture", "%q is not one of trigger, slot", c.Source.Capture)
 	}
@@ -337,15 +378,15 @@ func (c *Config) validate() error {
 		default:
 			bad(key+".kind", "%q is not one of postgres, redshift", t.Kind)
 		}
-		if t.DSN == "" {
-			bad(key+".dsn", "required")
-		} else if err := checkDSN(t.DSN); err != nil {
-			bad(key+".dsn", "%v", err)
-		} else if t.DSN == c.Source.DSN {
+		if ep := checkEndpoint(key, t.DSN, t.DSNSecret); ep != nil {
+			errs = append(errs, ep...)
+		} else if t.DSN != "" && t.DSN == c.Source.DSN {
 			bad(key+".dsn", "is the same as source.dsn; a target must be a different database")
+		} else if t.DSNSecret != "" && t.DSNSecret == c.Source.DSNSecret {
+			bad(key+".dsn_secret", "is the same as source.dsn_secret; a target must be a different database")
 		}
-		if t.ApplySchema != "" {
-			bad(key+".apply_schema", "is not supported yet; leave it empty")
+		if as := t.ApplySchema; as != "" && (as == "pgferry" || strings.HasPrefix(as, "pg_") || as == "information_schema" || len(as) > 63) {
+			bad(key+".apply_schema", "%q is reserved or too long (pgferry, pg_*, information_schema; at most 63 bytes)", as)
 		}
 	}
 	if c.Batch.MaxRows < 1 {
@@ -375,6 +416,9 @@ func (c *Config) validate() error {
 	if !strings.HasSuffix(c.AWS.Queue, ".fifo") {
 		bad("aws.queue", "%q must end in .fifo (batches need a FIFO queue)", c.AWS.Queue)
 	}
+	errs = append(errs, c.Deploy.validate()...)
+	errs = append(errs, c.Load.validate()...)
+	errs = append(errs, c.validateSlot()...)
 	return errors.Join(errs...)
 }
 
@@ -419,10 +463,10 @@ func (c *Config) Replicated(schema, table string) bool {
 // FromEnv loads the configuration of a deployed function: the YAML text in
 // PGFERRY_CONFIG, or a file named by PGFERRY_CONFIG_FILE.
 func FromEnv() (*Config, error) {
-	if text, ok := os.LookupEnv("PGFERRY_CONFIG"); ok {
+	if text, ok := os.LookupEnv(EnvConfig); ok {
 		return Parse([]byte(text), os.LookupEnv)
 	}
-	if path := os.Getenv("PGFERRY_CONFIG_FILE"); path != "" {
+	if path := os.Getenv(EnvConfigFile); path != "" {
 		return Load(path)
 	}
 	return nil, errors.New("config: set PGFERRY_CONFIG (YAML text) or PGFERRY_CONFIG_FILE")

@@ -57,6 +57,13 @@ type Options struct {
 	// OnShip, if set, is called after each batch is queued and
 	// checkpointed (for progress output and metrics).
 	OnShip func(*batch.Batch)
+	// Schema, if set, returns a fingerprint of the replicated tables'
+	// source catalog; when it differs from the checkpoint's, the drain
+	// ships a schema job ahead of the next window or batch (see
+	// schemajob.go). SchemaEvery bounds how often it is called within a
+	// run (default 1s); it is always called at the start of a run.
+	Schema      func(context.Context) (string, error)
+	SchemaEvery time.Duration
 }
 
 // Drainer drains one pipeline.
@@ -92,7 +99,11 @@ func (d *Drainer) Run(ctx context.Context) (Stats, error) {
 	if err != nil {
 		return st, err
 	}
+	// These two lines bracket the time this drain surely held the lease
+	// (tests check that two drains' brackets never overlap).
+	d.log.Debug("drain lease acquired", "owner", lease.Owner, "generation", lease.Gen)
 	defer func() {
+		d.log.Debug("drain lease releasing", "owner", lease.Owner, "generation", lease.Gen)
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		if err := d.cps.Release(rctx, lease); err != nil {
@@ -120,6 +131,19 @@ func (d *Drainer) Run(ctx context.Context) (Stats, error) {
 	return st, nil
 }
 
+// Backlog returns how many captured events wait on the source, if the
+// capture can tell (trigger capture can); ok is false otherwise.
+func (d *Drainer) Backlog(ctx context.Context) (n int64, ok bool, err error) {
+	b, can := d.src.(interface {
+		Backlog(context.Context) (int64, error)
+	})
+	if !can {
+		return 0, false, nil
+	}
+	n, err = b.Backlog(ctx)
+	return n, true, err
+}
+
 func (d *Drainer) nearDeadline(ctx context.Context) bool {
 	dl, ok := ctx.Deadline()
 	return ok && time.Until(dl) < d.opts.Margin
@@ -132,6 +156,8 @@ type run struct {
 	cp       checkpoint.Checkpoint
 	lastSnap time.Time
 	initial  string
+	schema   schemaCheck
+	started  bool // the run's first window was read
 }
 
 // newLineage returns a random checkpoint lineage id.
@@ -158,6 +184,14 @@ func (r *run) window(ctx context.Context) (bool, error) {
 	}
 	r.cp = cp
 	opened := cp.Window != ""
+	if !opened && r.schema.due(r.opts, !r.started) {
+		// Between windows: a schema job takes the next tick on its own.
+		save := func(c checkpoint.Checkpoint) error { return r.save(ctx, c) }
+		if cp, _, err = shipSchemaJob(ctx, r.pub, r.opts, save, cp, batch.Position{Tick: cp.Pos.Tick + 1}, false); err != nil {
+			return false, err
+		}
+	}
+	r.started = true
 	if !opened {
 		if wait := r.opts.MinWindow - time.Since(r.lastSnap); wait > 0 {
 			select {

@@ -66,7 +66,10 @@ func (c *ClaimCheck) Publish(ctx context.Context, group, dedupID string, body []
 		return c.Next.Publish(ctx, group, dedupID, body)
 	}
 	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
+	// BestSpeed: compressing is on the drain's critical path, and for
+	// batch JSON it is about 3x faster than the default level for about
+	// 8% more bytes.
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
 	if _, err := zw.Write(body); err != nil {
 		return err
 	}

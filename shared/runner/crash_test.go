@@ -41,135 +41,137 @@ const (
 // and must never show half a source transaction on the way.
 // PGFERRY_CHAOS_SEED replays a run's kill schedule.
 func TestKillNineAtRandomMomentsLosesNothing(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the runner binary and kills it under load for about 35 s")
-	}
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("PGFERRY_CHAOS_SEED"); s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("PGFERRY_CHAOS_SEED=%q: %v", s, err)
+	forEachCapture(t, func(t *testing.T, mode string) {
+		if testing.Short() {
+			t.Skip("builds the runner binary and kills it under load for about 35 s")
 		}
-		seed = v
-	}
-	t.Logf("chaos seed %d (replay with PGFERRY_CHAOS_SEED=%d)", seed, seed)
-	rng := rand.New(rand.NewPCG(seed, 0x5eed))
-
-	bin := buildLocalRunner(t)
-
-	// The extra YAML continues the fixture's drain: section (it ends with
-	// "drain:\n  interval: 100ms\n"). A short lease lets the next runner
-	// drain soon after a killed one; a short visibility brings a killed
-	// runner's in-flight messages back quickly; small batches make many.
-	f := newFixture(t, crashDDL, "  lease: 5s\napply:\n  visibility: 3s\nbatch:\n  max_rows: 200\n")
-	if got, want := f.cfg.Drain.Lease.Duration, 5*time.Second; got != want {
-		t.Fatalf("drain.lease = %s, want %s: the fixture's YAML layout changed", got, want)
-	}
-	cfgPath := filepath.Join(t.TempDir(), "pipeline.yaml")
-	if err := os.WriteFile(cfgPath, []byte(f.cfgYAML), 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	// Rows that exist before capture is installed travel through the
-	// copy-existing path of the first runner that drains.
-	f.exec(`INSERT INTO parent SELECT g, 'p' || g FROM generate_series(1, $1::int) g`, crashParents)
-	f.exec(`INSERT INTO child (parent_id, note) SELECT g % $1::int + 1, 'c' || g FROM generate_series(1, 1000) g`, crashParents)
-	f.exec(`INSERT INTO accounts SELECT g, $2::bigint, repeat('x', 84) FROM generate_series(1, $1::int) g`, crashAccounts, crashBalance)
-
-	var logs runnerLogs
-	t.Cleanup(func() {
-		if t.Failed() || os.Getenv("PGFERRY_TEST_LOG") != "" {
-			t.Log(logs.String())
+		seed := uint64(time.Now().UnixNano())
+		if s := os.Getenv("PGFERRY_CHAOS_SEED"); s != "" {
+			v, err := strconv.ParseUint(s, 10, 64)
+			if err != nil {
+				t.Fatalf("PGFERRY_CHAOS_SEED=%q: %v", s, err)
+			}
+			seed = v
 		}
-	})
+		t.Logf("chaos seed %d (replay with PGFERRY_CHAOS_SEED=%d)", seed, seed)
+		rng := rand.New(rand.NewPCG(seed, 0x5eed))
 
-	// Write load, bounded in time.
-	const loadFor = 16 * time.Second
-	loadCtx, stopLoad := context.WithTimeout(context.Background(), loadFor)
-	defer stopLoad()
-	load := startCrashLoad(t, f, loadCtx, 4, rng.Uint64())
+		bin := buildLocalRunner(t)
 
-	// Atomicity: transfers keep the sum of balances, and the seed rows
-	// arrive in one source transaction, so the target only ever holds no
-	// accounts or all of them with the full sum.
-	watchCtx, stopWatch := context.WithCancel(context.Background())
-	defer stopWatch()
-	watched := make(chan error, 1)
-	go func() { watched <- watchAccounts(watchCtx, f) }()
-
-	if os.Getenv("PGFERRY_TEST_LOG") != "" {
-		go monitor(watchCtx, f, logs.section("queue depth and watermark"))
-	}
-
-	// The kill schedule spans the load: each runner lives 300-1500 ms, and
-	// the rest of the load's time is spread over the pauses between runs,
-	// in which leases expire and in-flight messages come back.
-	started := time.Now()
-	cycles := 6 + rng.IntN(3)
-	lives, weights := make([]time.Duration, cycles), make([]float64, cycles-1)
-	idle, sum := loadFor-time.Second, 0.0
-	for i := range cycles {
-		lives[i] = time.Duration(300+rng.IntN(1201)) * time.Millisecond
-		idle -= lives[i]
-	}
-	for i := range weights {
-		weights[i] = 0.2 + rng.Float64()
-		sum += weights[i]
-	}
-	for i, life := range lives {
-		p := startRunner(t, bin, cfgPath, &logs, fmt.Sprintf("run %d, started %s, killed after %s", i+1, time.Now().Format("15:04:05.000"), life))
-		time.Sleep(life)
-		p.kill()
-		if i < cycles-1 {
-			time.Sleep(time.Duration(float64(idle) * weights[i] / sum))
+		// The extra YAML continues the fixture's drain: section (it ends with
+		// "drain:\n  interval: 100ms\n"). A short lease lets the next runner
+		// drain soon after a killed one; a short visibility brings a killed
+		// runner's in-flight messages back quickly; small batches make many.
+		f := newFixtureMode(t, mode, crashDDL, "  lease: 5s\napply:\n  visibility: 3s\nbatch:\n  max_rows: 200\n")
+		if got, want := f.cfg.Drain.Lease.Duration, 5*time.Second; got != want {
+			t.Fatalf("drain.lease = %s, want %s: the fixture's YAML layout changed", got, want)
 		}
-	}
-	t.Logf("%d kill -9 cycles in %s", cycles, time.Since(started).Round(time.Millisecond))
-
-	stats := load.wait()
-	t.Logf("load: %d transactions committed, %d rolled back by the source (deadlock, FK race)", stats.committed, stats.aborted)
-	if stats.committed == 0 {
-		t.Fatal("the write load committed nothing")
-	}
-	// How much the killed runners did (batches checkpointed as shipped),
-	// for the log: a run in which they did nothing tests only the final run.
-	shippedByKilled := shipped(t, f)
-
-	// The last run must catch up and verify by itself.
-	caught := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
-	defer cancel()
-	var stdout bytes.Buffer
-	cmd := exec.CommandContext(ctx, bin, "--config", cfgPath, "--until-idle", "--verify", "--timeout", "120s")
-	cmd.Stdout = &stdout
-	cmd.Stderr = logs.section("final run (--until-idle --verify)")
-	err := cmd.Run()
-	t.Logf("killed runners shipped %d batches; the final run shipped %d more and caught up and verified in %s",
-		shippedByKilled, shipped(t, f)-shippedByKilled, time.Since(caught).Round(time.Millisecond))
-	if err != nil {
-		t.Fatalf("final --until-idle --verify run: %v\nstdout:\n%s", err, stdout.String())
-	}
-	if out := stdout.String(); !strings.Contains(out, "all") || !strings.Contains(out, "match") {
-		t.Fatalf("final run's stdout does not report that all tables match:\n%s", out)
-	}
-
-	stopWatch()
-	if err := <-watched; err != nil {
-		t.Error(err)
-	}
-	f.assertSame()
-	for _, tbl := range []string{"parent", "child", "accounts"} {
-		var n int64
-		if err := f.src.QueryRow(context.Background(), "SELECT count(*) FROM "+pgx.Identifier{tbl}.Sanitize()).Scan(&n); err != nil {
+		cfgPath := filepath.Join(t.TempDir(), "pipeline.yaml")
+		if err := os.WriteFile(cfgPath, []byte(f.cfgYAML), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if n == 0 {
-			t.Errorf("source table %s is empty: the test proves nothing about it", tbl)
+
+		// Rows that exist before capture is installed travel through the
+		// copy-existing path of the first runner that drains.
+		f.exec(`INSERT INTO parent SELECT g, 'p' || g FROM generate_series(1, $1::int) g`, crashParents)
+		f.exec(`INSERT INTO child (parent_id, note) SELECT g % $1::int + 1, 'c' || g FROM generate_series(1, 1000) g`, crashParents)
+		f.exec(`INSERT INTO accounts SELECT g, $2::bigint, repeat('x', 84) FROM generate_series(1, $1::int) g`, crashAccounts, crashBalance)
+
+		var logs runnerLogs
+		t.Cleanup(func() {
+			if t.Failed() || os.Getenv("PGFERRY_TEST_LOG") != "" {
+				t.Log(logs.String())
+			}
+		})
+
+		// Write load, bounded in time.
+		const loadFor = 16 * time.Second
+		loadCtx, stopLoad := context.WithTimeout(context.Background(), loadFor)
+		defer stopLoad()
+		load := startCrashLoad(t, f, loadCtx, 4, rng.Uint64())
+
+		// Atomicity: transfers keep the sum of balances, and the seed rows
+		// arrive in one source transaction, so the target only ever holds no
+		// accounts or all of them with the full sum.
+		watchCtx, stopWatch := context.WithCancel(context.Background())
+		defer stopWatch()
+		watched := make(chan error, 1)
+		go func() { watched <- watchAccounts(watchCtx, f) }()
+
+		if os.Getenv("PGFERRY_TEST_LOG") != "" {
+			go monitor(watchCtx, f, logs.section("queue depth and watermark"))
 		}
-	}
-	if got, want := f.targetInt(`SELECT sum(balance) FROM accounts`), int64(crashAccounts*crashBalance); got != want {
-		t.Errorf("sum of balances on the target = %d, want %d", got, want)
-	}
+
+		// The kill schedule spans the load: each runner lives 300-1500 ms, and
+		// the rest of the load's time is spread over the pauses between runs,
+		// in which leases expire and in-flight messages come back.
+		started := time.Now()
+		cycles := 6 + rng.IntN(3)
+		lives, weights := make([]time.Duration, cycles), make([]float64, cycles-1)
+		idle, sum := loadFor-time.Second, 0.0
+		for i := range cycles {
+			lives[i] = time.Duration(300+rng.IntN(1201)) * time.Millisecond
+			idle -= lives[i]
+		}
+		for i := range weights {
+			weights[i] = 0.2 + rng.Float64()
+			sum += weights[i]
+		}
+		for i, life := range lives {
+			p := startRunner(t, bin, cfgPath, &logs, fmt.Sprintf("run %d, started %s, killed after %s", i+1, time.Now().Format("15:04:05.000"), life))
+			time.Sleep(life)
+			p.kill()
+			if i < cycles-1 {
+				time.Sleep(time.Duration(float64(idle) * weights[i] / sum))
+			}
+		}
+		t.Logf("%d kill -9 cycles in %s", cycles, time.Since(started).Round(time.Millisecond))
+
+		stats := load.wait()
+		t.Logf("load: %d transactions committed, %d rolled back by the source (deadlock, FK race)", stats.committed, stats.aborted)
+		if stats.committed == 0 {
+			t.Fatal("the write load committed nothing")
+		}
+		// How much the killed runners did (batches checkpointed as shipped),
+		// for the log: a run in which they did nothing tests only the final run.
+		shippedByKilled := shipped(t, f)
+
+		// The last run must catch up and verify by itself.
+		caught := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+		defer cancel()
+		var stdout bytes.Buffer
+		cmd := exec.CommandContext(ctx, bin, "--config", cfgPath, "--until-idle", "--verify", "--timeout", "120s")
+		cmd.Stdout = &stdout
+		cmd.Stderr = logs.section("final run (--until-idle --verify)")
+		err := cmd.Run()
+		t.Logf("killed runners shipped %d batches; the final run shipped %d more and caught up and verified in %s",
+			shippedByKilled, shipped(t, f)-shippedByKilled, time.Since(caught).Round(time.Millisecond))
+		if err != nil {
+			t.Fatalf("final --until-idle --verify run: %v\nstdout:\n%s", err, stdout.String())
+		}
+		if out := stdout.String(); !strings.Contains(out, "all") || !strings.Contains(out, "match") {
+			t.Fatalf("final run's stdout does not report that all tables match:\n%s", out)
+		}
+
+		stopWatch()
+		if err := <-watched; err != nil {
+			t.Error(err)
+		}
+		f.assertSame()
+		for _, tbl := range []string{"parent", "child", "accounts"} {
+			var n int64
+			if err := f.src.QueryRow(context.Background(), "SELECT count(*) FROM "+pgx.Identifier{tbl}.Sanitize()).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n == 0 {
+				t.Errorf("source table %s is empty: the test proves nothing about it", tbl)
+			}
+		}
+		if got, want := f.targetInt(`SELECT sum(balance) FROM accounts`), int64(crashAccounts*crashBalance); got != want {
+			t.Errorf("sum of balances on the target = %d, want %d", got, want)
+		}
+	})
 }
 
 // shipped returns how many batches the drain has checkpointed as shipped.

@@ -39,10 +39,29 @@ func logger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
+// captureModes are the capture modes every end-to-end test runs with.
+var captureModes = []string{config.CaptureTrigger, config.CaptureSlot}
+
+// forEachCapture runs fn as a subtest per capture mode.
+func forEachCapture(t *testing.T, fn func(t *testing.T, mode string)) {
+	for _, mode := range captureModes {
+		t.Run(mode, func(t *testing.T) { fn(t, mode) })
+	}
+}
+
 // newFixture creates source and target databases holding ddl (the target
 // schema exists up front, as pg_dump --schema-only would make it) and a
-// pipeline over them. extra is appended to the YAML configuration.
+// pipeline over them with trigger capture. extra is appended to the YAML
+// configuration.
 func newFixture(t *testing.T, ddl, extra string) *fixture {
+	t.Helper()
+	return newFixtureMode(t, config.CaptureTrigger, ddl, extra)
+}
+
+// newFixtureMode is newFixture with the given capture mode. Slot capture
+// may give keyless tables REPLICA IDENTITY FULL, as the tests' keyless
+// tables need.
+func newFixtureMode(t *testing.T, mode, ddl, extra string) *fixture {
 	t.Helper()
 	testenv.AWS(t)
 	f := &fixture{t: t, log: logger(t)}
@@ -56,14 +75,15 @@ func newFixture(t *testing.T, ddl, extra string) *fixture {
 name: %s
 source:
   dsn: %q
-  tables: ["public.*", "odd.*"]
+  tables: ["public.*", "odd.*"]%s
 targets:
   replica:
     kind: postgres
     dsn: %q
+    schema_sync: false   # the target schema is made up front; schema_test.go covers sync
 drain:
   interval: 100ms
-%s`, testenv.Name("t"), f.srcDSN, f.dstDSN, extra)
+%s`, testenv.Name("t"), f.srcDSN, slotKeys(mode), f.dstDSN, extra)
 	cfg, err := config.Parse([]byte(f.cfgYAML), os.LookupEnv)
 	if err != nil {
 		t.Fatal(err)
@@ -140,4 +160,12 @@ func (f *fixture) targetInt(sql string) int64 {
 		f.t.Fatalf("%s: %v", sql, err)
 	}
 	return n
+}
+
+// slotKeys returns the source keys that select a capture mode.
+func slotKeys(mode string) string {
+	if mode == config.CaptureSlot {
+		return "\n  capture: slot\n  replica_identity_full: true"
+	}
+	return ""
 }

@@ -35,6 +35,12 @@ type Local struct {
 	// Metrics receives drain metrics; nil discards them. (Apply metrics
 	// go through Handler.Metrics.)
 	Metrics *metrics.EMF
+	// Busy, if set, holds off --until-idle's exit while it reports true
+	// (an initial load running beside the loops; see RunWithLoad).
+	Busy func() bool
+	// AfterCycle, if set, runs after each receive whose messages included
+	// an applied one (schema sync advances target sequences there).
+	AfterCycle func(context.Context)
 
 	// caughtUp is the start time (UnixNano) of the latest drain run that
 	// found nothing new: every change committed before it is queued.
@@ -66,7 +72,7 @@ func (l *Local) Run(ctx context.Context, untilIdle bool, lastSent func(context.C
 	l.fatal = make(chan error, 1)
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); l.drainLoop(ctx) }()
+	go func() { defer wg.Done(); l.drainLoop(ctx, untilIdle) }()
 	go func() { defer wg.Done(); l.applyLoop(ctx, untilIdle) }()
 	defer func() { cancel(); wg.Wait() }()
 	if l.Progress != nil {
@@ -88,6 +94,10 @@ func (l *Local) Run(ctx context.Context, untilIdle bool, lastSent func(context.C
 			return err
 		case <-tick.C:
 		}
+		if l.Busy != nil && l.Busy() {
+			start = time.Now().UnixNano()
+			continue
+		}
 		if l.caughtUp.Load() <= start {
 			continue
 		}
@@ -97,6 +107,9 @@ func (l *Local) Run(ctx context.Context, untilIdle bool, lastSent func(context.C
 			continue
 		}
 		if done {
+			if l.AfterCycle != nil {
+				l.AfterCycle(ctx) // the last cycle's may still be running
+			}
 			return nil
 		}
 		// Behind with everything shipped: if a batch of a lagging group is
@@ -132,8 +145,12 @@ func (l *Local) applied(ctx context.Context, lastSent func(context.Context) (bat
 	return true, nil
 }
 
-func (l *Local) drainLoop(ctx context.Context) {
+// drainLoop runs the drain on a timer. Failures are retried with backoff;
+// with untilIdle, one that retrying cannot fix (a missing privilege, a
+// refused set-up) ends the run with that error instead.
+func (l *Local) drainLoop(ctx context.Context, untilIdle bool) {
 	backoff := time.Duration(0)
+	var lastBacklog time.Time
 	for ctx.Err() == nil {
 		started := time.Now().UnixNano()
 		st, err := l.Drainer.Run(ctx)
@@ -144,6 +161,9 @@ func (l *Local) drainLoop(ctx context.Context) {
 		case errors.Is(err, drain.ErrBusy):
 			l.Log.Info("another drain holds the lease; waiting")
 			backoff = l.Cfg.Drain.Lease.Duration / 4
+		case err != nil && untilIdle && apply.Classify(err) == apply.Failed:
+			l.fail(fmt.Errorf("drain: %w", err))
+			return
 		case err != nil:
 			l.Metrics.Emit(metrics.Dims{metrics.DimPipeline: l.Cfg.Name}, metrics.Metric{Name: metrics.DrainFailures, Value: 1, Unit: metrics.Count})
 			backoff = nextBackoff(backoff)
@@ -153,6 +173,10 @@ func (l *Local) drainLoop(ctx context.Context) {
 			if st.CaughtUp && st.Batches == 0 {
 				l.caughtUp.Store(started)
 			}
+		}
+		if l.Metrics != nil && time.Since(lastBacklog) > time.Minute {
+			lastBacklog = time.Now()
+			EmitBacklog(ctx, l.Metrics, l.Drainer, l.Cfg.Name, l.Log)
 		}
 		sleep(ctx, max(backoff, l.Cfg.Drain.Interval.Duration))
 	}
@@ -180,6 +204,7 @@ func (l *Local) applyLoop(ctx context.Context, untilIdle bool) {
 		}
 		backoff = 0
 		failed := map[string]bool{}
+		applied := false
 		for _, m := range msgs {
 			if failed[m.Group] || ctx.Err() != nil {
 				_ = l.Queue.SetVisibility(context.WithoutCancel(ctx), m, 0)
@@ -187,7 +212,12 @@ func (l *Local) applyLoop(ctx context.Context, untilIdle bool) {
 			}
 			if err := l.handle(ctx, m, untilIdle); err != nil {
 				failed[m.Group] = true
+			} else {
+				applied = true
 			}
+		}
+		if applied && l.AfterCycle != nil && ctx.Err() == nil {
+			l.AfterCycle(ctx)
 		}
 	}
 }

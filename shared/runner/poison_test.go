@@ -4,12 +4,17 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/pgferry/pgferry/shared/apply"
+	"github.com/pgferry/pgferry/shared/fault"
 	"github.com/pgferry/pgferry/shared/metrics"
 	"github.com/pgferry/pgferry/shared/queue"
 	"github.com/pgferry/pgferry/shared/runner"
@@ -143,4 +148,51 @@ func dlqMessages(t *testing.T, f *fixture) []queue.Message {
 		}
 	}
 	return out
+}
+
+// TestCrashWhileParkingLosesNothing crashes the runner after a poison batch
+// reached the dead-letter queue and before it left its own queue: the batch
+// is then in both. The next run must park it again (not apply past it),
+// and after the fix one redrive must leave nothing behind.
+func TestCrashWhileParkingLosesNothing(t *testing.T) {
+	bin := buildFaultRunner(t)
+	f := newFixture(t, `CREATE TABLE items (id int PRIMARY KEY, qty int NOT NULL);`, "apply:\n  max_attempts: 2\n  visibility: 2s\n")
+	testenv.Exec(t, f.dst, `ALTER TABLE items ADD CONSTRAINT qty_is_small CHECK (qty < 100)`)
+	f.exec(`INSERT INTO items VALUES (1, 5)`)
+	f.exec(`INSERT INTO items VALUES (2, 500)`)
+	cfgPath := filepath.Join(t.TempDir(), "pipeline.yaml")
+	if err := os.WriteFile(cfgPath, []byte(f.cfgYAML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run := func(env string, args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bin, append([]string{"--config", cfgPath}, args...)...)
+		cmd.Env = append(os.Environ(), env)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := run("PGFERRY_FAULT="+fault.ApplyParked+"@1", "--until-idle", "--timeout", "60s")
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("first run: %v, want death at %s\n%s", err, fault.ApplyParked, out)
+	}
+	if n := len(dlqMessages(t, f)); n != 1 {
+		t.Fatalf("after the crash the dead-letter queue holds %d messages, want 1", n)
+	}
+	out, err = run("", "--until-idle", "--timeout", "60s")
+	if err == nil || !strings.Contains(out, "qty_is_small") {
+		t.Fatalf("second run: %v, want a failure naming the parked batch\n%s", err, out)
+	}
+	if got := f.targetInt(`SELECT count(*) FROM items`); got != 0 {
+		t.Fatalf("the target holds %d items: part of the poison batch's window was applied", got)
+	}
+	testenv.Exec(t, f.dst, `ALTER TABLE items DROP CONSTRAINT qty_is_small`)
+	if out, err := run("", "--redrive", "--until-idle", "--verify", "--timeout", "60s"); err != nil {
+		t.Fatalf("redrive and catch up: %v\n%s", err, out)
+	}
+	if n := len(dlqMessages(t, f)); n != 0 {
+		t.Fatalf("after the redrive the dead-letter queue holds %d messages, want 0", n)
+	}
+	f.assertSame()
 }

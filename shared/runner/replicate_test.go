@@ -37,30 +37,32 @@ INSERT INTO awkward VALUES
   NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);`
 
 func TestReplicatesAwkwardValuesByteForByte(t *testing.T) {
-	f := newFixture(t, awkwardDDL, "")
-	f.exec(awkwardRows)
-	// TOASTed text: ~224 KB of incompressible characters.
-	f.exec(`INSERT INTO awkward (id, t) SELECT 4, string_agg(md5(random()::text), '') FROM generate_series(1, 7000)`)
-	f.replicate()
-	f.assertSame()
+	forEachCapture(t, func(t *testing.T, mode string) {
+		f := newFixtureMode(t, mode, awkwardDDL, "")
+		f.exec(awkwardRows)
+		// TOASTed text: ~224 KB of incompressible characters.
+		f.exec(`INSERT INTO awkward (id, t) SELECT 4, string_agg(md5(random()::text), '') FROM generate_series(1, 7000)`)
+		f.replicate()
+		f.assertSame()
 
-	// Updates that touch the TOASTed row without changing the big value,
-	// and change a key.
-	f.exec(`UPDATE awkward SET num = num + 1 WHERE id IN (1, 4)`)
-	f.exec(`UPDATE awkward SET id = 40 WHERE id = 4`)
-	f.exec(`UPDATE awkward SET jb = jb || '{"c": 3}', ta = array_append(ta, NULL) WHERE id = 1`)
-	f.replicate()
-	f.assertSame()
-	if got := f.targetInt(`SELECT length(t) FROM awkward WHERE id = 40`); got != 224000 {
-		t.Fatalf("TOASTed text has length %d on the target, want 224000", got)
-	}
-	var j string
-	if err := f.dst.QueryRow(context.Background(), `SELECT j::text FROM awkward WHERE id = 1`).Scan(&j); err != nil {
-		t.Fatal(err)
-	}
-	if want := `{ "b" : 1,  "a":2, "a":3 }`; j != want {
-		t.Fatalf("json column = %q, want it kept as written %q", j, want)
-	}
+		// Updates that touch the TOASTed row without changing the big value,
+		// and change a key.
+		f.exec(`UPDATE awkward SET num = num + 1 WHERE id IN (1, 4)`)
+		f.exec(`UPDATE awkward SET id = 40 WHERE id = 4`)
+		f.exec(`UPDATE awkward SET jb = jb || '{"c": 3}', ta = array_append(ta, NULL) WHERE id = 1`)
+		f.replicate()
+		f.assertSame()
+		if got := f.targetInt(`SELECT length(t) FROM awkward WHERE id = 40`); got != 224000 {
+			t.Fatalf("TOASTed text has length %d on the target, want 224000", got)
+		}
+		var j string
+		if err := f.dst.QueryRow(context.Background(), `SELECT j::text FROM awkward WHERE id = 1`).Scan(&j); err != nil {
+			t.Fatal(err)
+		}
+		if want := `{ "b" : 1,  "a":2, "a":3 }`; j != want {
+			t.Fatalf("json column = %q, want it kept as written %q", j, want)
+		}
+	})
 }
 
 const shapesDDL = `
@@ -82,106 +84,112 @@ CREATE TABLE y (id int);
 `
 
 func TestReplicatesEveryKindOfChange(t *testing.T) {
-	f := newFixture(t, shapesDDL, "")
-	f.exec(`INSERT INTO parent SELECT g, 'p' || g FROM generate_series(1, 50) g`)
-	f.exec(`INSERT INTO child SELECT g, g % 50 + 1, 'c' || g FROM generate_series(1, 200) g`)
-	f.exec(`INSERT INTO keyless VALUES (1, 'dup'), (1, 'dup'), (1, 'dup'), (2, NULL)`)
-	f.exec(`INSERT INTO ident (qty) SELECT g FROM generate_series(1, 20) g`)
-	f.exec(`INSERT INTO measure SELECT CASE WHEN g % 2 = 0 THEN 'eu' ELSE 'us' END, date '2024-01-01' + g, g FROM generate_series(1, 100) g`)
-	f.exec(`INSERT INTO odd."x""; DROP TABLE y; --" VALUES (1, 'a', 'b'), (2, NULL, 'from')`)
-	f.replicate()
-	f.assertSame()
+	forEachCapture(t, func(t *testing.T, mode string) {
+		f := newFixtureMode(t, mode, shapesDDL, "")
+		f.exec(`INSERT INTO parent SELECT g, 'p' || g FROM generate_series(1, 50) g`)
+		f.exec(`INSERT INTO child SELECT g, g % 50 + 1, 'c' || g FROM generate_series(1, 200) g`)
+		f.exec(`INSERT INTO keyless VALUES (1, 'dup'), (1, 'dup'), (1, 'dup'), (2, NULL)`)
+		f.exec(`INSERT INTO ident (qty) SELECT g FROM generate_series(1, 20) g`)
+		f.exec(`INSERT INTO measure SELECT CASE WHEN g % 2 = 0 THEN 'eu' ELSE 'us' END, date '2024-01-01' + g, g FROM generate_series(1, 100) g`)
+		f.exec(`INSERT INTO odd."x""; DROP TABLE y; --" VALUES (1, 'a', 'b'), (2, NULL, 'from')`)
+		f.replicate()
+		f.assertSame()
 
-	// Second round: every kind of change, several in one transaction.
-	f.exec(`BEGIN;
-		UPDATE parent SET id = id + 1000 WHERE id <= 5;          -- key change, cascades to child
-		DELETE FROM parent WHERE id BETWEEN 40 AND 45;            -- cascades delete to child
-		INSERT INTO parent VALUES (2000, 'new'); INSERT INTO child VALUES (2000, 2000, 'new child');
-		UPDATE parent SET name = 'renamed' WHERE id = 2000;
-		COMMIT`)
-	f.exec(`DELETE FROM keyless WHERE ctid = (SELECT ctid FROM keyless WHERE a = 1 LIMIT 1)`)
-	f.exec(`UPDATE keyless SET b = 'was null' WHERE b IS NULL`)
-	f.exec(`UPDATE ident SET qty = qty * 10 WHERE id <= 5`)
-	f.exec(`INSERT INTO ident (id, qty) OVERRIDING SYSTEM VALUE VALUES (500, 1)`)
-	f.exec(`UPDATE measure SET region = 'eu' WHERE region = 'us' AND v < 20`) // rows move partition
-	f.exec(`DELETE FROM measure_eu WHERE v > 90`)                             // straight into a partition
-	f.exec(`INSERT INTO measure_us VALUES ('us', '2030-01-01', 1)`)
-	f.exec(`UPDATE odd."x""; DROP TABLE y; --" SET "Mixed Case" = 'changed' WHERE "col""; --" = 1`)
-	f.replicate()
-	f.assertSame()
-	if n := f.targetInt(`SELECT count(*) FROM pg_tables WHERE tablename = 'y'`); n != 1 {
-		t.Fatalf("table y vanished from the target (hostile identifier executed?)")
-	}
+		// Second round: every kind of change, several in one transaction.
+		f.exec(`BEGIN;
+			UPDATE parent SET id = id + 1000 WHERE id <= 5;          -- key change, cascades to child
+			DELETE FROM parent WHERE id BETWEEN 40 AND 45;            -- cascades delete to child
+			INSERT INTO parent VALUES (2000, 'new'); INSERT INTO child VALUES (2000, 2000, 'new child');
+			UPDATE parent SET name = 'renamed' WHERE id = 2000;
+			COMMIT`)
+		f.exec(`DELETE FROM keyless WHERE ctid = (SELECT ctid FROM keyless WHERE a = 1 LIMIT 1)`)
+		f.exec(`UPDATE keyless SET b = 'was null' WHERE b IS NULL`)
+		f.exec(`UPDATE ident SET qty = qty * 10 WHERE id <= 5`)
+		f.exec(`INSERT INTO ident (id, qty) OVERRIDING SYSTEM VALUE VALUES (500, 1)`)
+		f.exec(`UPDATE measure SET region = 'eu' WHERE region = 'us' AND v < 20`) // rows move partition
+		f.exec(`DELETE FROM measure_eu WHERE v > 90`)                             // straight into a partition
+		f.exec(`INSERT INTO measure_us VALUES ('us', '2030-01-01', 1)`)
+		f.exec(`UPDATE odd."x""; DROP TABLE y; --" SET "Mixed Case" = 'changed' WHERE "col""; --" = 1`)
+		f.replicate()
+		f.assertSame()
+		if n := f.targetInt(`SELECT count(*) FROM pg_tables WHERE tablename = 'y'`); n != 1 {
+			t.Fatalf("table y vanished from the target (hostile identifier executed?)")
+		}
 
-	// Third round: TRUNCATE, including a partition alone and a cascade.
-	f.exec(`TRUNCATE measure_us`)
-	f.exec(`TRUNCATE parent CASCADE`)
-	f.exec(`INSERT INTO parent VALUES (1, 'after truncate')`)
-	f.exec(`TRUNCATE keyless`)
-	f.replicate()
-	f.assertSame()
-	if n := f.targetInt(`SELECT count(*) FROM child`); n != 0 {
-		t.Fatalf("child has %d rows after TRUNCATE parent CASCADE, want 0", n)
-	}
+		// Third round: TRUNCATE, including a partition alone and a cascade.
+		f.exec(`TRUNCATE measure_us`)
+		f.exec(`TRUNCATE parent CASCADE`)
+		f.exec(`INSERT INTO parent VALUES (1, 'after truncate')`)
+		f.exec(`TRUNCATE keyless`)
+		f.replicate()
+		f.assertSame()
+		if n := f.targetInt(`SELECT count(*) FROM child`); n != 0 {
+			t.Fatalf("child has %d rows after TRUNCATE parent CASCADE, want 0", n)
+		}
+	})
 }
 
 func TestNewTableIsPickedUpOnNextDrain(t *testing.T) {
-	f := newFixture(t, `CREATE TABLE first (id int PRIMARY KEY)`, "")
-	f.exec(`INSERT INTO first VALUES (1)`)
-	f.replicate()
-	// A table created after capture started, with rows written before any
-	// drain saw it; the target has the table (schema sync is separate).
-	ddl := `CREATE TABLE later (id int PRIMARY KEY, v text)`
-	f.exec(ddl)
-	if _, err := f.dst.Exec(context.Background(), ddl); err != nil {
-		t.Fatal(err)
-	}
-	f.exec(`INSERT INTO later VALUES (1, 'before triggers'), (2, 'also before')`)
-	f.replicate()
-	f.exec(`INSERT INTO later VALUES (3, 'after')`)
-	f.exec(`UPDATE later SET v = 'updated' WHERE id = 1`)
-	f.replicate()
-	f.assertSame()
-	if n := f.targetInt(`SELECT count(*) FROM later`); n != 3 {
-		t.Fatalf("later has %d rows on the target, want 3", n)
-	}
+	forEachCapture(t, func(t *testing.T, mode string) {
+		f := newFixtureMode(t, mode, `CREATE TABLE first (id int PRIMARY KEY)`, "")
+		f.exec(`INSERT INTO first VALUES (1)`)
+		f.replicate()
+		// A table created after capture started, with rows written before any
+		// drain saw it; the target has the table (schema sync is separate).
+		ddl := `CREATE TABLE later (id int PRIMARY KEY, v text)`
+		f.exec(ddl)
+		if _, err := f.dst.Exec(context.Background(), ddl); err != nil {
+			t.Fatal(err)
+		}
+		f.exec(`INSERT INTO later VALUES (1, 'before triggers'), (2, 'also before')`)
+		f.replicate()
+		f.exec(`INSERT INTO later VALUES (3, 'after')`)
+		f.exec(`UPDATE later SET v = 'updated' WHERE id = 1`)
+		f.replicate()
+		f.assertSame()
+		if n := f.targetInt(`SELECT count(*) FROM later`); n != 3 {
+			t.Fatalf("later has %d rows on the target, want 3", n)
+		}
+	})
 }
 
 func TestWriterSessionSettingsDoNotChangeCapturedValues(t *testing.T) {
-	f := newFixture(t, `CREATE TABLE s (id int PRIMARY KEY, at timestamptz, d date, f float8, b bytea, iv interval);
-		CREATE TABLE k (at timestamptz, note text)`, "")
-	conn, err := f.src.Acquire(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Release()
-	ctx := context.Background()
-	settings := `SET DateStyle = 'SQL, DMY'; SET TimeZone = 'Asia/Kolkata'; SET extra_float_digits = -3;
-		SET bytea_output = 'escape'; SET IntervalStyle = 'sql_standard'`
-	if _, err := conn.Exec(ctx, settings); err != nil {
-		t.Fatal(err)
-	}
-	_, err = conn.Exec(ctx, `INSERT INTO s VALUES (1, '2024-03-04 05:06:07.891+00', '2024-03-04', 0.1 + 0.2, '\x00ff', '1 day -02:00:03');
-		INSERT INTO k VALUES ('2024-03-04 05:06:07+00', 'one'), ('2024-03-04 05:06:07+00', 'one'), ('2025-01-01 00:00:00+00', 'two')`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.replicate()
-	// A keyless delete is matched on the text of every column: it must
-	// find its row although the writer printed timestamps in another zone.
-	if _, err := conn.Exec(ctx, `DELETE FROM k WHERE ctid = (SELECT ctid FROM k WHERE note = 'one' LIMIT 1)`); err != nil {
-		t.Fatal(err)
-	}
-	f.replicate()
-	f.assertSame()
-	if n := f.targetInt(`SELECT count(*) FROM k WHERE note = 'one'`); n != 1 {
-		t.Fatalf("keyless table has %d 'one' rows on the target, want 1", n)
-	}
-	var ds, tz string
-	if err := conn.QueryRow(ctx, `SELECT current_setting('DateStyle'), current_setting('TimeZone')`).Scan(&ds, &tz); err != nil {
-		t.Fatal(err)
-	}
-	if ds != "SQL, DMY" || tz != "Asia/Kolkata" {
-		t.Fatalf("writer's settings changed by the trigger: DateStyle %q, TimeZone %q", ds, tz)
-	}
+	forEachCapture(t, func(t *testing.T, mode string) {
+		f := newFixtureMode(t, mode, `CREATE TABLE s (id int PRIMARY KEY, at timestamptz, d date, f float8, b bytea, iv interval);
+			CREATE TABLE k (at timestamptz, note text)`, "")
+		conn, err := f.src.Acquire(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Release()
+		ctx := context.Background()
+		settings := `SET DateStyle = 'SQL, DMY'; SET TimeZone = 'Asia/Kolkata'; SET extra_float_digits = -3;
+			SET bytea_output = 'escape'; SET IntervalStyle = 'sql_standard'`
+		if _, err := conn.Exec(ctx, settings); err != nil {
+			t.Fatal(err)
+		}
+		_, err = conn.Exec(ctx, `INSERT INTO s VALUES (1, '2024-03-04 05:06:07.891+00', '2024-03-04', 0.1 + 0.2, '\x00ff', '1 day -02:00:03');
+			INSERT INTO k VALUES ('2024-03-04 05:06:07+00', 'one'), ('2024-03-04 05:06:07+00', 'one'), ('2025-01-01 00:00:00+00', 'two')`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.replicate()
+		// A keyless delete is matched on the text of every column: it must
+		// find its row although the writer printed timestamps in another zone.
+		if _, err := conn.Exec(ctx, `DELETE FROM k WHERE ctid = (SELECT ctid FROM k WHERE note = 'one' LIMIT 1)`); err != nil {
+			t.Fatal(err)
+		}
+		f.replicate()
+		f.assertSame()
+		if n := f.targetInt(`SELECT count(*) FROM k WHERE note = 'one'`); n != 1 {
+			t.Fatalf("keyless table has %d 'one' rows on the target, want 1", n)
+		}
+		var ds, tz string
+		if err := conn.QueryRow(ctx, `SELECT current_setting('DateStyle'), current_setting('TimeZone')`).Scan(&ds, &tz); err != nil {
+			t.Fatal(err)
+		}
+		if ds != "SQL, DMY" || tz != "Asia/Kolkata" {
+			t.Fatalf("writer's settings changed by the trigger: DateStyle %q, TimeZone %q", ds, tz)
+		}
+	})
 }

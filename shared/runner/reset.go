@@ -10,17 +10,23 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgferry/pgferry/shared/apply/pgapply"
+	"github.com/pgferry/pgferry/shared/capture/slot"
 	"github.com/pgferry/pgferry/shared/config"
 )
 
 // Reset removes every trace of a pipeline so it can start again from
 // nothing: the capture schema on the source (with its triggers and
-// events), queued and dead-lettered batches, the checkpoint and lease, and
+// events), the replication slot and publication (slot capture), queued and dead-lettered batches, the checkpoint and lease, and
 // the pipeline's watermarks on the targets. Replicated data on the targets
 // is left alone. It is destructive by design and idempotent.
 func Reset(ctx context.Context, cfg *config.Config, a *AWS, src *pgxpool.Pool, targets []*pgxpool.Pool, log *slog.Logger) error {
 	if _, err := src.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{cfg.CaptureSchema()}.Sanitize()+" CASCADE"); err != nil {
 		return fmt.Errorf("reset: drop capture schema %s: %w", cfg.CaptureSchema(), err)
+	}
+	// Whichever mode ran before: a slot left behind would keep WAL on the
+	// source for ever.
+	if err := slot.New(src, cfg, log).Drop(ctx); err != nil {
+		return fmt.Errorf("reset: %w", err)
 	}
 	for _, url := range []string{a.Queue.URL(), a.DLQ.URL()} {
 		if url == "" {
@@ -38,6 +44,9 @@ func Reset(ctx context.Context, cfg *config.Config, a *AWS, src *pgxpool.Pool, t
 		if err != nil {
 			return fmt.Errorf("reset: targets.%s watermarks: %w", cfg.TargetNames()[i], err)
 		}
+	}
+	if err := ResetLoads(ctx, cfg, src, targets); err != nil {
+		return err
 	}
 	log.Info("pipeline reset: capture objects, queued batches, checkpoint and watermarks removed")
 	return nil

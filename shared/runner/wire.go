@@ -20,6 +20,7 @@ import (
 	"github.com/pgferry/pgferry/shared/apply"
 	"github.com/pgferry/pgferry/shared/apply/pgapply"
 	"github.com/pgferry/pgferry/shared/batch"
+	"github.com/pgferry/pgferry/shared/capture/slot"
 	"github.com/pgferry/pgferry/shared/capture/trigger"
 	"github.com/pgferry/pgferry/shared/checkpoint/dynamo"
 	"github.com/pgferry/pgferry/shared/config"
@@ -28,6 +29,8 @@ import (
 	"github.com/pgferry/pgferry/shared/payload/s3store"
 	"github.com/pgferry/pgferry/shared/queue"
 	"github.com/pgferry/pgferry/shared/queue/sqsfifo"
+	"github.com/pgferry/pgferry/shared/schema"
+	"github.com/pgferry/pgferry/shared/schema/pgsync"
 )
 
 // AWS holds the clients for the pipeline's AWS resources.
@@ -54,7 +57,7 @@ func ConnectAWS(ctx context.Context, cfg *config.Config, ensure bool) (*AWS, err
 	s3c := s3store.NewClient(ac)
 	out := &AWS{SQS: sqsc, Payloads: s3store.New(s3c, cfg.AWS.Bucket), State: dynamo.New(ddb, cfg.AWS.Table, cfg.Name)}
 	if !ensure {
-		url := os.Getenv("PGFERRY_QUEUE_URL")
+		url := os.Getenv(config.EnvQueueURL)
 		if url == "" {
 			got, err := sqsc.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(cfg.AWS.Queue)})
 			if err != nil {
@@ -63,7 +66,7 @@ func ConnectAWS(ctx context.Context, cfg *config.Config, ensure bool) (*AWS, err
 			url = aws.ToString(got.QueueUrl)
 		}
 		out.Queue = sqsfifo.New(sqsc, url)
-		dlq := os.Getenv("PGFERRY_DLQ_URL")
+		dlq := os.Getenv(config.EnvDLQURL)
 		if dlq == "" {
 			name := sqsfifo.DLQName(cfg.AWS.Queue)
 			got, err := sqsc.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(name)})
@@ -128,11 +131,16 @@ func (r redacted) Error() string {
 }
 func (r redacted) Unwrap() error { return r.err }
 
-// NewDrainer wires trigger capture, the claim-check publisher and the
-// checkpoint store.
-func NewDrainer(cfg *config.Config, src *pgxpool.Pool, a *AWS, owner string, log *slog.Logger, onShip func(*batch.Batch)) Drain {
+// NewDrainer wires the configured capture (trigger or slot), the
+// claim-check publisher and the checkpoint store. Options add what only
+// some callers have (WithMetrics).
+func NewDrainer(cfg *config.Config, src *pgxpool.Pool, a *AWS, owner string, log *slog.Logger, onShip func(*batch.Batch), opts ...DrainOption) Drain {
+	var o drainOpts
+	for _, f := range opts {
+		f(&o)
+	}
 	pub := &queue.ClaimCheck{Next: a.Queue, Store: a.Payloads, Limit: cfg.Batch.InlineLimit}
-	return drain.New(trigger.New(src, cfg, log), a.State, pub, drain.Options{
+	dopts := drain.Options{
 		Pipeline:  cfg.Name,
 		Targets:   cfg.TargetNames(),
 		Owner:     owner,
@@ -142,22 +150,43 @@ func NewDrainer(cfg *config.Config, src *pgxpool.Pool, a *AWS, owner string, log
 		Margin:    30 * time.Second,
 		MinWindow: cfg.Drain.MinWindow.Duration,
 		OnShip:    onShip,
-	}, log)
+	}
+	if cfg.SyncsSchema() {
+		skip := pgsync.SourceSkip(cfg)
+		dopts.Schema = func(ctx context.Context) (string, error) { return schema.Fingerprint(ctx, src, skip) }
+	}
+	if cfg.Source.Capture == config.CaptureSlot {
+		return drain.NewSlot(slot.New(src, cfg, log), a.State, pub, dopts, log, o.emf)
+	}
+	return drain.New(trigger.New(src, cfg, log), a.State, pub, dopts, log)
 }
+
+// DrainOption configures NewDrainer.
+type DrainOption func(*drainOpts)
+
+type drainOpts struct{ emf *metrics.EMF }
+
+// WithMetrics makes the drain emit its source-side metrics (slot capture:
+// RetainedWALBytes and SlotLagBytes after every run) to emf.
+func WithMetrics(emf *metrics.EMF) DrainOption { return func(o *drainOpts) { o.emf = emf } }
 
 // Targets connects to every target and prepares its applier. The caller
 // closes the returned pools.
 func Targets(ctx context.Context, cfg *config.Config, log *slog.Logger) (map[string]apply.Applier, []*pgxpool.Pool, error) {
 	out := map[string]apply.Applier{}
 	var pools []*pgxpool.Pool
+	// Reach every target before changing any: a typo in the last target's
+	// DSN must not leave pgferry's tables behind on the first.
 	for _, name := range cfg.TargetNames() {
-		t := cfg.Targets[name]
-		pool, err := Connect(ctx, "targets."+name, t.DSN)
+		pool, err := Connect(ctx, "targets."+name, cfg.Targets[name].DSN)
 		if err != nil {
 			closeAll(pools)
 			return nil, nil, err
 		}
 		pools = append(pools, pool)
+	}
+	for i, name := range cfg.TargetNames() {
+		pool := pools[i]
 		ap, err := pgapply.New(ctx, pool, cfg.Name, log.With("target", name))
 		if err != nil {
 			closeAll(pools)
@@ -186,4 +215,24 @@ func EmitShipped(emf *metrics.EMF, b *batch.Batch) {
 		metrics.Metric{Name: metrics.BatchesShipped, Value: 1, Unit: metrics.Count},
 		metrics.Metric{Name: metrics.RowsShipped, Value: float64(b.Rows()), Unit: metrics.Count},
 		metrics.Metric{Name: metrics.BatchRows, Value: float64(b.Rows()), Unit: metrics.Count})
+}
+
+// EmitBacklog reports the source's event backlog when the drain's capture
+// can count it (trigger capture). Errors are logged, never returned:
+// a metric must not fail a drain.
+func EmitBacklog(ctx context.Context, emf *metrics.EMF, d Drain, pipeline string, log *slog.Logger) {
+	b, ok := d.(interface {
+		Backlog(context.Context) (int64, bool, error)
+	})
+	if !ok || emf == nil {
+		return
+	}
+	n, can, err := b.Backlog(ctx)
+	if err != nil {
+		log.Warn("count event backlog", "err", err)
+		return
+	}
+	if can {
+		emf.Emit(metrics.Dims{metrics.DimPipeline: pipeline}, metrics.Metric{Name: metrics.EventBacklog, Value: float64(n), Unit: metrics.Count})
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 
 	"github.com/jackc/pgx/v5"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/pgferry/pgferry/shared/apply"
 	"github.com/pgferry/pgferry/shared/batch"
+	"github.com/pgferry/pgferry/shared/fault"
 	"github.com/pgferry/pgferry/shared/pgtext"
 	sqlfiles "github.com/pgferry/pgferry/sql"
 )
@@ -45,6 +47,9 @@ var _ apply.Applier = (*Applier)(nil)
 func New(ctx context.Context, pool *pgxpool.Pool, pipeline string, log *slog.Logger) (*Applier, error) {
 	if _, err := pool.Exec(ctx, sqlfiles.Watermark(Schema)); err != nil {
 		return nil, fmt.Errorf("pgapply: install watermark table: %w", err)
+	}
+	if _, err := pool.Exec(ctx, sqlfiles.Load(Schema)); err != nil {
+		return nil, fmt.Errorf("pgapply: install load tables: %w", err)
 	}
 	a := &Applier{pool: pool, pipeline: pipeline, log: log, tables: map[batch.Table]*tableInfo{}}
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
@@ -109,11 +114,18 @@ func (a *Applier) Apply(ctx context.Context, b *batch.Batch) (apply.Result, erro
 			return fmt.Errorf("%w: batch %d covers %s..%s but the target is at %s", apply.ErrGap, b.Seq, b.From, b.To, wm)
 		}
 		w := &writer{a: a, tx: tx}
+		if err := w.beginLoads(ctx, b); err != nil {
+			return err
+		}
 		for _, ep := range b.Epochs {
 			if err := w.epoch(ctx, ep); err != nil {
 				return err
 			}
 		}
+		if err := w.finishLoads(ctx); err != nil {
+			return err
+		}
+		fault.Point(fault.ApplyStaged)
 		_, err = tx.Exec(ctx, fmt.Sprintf(`UPDATE %s.watermarks SET tick = $3, tx = $4, seq = $5, lineage = $6, applied_at = now()
 			WHERE pipeline = $1 AND msg_group = $2`, pgx.Identifier{Schema}.Sanitize()),
 			b.Pipeline, group, b.To.Tick, b.To.Tx, b.Seq, b.Lineage)
@@ -150,7 +162,28 @@ func explain(b *batch.Batch, err error) error {
 			return fmt.Errorf("pgapply: batch %d: %w: %w", b.Seq, apply.ErrSchemaBehind, err)
 		}
 	}
-	return fmt.Errorf("pgapply: batch %d (%s..%s): %w", b.Seq, b.From, b.To, err)
+	return fmt.Errorf("pgapply: batch %d (%s..%s): %w%s", b.Seq, b.From, b.To, err, serverContext(err))
+}
+
+// serverContext returns the server's detail and location of a failure (for a
+// COPY into staging that names the column and the value), which the
+// error's own text leaves out.
+func serverContext(err error) string {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return ""
+	}
+	var parts []string
+	if pgErr.Detail != "" {
+		parts = append(parts, "detail: "+pgErr.Detail)
+	}
+	if pgErr.Where != "" {
+		parts = append(parts, "where: "+pgErr.Where)
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(parts, "; ") + ")"
 }
 
 func (a *Applier) info(ctx context.Context, tx pgx.Tx, t batch.Table) (*tableInfo, error) {

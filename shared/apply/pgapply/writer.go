@@ -21,11 +21,19 @@ type writer struct {
 	tx     pgx.Tx
 	stages int
 	rows   int
+	held   int        // row changes held back for loading tables
+	load   *loadState // nil while replaying held changes
 }
 
 func ident(t batch.Table) string { return pgx.Identifier{t.Schema, t.Name}.Sanitize() }
 
 func (w *writer) epoch(ctx context.Context, ep batch.Epoch) error {
+	if w.load != nil {
+		var err error
+		if ep, err = w.divert(ctx, ep); err != nil {
+			return err
+		}
+	}
 	if len(ep.Truncate) > 0 {
 		names := make([]string, len(ep.Truncate))
 		for i, t := range ep.Truncate {
@@ -48,6 +56,12 @@ func (w *writer) epoch(ctx context.Context, ep batch.Epoch) error {
 	}
 	for i := range ep.Segments {
 		if s := &ep.Segments[i]; len(s.Upserts) > 0 {
+			if s.Update {
+				if err := w.updates(ctx, s); err != nil {
+					return fmt.Errorf("update %s: %w", s.Table, err)
+				}
+				continue
+			}
 			if err := w.upserts(ctx, s); err != nil {
 				return fmt.Errorf("upsert into %s: %w", s.Table, err)
 			}

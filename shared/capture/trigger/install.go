@@ -23,6 +23,12 @@ type Capture struct {
 	schema string
 	log    *slog.Logger
 	rels   map[uint32]relInfo
+
+	// KeylessCopyOnly limits the copy of existing rows at install to
+	// tables without a primary key: the initial load copies the keyed ones
+	// (chunked, in parallel), and only a keyless table needs the exact
+	// meeting point this copy gives. Set by the initial load's installer.
+	KeylessCopyOnly bool
 }
 
 // New returns trigger capture for cfg's source. It does not touch the
@@ -60,15 +66,18 @@ func (c *Capture) Install(ctx context.Context) error {
 	var exists bool
 	state := pgx.Identifier{c.schema, "state"}.Sanitize()
 	if err := c.pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", state).Scan(&exists); err != nil {
-		return fmt.Errorf("trigger: look for capture schema: %w", err)
+		return explainPrivilege(fmt.Errorf("trigger: look for capture schema %s: %w", c.schema, err))
 	}
 	if exists {
 		if err := c.pool.QueryRow(ctx, "SELECT version FROM "+state).Scan(&installed); err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("trigger: read installed capture version: %w", err)
+			return explainPrivilege(fmt.Errorf("trigger: read installed capture version: %w", err))
 		}
 	}
 	if installed == sqlfiles.CaptureVersion {
 		return c.SyncTables(ctx)
+	}
+	if err := c.preflight(ctx, exists); err != nil {
+		return err
 	}
 	err := pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
 		// Serialise installers of this pipeline; the lock ends with the
@@ -188,6 +197,15 @@ func (c *Capture) addTriggers(ctx context.Context, t table) error {
 		if !c.cfg.Source.CopyExisting() {
 			return nil
 		}
+		if c.KeylessCopyOnly || !c.cfg.Source.CopyKeyed() {
+			var keyed bool
+			if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_index WHERE indrelid = $1 AND indisprimary)", t.oid).Scan(&keyed); err != nil {
+				return err
+			}
+			if keyed {
+				return nil
+			}
+		}
 		// Rows already in the table travel as synthetic INSERT events of
 		// this transaction, in chunks of 1000 rows per event. A partitioned
 		// root holds no rows itself (ONLY), its partitions copy their own.
@@ -213,7 +231,7 @@ func (c *Capture) addTriggers(ctx context.Context, t table) error {
 func explainPrivilege(err error) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "42501" {
-		return fmt.Errorf("%w (trigger capture needs CREATE on the database, and ownership of each replicated table: "+
+		return fmt.Errorf("%w (trigger capture needs CREATE on the database, use of its capture schema, and ownership of each replicated table: "+
 			"run as the tables' owner or GRANT the owning role to the pipeline's user)", err)
 	}
 	return err

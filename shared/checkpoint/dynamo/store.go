@@ -118,6 +118,7 @@ func (s *Store) Load(ctx context.Context) (checkpoint.Checkpoint, error) {
 	}
 	cp.Seq, _ = strconv.ParseUint(numOf(it["seq"]), 10, 64)
 	cp.Prev, cp.Window, cp.Lineage = strOf(it["prev"]), strOf(it["window"]), strOf(it["lineage"])
+	cp.Schema = strOf(it["schema_fp"])
 	return cp, nil
 }
 
@@ -129,12 +130,12 @@ func (s *Store) Save(ctx context.Context, l checkpoint.Lease, cp checkpoint.Chec
 	_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                &s.table,
 		Key:                      s.key(),
-		UpdateExpression:         aws.String("SET pos = :p, last_sent = :ls, seq = :seq, prev = :prev, #w = :w, lineage = :lin, updated_at = :now"),
+		UpdateExpression:         aws.String("SET pos = :p, last_sent = :ls, seq = :seq, prev = :prev, #w = :w, lineage = :lin, schema_fp = :fp, updated_at = :now"),
 		ConditionExpression:      aws.String("lease_owner = :o AND lease_gen = :g AND (attribute_not_exists(pos) OR pos < :p)"),
 		ExpressionAttributeNames: map[string]string{"#w": "window"},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":p": str(cp.Pos.String()), ":ls": str(cp.LastSent.String()), ":seq": num(int64(cp.Seq)),
-			":prev": str(cp.Prev), ":w": str(cp.Window), ":lin": str(cp.Lineage), ":now": num(s.now().UnixMilli()),
+			":prev": str(cp.Prev), ":w": str(cp.Window), ":lin": str(cp.Lineage), ":fp": str(cp.Schema), ":now": num(s.now().UnixMilli()),
 			":o": str(l.Owner), ":g": num(l.Gen),
 		},
 	})

@@ -1,0 +1,76 @@
+// Command initial-load is the Lambda invoked by hand to start (or resume)
+// the initial load, or to report its progress. It installs capture, plans
+// each table into primary-key range chunks, marks the tables loading on
+// the targets and sends one message per chunk to the load queue, which the
+// load function consumes. See runner.LoadRequest for the payload:
+//
+//	{"target": "replica", "tables": ["public.*"], "chunk_rows": 250000, "parallelism": 2, "reload": false}
+//	{"action": "status"}
+//
+// A scheduled {"action": "status"} emits LoadSecondsSinceProgress, which
+// the "load stalled" alarm watches.
+//
+// Environment: PGFERRY_CONFIG (or PGFERRY_CONFIG_FILE), PGFERRY_LOAD_QUEUE_URL
+// (the standard chunk queue; looked up by load.queue when unset), and the
+// standard AWS SDK variables. The state table is aws.table. Needs network
+// access to the source and every target, and a timeout long enough to
+// plan (sampling keys takes seconds per table): 5 minutes is ample.
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+
+	"github.com/aws/aws-lambda-go/lambda"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/pgferry/pgferry/shared/config"
+	"github.com/pgferry/pgferry/shared/metrics"
+	"github.com/pgferry/pgferry/shared/queue/sqsstd"
+	"github.com/pgferry/pgferry/shared/runner"
+)
+
+func main() {
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	fail := func(what string, err error) { log.Error(what, "err", err); os.Exit(1) }
+	ctx := context.Background()
+	cfg, err := config.FromEnv()
+	if err != nil {
+		fail("configuration refused", err)
+	}
+	if err := runner.ResolveSecrets(ctx, cfg); err != nil {
+		fail("secrets", err)
+	}
+	log = log.With("pipeline", cfg.Name, "fn", "initial-load")
+	ac, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRetryMaxAttempts(8))
+	if err != nil {
+		fail("aws", err)
+	}
+	var q *sqsstd.Queue
+	if url := os.Getenv("PGFERRY_LOAD_QUEUE_URL"); url != "" {
+		q = sqsstd.New(sqs.NewFromConfig(ac), url)
+	} else if q, err = sqsstd.Lookup(ctx, sqs.NewFromConfig(ac), cfg.Load.Queue); err != nil {
+		fail("load queue", err)
+	}
+	store, err := runner.NewLoadStore(ctx, cfg)
+	if err != nil {
+		fail("state table", err)
+	}
+	src, err := runner.Connect(ctx, "source", cfg.Source.DSN)
+	if err != nil {
+		fail("source", err)
+	}
+	targets, _, err := runner.Targets(ctx, cfg, log)
+	if err != nil {
+		fail("targets", err)
+	}
+	emf := metrics.New(os.Stdout)
+	lambda.Start(func(ctx context.Context, req runner.LoadRequest) (runner.LoadResponse, error) {
+		if req.Action == "status" {
+			return runner.LoadProgress(ctx, cfg, src, targets, store, req, emf)
+		}
+		return runner.StartLoad(ctx, cfg, src, targets, store, q, req, log)
+	})
+}

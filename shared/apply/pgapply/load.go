@@ -1,0 +1,367 @@
+package pgapply
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgferry/pgferry/shared/batch"
+	"github.com/pgferry/pgferry/shared/pgtext"
+)
+
+// The target side of the initial load. See hold.go for how a loading
+// table's changes wait for its copy.
+
+// LoadState is a table's load on this target.
+type LoadState struct {
+	LoadID string
+	Loaded bool // handed over to the change stream
+	Chunks int  // planned chunks
+	Copied int  // chunks copied (0 once loaded: the marks are cleared)
+}
+
+// ErrForeignKeys means a table to load takes part in foreign keys and the
+// target refuses session_replication_role, so chunks copied in parallel
+// at different moments would violate them.
+var ErrForeignKeys = errors.New("pgapply: cannot load a table with foreign keys without session_replication_role")
+
+// BeginLoad marks t as loading under loadID, so that from the moment it
+// returns every batch holds t's changes back instead of writing t. It
+// takes the watermark lock of group (pipeline.target), so no batch is
+// being applied meanwhile. It is idempotent for the same loadID (and does
+// nothing to a table already loaded under loadID); a different loadID
+// restarts t's load. On a new load it drops t's unique secondary indexes
+// (chunks copied at different moments may collide on them) and, with
+// dropIndexes, its other secondary indexes, saving their definitions in
+// pgferry.load_indexes. The primary key stays: chunks are deleted and
+// copied by key range.
+func (a *Applier) BeginLoad(ctx context.Context, group string, t batch.Table, loadID string, chunks int, dropIndexes bool) error {
+	sch := pgx.Identifier{Schema}.Sanitize()
+	err := pgx.BeginFunc(ctx, a.pool, func(tx pgx.Tx) error {
+		if _, _, err := lockWatermark(ctx, tx, a.pipeline, group); err != nil {
+			return err
+		}
+		if !a.replicaRole {
+			var fks []string
+			err := tx.QueryRow(ctx, `SELECT coalesce(array_agg(conname::text ORDER BY conname), '{}') FROM pg_constraint
+				WHERE contype = 'f' AND (conrelid = to_regclass($1) OR confrelid = to_regclass($1))`, ident(t)).Scan(&fks)
+			if err != nil {
+				return err
+			}
+			if len(fks) > 0 {
+				return fmt.Errorf("%w: %s has foreign keys %s on the target; grant the role that may set it (superuser, rds_superuser) or drop them for the load",
+					ErrForeignKeys, t, strings.Join(fks, ", "))
+			}
+		}
+		tag, err := tx.Exec(ctx, fmt.Sprintf(`INSERT INTO %[1]s.loads AS l (pipeline, tbl_schema, tbl_name, load_id, state, chunks)
+			VALUES ($1, $2, $3, $4, 'loading', $5)
+			ON CONFLICT (pipeline, tbl_schema, tbl_name) DO UPDATE
+			SET load_id = EXCLUDED.load_id, state = 'loading', chunks = EXCLUDED.chunks, started_at = now(), finished_at = NULL
+			WHERE l.load_id <> EXCLUDED.load_id`, sch), a.pipeline, t.Schema, t.Name, loadID, chunks)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return nil // this load was begun before
+		}
+		return dropIndexesForLoad(ctx, tx, a.pipeline, t, dropIndexes)
+	})
+	if err != nil {
+		if errors.Is(err, ErrForeignKeys) {
+			return err
+		}
+		return fmt.Errorf("pgapply: begin load of %s: %w", t, err)
+	}
+	return nil
+}
+
+// dropIndexesForLoad saves and drops t's secondary indexes: always the
+// unique ones (rebuilt at hand-over), the others with all. A unique
+// constraint that a foreign key depends on is kept.
+func dropIndexesForLoad(ctx context.Context, tx pgx.Tx, pipeline string, t batch.Table, all bool) error {
+	rows, err := tx.Query(ctx, `
+		SELECT ic.relname::text, pg_get_indexdef(i.indexrelid), i.indisunique OR con.oid IS NOT NULL,
+		       con.conname::text, CASE WHEN con.oid IS NULL THEN '' ELSE pg_get_constraintdef(con.oid) END,
+		       EXISTS (SELECT 1 FROM pg_constraint f WHERE f.contype = 'f' AND f.conindid = i.indexrelid)
+		FROM pg_index i
+		JOIN pg_class ic ON ic.oid = i.indexrelid
+		LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid AND con.contype IN ('u', 'x')
+		WHERE i.indrelid = to_regclass($1) AND NOT i.indisprimary`, ident(t))
+	if err != nil {
+		return err
+	}
+	type idx struct {
+		name, def, con, condef string
+		unique, referenced     bool
+	}
+	var all_ []idx
+	for rows.Next() {
+		var x idx
+		var con *string
+		if err := rows.Scan(&x.name, &x.def, &x.unique, &con, &x.condef, &x.referenced); err != nil {
+			rows.Close()
+			return err
+		}
+		if con != nil {
+			x.con = *con
+		}
+		all_ = append(all_, x)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	save := fmt.Sprintf(`INSERT INTO %s.load_indexes (pipeline, tbl_schema, tbl_name, index_name, ddl, at_handover)
+		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (pipeline, tbl_schema, index_name) DO UPDATE SET ddl = EXCLUDED.ddl, at_handover = EXCLUDED.at_handover`,
+		pgx.Identifier{Schema}.Sanitize())
+	for _, x := range all_ {
+		var ddl, drop string
+		switch {
+		case x.referenced:
+			continue
+		case x.con != "":
+			ddl = fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s %s", ident(t), pgx.Identifier{x.con}.Sanitize(), x.condef)
+			drop = fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT %s", ident(t), pgx.Identifier{x.con}.Sanitize())
+		case x.unique || all:
+			ddl = x.def
+			drop = "DROP INDEX " + pgx.Identifier{t.Schema, x.name}.Sanitize()
+		default:
+			continue
+		}
+		if _, err := tx.Exec(ctx, save, pipeline, t.Schema, t.Name, x.name, ddl, x.unique); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, drop); err != nil {
+			return fmt.Errorf("drop index %s for the load: %w", x.name, err)
+		}
+	}
+	return nil
+}
+
+// rebuildIndexes recreates t's saved indexes (only those not kept for
+// hand-over, unless handover) and forgets them, in tx.
+func rebuildIndexes(ctx context.Context, tx pgx.Tx, pipeline string, t batch.Table, handover bool) error {
+	sch := pgx.Identifier{Schema}.Sanitize()
+	rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT index_name, ddl FROM %s.load_indexes
+		WHERE pipeline = $1 AND tbl_schema = $2 AND tbl_name = $3 AND (NOT at_handover OR $4) ORDER BY index_name
+		FOR UPDATE`, sch), // a concurrent rebuild waits, then finds the rows gone
+		pipeline, t.Schema, t.Name, handover)
+	if err != nil {
+		return err
+	}
+	var names, ddls []string
+	for rows.Next() {
+		var n, d string
+		if err := rows.Scan(&n, &d); err != nil {
+			rows.Close()
+			return err
+		}
+		names, ddls = append(names, n), append(ddls, d)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for i, ddl := range ddls {
+		if _, err := tx.Exec(ctx, ddl); err != nil {
+			return fmt.Errorf("rebuild index %s of %s: %w", names[i], t, err)
+		}
+		if _, err := tx.Exec(ctx, fmt.Sprintf(`DELETE FROM %s.load_indexes WHERE pipeline = $1 AND tbl_schema = $2 AND index_name = $3`, sch),
+			pipeline, t.Schema, names[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RebuildIndexes recreates the non-unique secondary indexes dropped for
+// t's load. Call it once every chunk is copied, before the load's mark is
+// written: the unique ones follow at hand-over. Idempotent.
+func (a *Applier) RebuildIndexes(ctx context.Context, t batch.Table) error {
+	err := pgx.BeginFunc(ctx, a.pool, func(tx pgx.Tx) error {
+		// Use the target's parallel index build workers if it has them.
+		if _, err := tx.Exec(ctx, "SET LOCAL maintenance_work_mem = '256MB'"); err != nil {
+			return err
+		}
+		return rebuildIndexes(ctx, tx, a.pipeline, t, false)
+	})
+	if err != nil {
+		return fmt.Errorf("pgapply: %w", err)
+	}
+	return nil
+}
+
+// LoadStatus returns t's load on this target; found is false if t was
+// never loaded.
+func (a *Applier) LoadStatus(ctx context.Context, t batch.Table) (st LoadState, found bool, err error) {
+	var state string
+	err = a.pool.QueryRow(ctx, fmt.Sprintf(`SELECT l.load_id, l.state, l.chunks, (SELECT count(*) FROM %[1]s.load_chunks c WHERE c.load_id = l.load_id)
+		FROM %[1]s.loads l WHERE pipeline = $1 AND tbl_schema = $2 AND tbl_name = $3`, pgx.Identifier{Schema}.Sanitize()),
+		a.pipeline, t.Schema, t.Name).Scan(&st.LoadID, &state, &st.Chunks, &st.Copied)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return st, false, nil
+	}
+	if err != nil {
+		return st, false, fmt.Errorf("pgapply: load status of %s: %w", t, err)
+	}
+	st.Loaded = state == "loaded"
+	return st, true, nil
+}
+
+// HeldRows returns how many held changes wait for t's hand-over.
+func (a *Applier) HeldRows(ctx context.Context, t batch.Table) (int64, error) {
+	var n int64
+	err := a.pool.QueryRow(ctx, fmt.Sprintf(`SELECT count(*) FROM %s.load_held WHERE pipeline = $1 AND tbl_schema = $2 AND tbl_name = $3`,
+		pgx.Identifier{Schema}.Sanitize()), a.pipeline, t.Schema, t.Name).Scan(&n)
+	return n, err
+}
+
+// Chunk is one chunk copy into a loading table.
+type Chunk struct {
+	Table  batch.Table
+	LoadID string
+	N      int
+	// Columns are the columns copied (generated ones left out), in the
+	// order the source writes them.
+	Columns []string
+	// Where is an SQL predicate over the table's columns selecting exactly
+	// the chunk's rows; it is evaluated on the target to clear the range.
+	Where string
+	// Binary: the source writes COPY's binary format, else text.
+	Binary bool
+}
+
+// CopyChunk copies one chunk in one target transaction: it clears the
+// chunk's key range, streams the rows src writes (COPY data in the
+// chunk's format) into the table with COPY, and records the chunk as
+// copied. src runs concurrently with the COPY and must write until done
+// or fail; nothing is buffered beyond the pipe.
+//
+// It is idempotent: a chunk already recorded, or of a load that is not
+// the table's current one, or of a table already handed over, is not
+// copied again (copied false, and rows is what the first copy wrote). Two
+// concurrent calls for the same chunk serialise on an advisory lock.
+func (a *Applier) CopyChunk(ctx context.Context, c Chunk, src func(ctx context.Context, w io.Writer) error) (rows int64, copied bool, err error) {
+	sch := pgx.Identifier{Schema}.Sanitize()
+	err = pgx.BeginFunc(ctx, a.pool, func(tx pgx.Tx) error {
+		settings := pgtext.SessionSettings
+		if a.replicaRole {
+			settings += "; SET LOCAL session_replication_role = replica"
+		}
+		if _, err := tx.Exec(ctx, settings); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext($1), $2)", "pgferry-load:"+c.LoadID, c.N); err != nil {
+			return err
+		}
+		// FOR SHARE: a hand-over (FOR UPDATE) waits for copies in flight.
+		var loadID, state string
+		err := tx.QueryRow(ctx, fmt.Sprintf(`SELECT load_id, state FROM %s.loads WHERE pipeline = $1 AND tbl_schema = $2 AND tbl_name = $3 FOR SHARE`, sch),
+			a.pipeline, c.Table.Schema, c.Table.Name).Scan(&loadID, &state)
+		if errors.Is(err, pgx.ErrNoRows) || (err == nil && (loadID != c.LoadID || state != "loading")) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		err = tx.QueryRow(ctx, fmt.Sprintf(`SELECT rows FROM %s.load_chunks WHERE load_id = $1 AND chunk = $2`, sch), c.LoadID, c.N).Scan(&rows)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		if _, err := tx.Exec(ctx, fmt.Sprintf("DELETE FROM %s WHERE %s", ident(c.Table), c.Where)); err != nil {
+			return fmt.Errorf("clear chunk range: %w", err)
+		}
+		if rows, err = copyIn(ctx, tx, c, src); err != nil {
+			return err
+		}
+		copied = true
+		_, err = tx.Exec(ctx, fmt.Sprintf(`INSERT INTO %s.load_chunks (load_id, chunk, rows) VALUES ($1, $2, $3)`, sch), c.LoadID, c.N, rows)
+		return err
+	})
+	if err != nil {
+		return 0, false, fmt.Errorf("pgapply: copy chunk %d of %s: %w", c.N, c.Table, err)
+	}
+	return rows, copied, nil
+}
+
+// copyIn runs COPY FROM STDIN fed by src through a pipe.
+func copyIn(ctx context.Context, tx pgx.Tx, c Chunk, src func(context.Context, io.Writer) error) (int64, error) {
+	format := ""
+	if c.Binary {
+		format = " (FORMAT binary)"
+	}
+	pr, pw := io.Pipe()
+	srcErr := make(chan error, 1)
+	go func() {
+		err := src(ctx, pw)
+		pw.CloseWithError(err) // nil: EOF for the COPY
+		srcErr <- err
+	}()
+	tag, err := tx.Conn().PgConn().CopyFrom(ctx, pr, fmt.Sprintf("COPY %s (%s) FROM STDIN%s", ident(c.Table), quoteCols(c.Columns, ""), format))
+	// Unblock the source if the COPY stopped reading early.
+	pr.CloseWithError(errCopyEnded)
+	serr := <-srcErr
+	switch {
+	case serr != nil && !errors.Is(serr, errCopyEnded):
+		return 0, fmt.Errorf("source: %w", serr)
+	case err != nil:
+		return 0, err
+	case serr != nil:
+		return 0, serr
+	}
+	return tag.RowsAffected(), nil
+}
+
+var errCopyEnded = errors.New("target COPY ended")
+
+// ResetLoads forgets every load of pipeline on the target behind pool:
+// it first rebuilds the indexes a load in progress had dropped (so a reset
+// never loses one), then deletes the load state, held changes and chunk
+// records. Tables keep their rows.
+func ResetLoads(ctx context.Context, pool interface {
+	Begin(context.Context) (pgx.Tx, error)
+}, pipeline string) error {
+	sch := pgx.Identifier{Schema}.Sanitize()
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		var exists bool
+		if err := tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", Schema+".loads").Scan(&exists); err != nil || !exists {
+			return err
+		}
+		rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT DISTINCT tbl_schema, tbl_name FROM %s.load_indexes WHERE pipeline = $1`, sch), pipeline)
+		if err != nil {
+			return err
+		}
+		var tables []batch.Table
+		for rows.Next() {
+			var t batch.Table
+			if err := rows.Scan(&t.Schema, &t.Name); err != nil {
+				rows.Close()
+				return err
+			}
+			tables = append(tables, t)
+		}
+		rows.Close()
+		for _, t := range tables {
+			if err := rebuildIndexes(ctx, tx, pipeline, t, true); err != nil {
+				return err
+			}
+		}
+		for _, q := range []string{
+			`DELETE FROM %[1]s.load_chunks WHERE load_id IN (SELECT load_id FROM %[1]s.loads WHERE pipeline = $1)`,
+			`DELETE FROM %[1]s.load_held WHERE pipeline = $1`,
+			`DELETE FROM %[1]s.loads WHERE pipeline = $1`,
+		} {
+			if _, err := tx.Exec(ctx, fmt.Sprintf(q, sch), pipeline); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

@@ -1,0 +1,87 @@
+package pgapply
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgferry/pgferry/shared/batch"
+	"github.com/pgferry/pgferry/shared/pgtext"
+)
+
+// matchColumn names the staging column that holds the i-th key column of
+// the row to update. The dots keep it apart from any real column name
+// that a sane schema would have; it is quoted like every identifier.
+func matchColumn(i int) string { return "pgferry.match." + strconv.Itoa(i) }
+
+// updates applies an update segment (batch.Segment.Update): it sets only
+// the segment's columns on the rows whose key equals each entry of Match,
+// so columns the source did not send (unchanged TOAST values) keep the
+// target's value. A row the target does not have is left alone.
+func (w *writer) updates(ctx context.Context, s *batch.Segment) error {
+	ti, err := w.a.info(ctx, w.tx, s.Table)
+	if err != nil {
+		return err
+	}
+	if _, err := resolve(ti, s, s.Key); err != nil {
+		return err
+	}
+	idx, err := resolve(ti, s, s.Columns)
+	if err != nil {
+		return err
+	}
+	cols := pick(s.Columns, idx)
+	var set []string
+	for _, c := range cols {
+		if ti.cols[c].always {
+			// GENERATED ALWAYS identity columns cannot be SET; they are
+			// key columns in practice and are matched instead.
+			continue
+		}
+		q := pgx.Identifier{c}.Sanitize()
+		set = append(set, q+" = s."+q)
+	}
+	w.rows += len(s.Upserts)
+	if len(set) == 0 {
+		return nil
+	}
+	w.stages++
+	stage := pgx.Identifier{"pgferry_stage_" + strconv.Itoa(w.stages)}.Sanitize()
+	sel := make([]string, 0, len(s.Key)+len(cols))
+	names := make([]string, 0, len(s.Key)+len(cols))
+	conds := make([]string, len(s.Key))
+	for i, k := range s.Key {
+		m := pgx.Identifier{matchColumn(i)}.Sanitize()
+		sel = append(sel, pgx.Identifier{k}.Sanitize()+" AS "+m)
+		names = append(names, m)
+		conds[i] = "t." + pgx.Identifier{k}.Sanitize() + " = s." + m
+	}
+	for _, c := range cols {
+		sel = append(sel, pgx.Identifier{c}.Sanitize())
+		names = append(names, pgx.Identifier{c}.Sanitize())
+	}
+	if _, err := w.tx.Exec(ctx, fmt.Sprintf("CREATE TEMP TABLE %s ON COMMIT DROP AS SELECT %s FROM %s WITH NO DATA",
+		stage, strings.Join(sel, ", "), ident(s.Table))); err != nil {
+		return err
+	}
+	var buf []byte
+	row := make(batch.Row, 0, len(s.Key)+len(idx))
+	for i, r := range s.Upserts {
+		row = append(row[:0], s.Match[i]...)
+		for _, j := range idx {
+			row = append(row, r[j])
+		}
+		buf = pgtext.AppendCopyRow(buf, row)
+	}
+	if _, err := w.tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(buf),
+		fmt.Sprintf("COPY %s (%s) FROM STDIN", stage, strings.Join(names, ", "))); err != nil {
+		return err
+	}
+	_, err = w.tx.Exec(ctx, fmt.Sprintf("UPDATE %s t SET %s FROM %s s WHERE %s",
+		ident(s.Table), strings.Join(set, ", "), stage, strings.Join(conds, " AND ")))
+	return err
+}

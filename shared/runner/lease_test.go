@@ -1,0 +1,158 @@
+package runner_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pgferry/pgferry/shared/fault"
+)
+
+// leaseSpan is one stretch a runner surely held the drain lease.
+type leaseSpan struct{ from, to time.Time }
+
+// leaseSpans reads the "drain lease acquired"/"releasing" debug lines of
+// one runner's log. A span still open at the end runs to the zero time.
+func leaseSpans(t *testing.T, log string) []leaseSpan {
+	t.Helper()
+	var out []leaseSpan
+	sc := bufio.NewScanner(strings.NewReader(log))
+	for sc.Scan() {
+		line := sc.Text()
+		acquired := strings.Contains(line, `msg="drain lease acquired"`)
+		releasing := strings.Contains(line, `msg="drain lease releasing"`)
+		if !acquired && !releasing {
+			continue
+		}
+		ts, _ := strings.CutPrefix(strings.Fields(line)[0], "time=")
+		at, err := time.Parse(time.RFC3339Nano, ts)
+		if err != nil {
+			t.Fatalf("cannot read the time of %q: %v", line, err)
+		}
+		if acquired {
+			out = append(out, leaseSpan{from: at})
+		} else if n := len(out); n > 0 {
+			out[n-1].to = at
+		}
+	}
+	return out
+}
+
+// TestTwoRunnersNeverDrainAtTheSameTime runs two runners on one pipeline
+// under a write load: they may take turns, but the stretches in which each
+// held the drain lease must never overlap, and together they must deliver
+// everything.
+func TestTwoRunnersNeverDrainAtTheSameTime(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs two runners side by side for several seconds")
+	}
+	bin := buildLocalRunner(t)
+	f := newFixture(t, crashDDL, "  lease: 5s\napply:\n  visibility: 3s\nbatch:\n  max_rows: 100\n")
+	f.exec(`INSERT INTO parent SELECT g, 'p' || g FROM generate_series(1, $1::int) g`, crashParents)
+	f.exec(`INSERT INTO accounts SELECT g, $2::bigint, 'x' FROM generate_series(1, $1::int) g`, crashAccounts, crashBalance)
+	cfgPath := filepath.Join(t.TempDir(), "pipeline.yaml")
+	if err := os.WriteFile(cfgPath, []byte(f.cfgYAML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs runnerLogs
+	t.Cleanup(func() {
+		if t.Failed() || os.Getenv("PGFERRY_TEST_LOG") != "" {
+			t.Log(logs.String())
+		}
+	})
+	loadCtx, stopLoad := context.WithTimeout(context.Background(), 8*time.Second)
+	defer stopLoad()
+	load := startCrashLoad(t, f, loadCtx, 2, 7)
+	var runners []*exec.Cmd
+	var sections []*section
+	for _, name := range []string{"runner A", "runner B"} {
+		sec := logs.section(name)
+		cmd := exec.Command(bin, "--config", cfgPath, "--log-level", "debug")
+		cmd.Stderr = sec
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill() })
+		runners, sections = append(runners, cmd), append(sections, sec)
+	}
+	load.wait()
+	time.Sleep(2 * time.Second)
+	for _, cmd := range runners {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}
+	a, b := leaseSpans(t, sections[0].String()), leaseSpans(t, sections[1].String())
+	if len(a) == 0 || len(b) == 0 {
+		t.Fatalf("lease spans: A %d, B %d; both runners should have drained in turn", len(a), len(b))
+	}
+	for _, x := range a {
+		for _, y := range b {
+			if x.to.IsZero() || y.to.IsZero() {
+				t.Fatalf("a lease span never closed (A %v, B %v)", x, y)
+			}
+			if x.from.Before(y.to) && y.from.Before(x.to) {
+				t.Fatalf("runners A and B held the drain lease at the same time: A %s..%s, B %s..%s",
+					x.from.Format("15:04:05.000"), x.to.Format("15:04:05.000"), y.from.Format("15:04:05.000"), y.to.Format("15:04:05.000"))
+			}
+		}
+	}
+	t.Logf("lease spans: A %d, B %d, none overlapping", len(a), len(b))
+	f.replicate()
+	f.assertSame()
+}
+
+// TestCrashedHoldersLeaseExpiresAndWorkResumes crashes a runner while it
+// holds the drain lease (after sending a batch, before checkpointing it).
+// A second runner must wait for the lease to expire, take over, re-ship
+// what was not checkpointed and finish with the target equal to the source.
+func TestCrashedHoldersLeaseExpiresAndWorkResumes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for a lease to expire")
+	}
+	bin := buildFaultRunner(t)
+	f := newFixture(t, `CREATE TABLE t (id int PRIMARY KEY, v text);`, "  lease: 5s\napply:\n  visibility: 3s\n")
+	cfgPath := filepath.Join(t.TempDir(), "pipeline.yaml")
+	if err := os.WriteFile(cfgPath, []byte(f.cfgYAML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs runnerLogs
+	t.Cleanup(func() {
+		if t.Failed() || os.Getenv("PGFERRY_TEST_LOG") != "" {
+			t.Log(logs.String())
+		}
+	})
+	f.exec(`INSERT INTO t SELECT g, 'v' FROM generate_series(1, 100) g`)
+	first := exec.Command(bin, "--config", cfgPath, "--log-level", "debug")
+	first.Env = append(os.Environ(), "PGFERRY_FAULT="+fault.DrainSent+"@1")
+	first.Stderr = logs.section("first runner (crashes holding the lease)")
+	err := first.Run()
+	crashed := time.Now()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("first runner: %v, want death by SIGKILL at %s", err, fault.DrainSent)
+	}
+	f.exec(`INSERT INTO t SELECT g, 'after the crash' FROM generate_series(101, 200) g`)
+
+	secondLog := logs.section("second runner (--until-idle)")
+	second := exec.Command(bin, "--config", cfgPath, "--until-idle", "--log-level", "debug", "--timeout", "60s")
+	second.Stderr = secondLog
+	if err := second.Run(); err != nil {
+		t.Fatalf("second runner: %v", err)
+	}
+	if !strings.Contains(secondLog.String(), "another drain holds the lease") {
+		t.Error("the second runner never found the crashed holder's lease: it should have waited for it to expire")
+	}
+	spans := leaseSpans(t, secondLog.String())
+	if len(spans) == 0 || !spans[0].from.After(crashed) {
+		t.Fatalf("the second runner's first lease %v does not follow the crash at %s", spans, crashed)
+	}
+	t.Logf("lease taken over %s after the crash", spans[0].from.Sub(crashed).Round(time.Millisecond))
+	f.assertSame()
+}

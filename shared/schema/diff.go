@@ -1,0 +1,335 @@
+package schema
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// Step is one DDL statement of a plan.
+type Step struct {
+	SQL string
+	// Optional steps may fail without failing the plan (CREATE EXTENSION
+	// on a target that does not offer the extension or the privilege);
+	// they run under a savepoint and a failure is reported as a warning.
+	Optional bool
+}
+
+// Plan is the ordered DDL that brings a target from its current catalog
+// to the desired one, and the registry as it stands once the DDL ran.
+type Plan struct {
+	Steps    []Step
+	Registry *Registry
+	// Warnings name differences the plan leaves alone (a dropped enum
+	// label, a changed partition bound …).
+	Warnings []string
+}
+
+// Empty reports whether the target already matches.
+func (p *Plan) Empty() bool { return len(p.Steps) == 0 }
+
+// SQL renders the plan as a script.
+func (p *Plan) SQL() string {
+	var b strings.Builder
+	for _, s := range p.Steps {
+		b.WriteString(s.SQL)
+		b.WriteString(";\n")
+	}
+	return b.String()
+}
+
+// Diff plans the DDL that turns current (a target, read with Read) into
+// desired (a source catalog already passed through a Mapper), using reg
+// to recognise renames and the objects sync manages. It is pure: the same
+// inputs give the same plan. Running the plan and then diffing again gives
+// an empty plan.
+//
+// Order: schemas, extensions, enums and new labels, other types and
+// functions in dependency order, sequences, then drops (foreign keys,
+// constraints, indexes, tables), renames, new tables (parents before
+// partitions), column changes, sequence ownership, constraints, indexes,
+// and foreign keys last.
+func Diff(desired, current *Catalog, reg *Registry) *Plan {
+	if reg == nil {
+		reg = NewRegistry()
+	}
+	d := &differ{des: desired, cur: current, reg: reg, next: NewRegistry()}
+	d.run()
+	return &Plan{Steps: d.steps(), Registry: d.next, Warnings: d.warnings}
+}
+
+type differ struct {
+	des, cur  *Catalog
+	reg, next *Registry
+	warnings  []string
+
+	schemas, exts, enums, typesFuncs, seqs                  []Step
+	dropFKs, dropCons, dropIdx, dropTables, renames         []Step
+	creates, columns, owned, addCons, addIdx, addFKs, alter []Step
+}
+
+func (d *differ) steps() []Step {
+	var out []Step
+	for _, part := range [][]Step{d.schemas, d.exts, d.enums, d.typesFuncs, d.alter, d.seqs,
+		d.dropFKs, d.dropCons, d.dropIdx, d.dropTables, d.renames, d.creates, d.columns,
+		d.owned, d.addCons, d.addIdx, d.addFKs} {
+		out = append(out, part...)
+	}
+	return out
+}
+
+func add(list *[]Step, sql string) { *list = append(*list, Step{SQL: sql}) }
+
+func (d *differ) warn(format string, args ...any) {
+	d.warnings = append(d.warnings, fmt.Sprintf(format, args...))
+}
+
+func (d *differ) run() {
+	d.planSchemas()
+	d.planExtensions()
+	d.planTypesAndFunctions()
+	d.planSequences()
+	d.planTables()
+}
+
+func (d *differ) planSchemas() {
+	want := map[string]bool{}
+	for _, s := range d.des.Schemas {
+		want[s] = true
+	}
+	for _, e := range d.des.Extensions {
+		want[e.Schema] = true
+	}
+	for _, t := range d.des.Types {
+		want[t.Schema] = true
+	}
+	for _, f := range d.des.Functions {
+		want[f.Schema] = true
+	}
+	for _, s := range d.des.Sequences {
+		want[s.Schema] = true
+	}
+	for _, t := range d.des.Tables {
+		want[t.Schema] = true
+	}
+	var names []string
+	for s := range want {
+		if !slices.Contains(d.cur.Schemas, s) {
+			names = append(names, s)
+		}
+	}
+	sort.Strings(names)
+	for _, s := range names {
+		add(&d.schemas, createSchema(s))
+	}
+}
+
+func (d *differ) planExtensions() {
+	for _, e := range d.des.Extensions {
+		if !slices.ContainsFunc(d.cur.Extensions, func(c Extension) bool { return c.Name == e.Name }) {
+			d.exts = append(d.exts, Step{SQL: createExtension(e), Optional: true})
+		}
+	}
+}
+
+func (d *differ) curType(q QName) *Type {
+	for _, t := range d.cur.Types {
+		if t.QName == q {
+			return t
+		}
+	}
+	return nil
+}
+
+func (d *differ) curFunction(f *Function) *Function {
+	for _, c := range d.cur.Functions {
+		if c.QName == f.QName && c.Args == f.Args {
+			return c
+		}
+	}
+	return nil
+}
+
+func (d *differ) planTypesAndFunctions() {
+	// Enums first: they depend on nothing.
+	for _, t := range d.des.Types {
+		if t.Kind != KindEnum {
+			continue
+		}
+		c := d.curType(t.QName)
+		switch {
+		case c == nil:
+			add(&d.enums, createType(t))
+		case c.Kind != KindEnum:
+			d.warn("type %s is an enum on the source but not on the target; left alone", t)
+		default:
+			d.enumLabels(t, c)
+		}
+	}
+	// Composite types, domains and functions in dependency order.
+	var nodes []node
+	for _, t := range d.des.Types {
+		if t.Kind == KindEnum {
+			continue
+		}
+		c := d.curType(t.QName)
+		switch {
+		case c == nil:
+			nodes = append(nodes, node{key: t.Key(), deps: t.Deps, sql: createType(t)})
+		case c.Kind != t.Kind:
+			d.warn("type %s is a different kind of type on the target; left alone", t)
+		case t.Kind == KindComposite:
+			d.alterComposite(t, c)
+		default:
+			d.alterDomain(t, c)
+		}
+	}
+	for _, f := range d.des.Functions {
+		c := d.curFunction(f)
+		if c == nil || c.Def != f.Def {
+			nodes = append(nodes, node{key: f.Key(), deps: f.Deps, sql: f.Def})
+		}
+	}
+	for _, n := range topoSort(nodes) {
+		add(&d.typesFuncs, n.sql)
+	}
+}
+
+func (d *differ) enumLabels(t, c *Type) {
+	for i, l := range t.Labels {
+		if slices.Contains(c.Labels, l) {
+			continue
+		}
+		switch {
+		case i > 0:
+			add(&d.enums, addEnumLabel(t.QName, l, "", t.Labels[i-1]))
+		case len(c.Labels) > 0:
+			add(&d.enums, addEnumLabel(t.QName, l, c.Labels[0], ""))
+		default:
+			add(&d.enums, addEnumLabel(t.QName, l, "", ""))
+		}
+	}
+	for _, l := range c.Labels {
+		if !slices.Contains(t.Labels, l) {
+			d.warn("enum %s has label %q only on the target (PostgreSQL cannot drop a label); left alone", t, l)
+		}
+	}
+}
+
+func (d *differ) alterComposite(t, c *Type) {
+	pre := "ALTER TYPE " + t.Ident() + " "
+	for _, a := range c.Attrs {
+		if !slices.ContainsFunc(t.Attrs, func(x Attr) bool { return x.Name == a.Name }) {
+			add(&d.alter, pre+"DROP ATTRIBUTE IF EXISTS "+qi(a.Name))
+		}
+	}
+	for _, a := range t.Attrs {
+		i := slices.IndexFunc(c.Attrs, func(x Attr) bool { return x.Name == a.Name })
+		switch {
+		case i < 0:
+			add(&d.alter, pre+"ADD ATTRIBUTE "+qi(a.Name)+" "+a.Type)
+		case c.Attrs[i].Type != a.Type:
+			add(&d.alter, pre+"ALTER ATTRIBUTE "+qi(a.Name)+" TYPE "+a.Type)
+		}
+	}
+}
+
+func (d *differ) alterDomain(t, c *Type) {
+	pre := "ALTER DOMAIN " + t.Ident() + " "
+	if t.Base != c.Base {
+		d.warn("domain %s has base type %s on the source and %s on the target; a domain's base type cannot be changed in place", t, t.Base, c.Base)
+	}
+	if t.Default != c.Default {
+		if t.Default == "" {
+			add(&d.alter, pre+"DROP DEFAULT")
+		} else {
+			add(&d.alter, pre+"SET DEFAULT "+t.Default)
+		}
+	}
+	if t.NotNull != c.NotNull {
+		if t.NotNull {
+			add(&d.alter, pre+"SET NOT NULL")
+		} else {
+			add(&d.alter, pre+"DROP NOT NULL")
+		}
+	}
+	for _, k := range c.Checks {
+		i := slices.IndexFunc(t.Checks, func(x Check) bool { return x.Name == k.Name })
+		if i < 0 || t.Checks[i].Def != k.Def {
+			add(&d.alter, pre+"DROP CONSTRAINT IF EXISTS "+qi(k.Name))
+		}
+	}
+	for _, k := range t.Checks {
+		i := slices.IndexFunc(c.Checks, func(x Check) bool { return x.Name == k.Name })
+		if i < 0 || c.Checks[i].Def != k.Def {
+			add(&d.alter, pre+"ADD CONSTRAINT "+qi(k.Name)+" "+k.Def)
+		}
+	}
+}
+
+func (d *differ) planSequences() {
+	for _, s := range d.des.Sequences {
+		var c *Sequence
+		for _, x := range d.cur.Sequences {
+			if x.QName == s.QName {
+				c = x
+			}
+		}
+		if c == nil {
+			add(&d.seqs, createSequence(s))
+		}
+		if s.OwnedTable != nil && (c == nil || c.OwnedTable == nil || *c.OwnedTable != *s.OwnedTable || c.OwnedCol != s.OwnedCol) {
+			add(&d.owned, sequenceOwnedBy(s))
+		}
+	}
+}
+
+// node is a statement in the types-and-functions dependency graph.
+type node struct {
+	key  string
+	deps []string
+	sql  string
+}
+
+// topoSort orders nodes so each comes after the nodes it depends on
+// (dependencies outside the set are already there). Ties, and any cycle,
+// fall back to key order, so the result is deterministic.
+func topoSort(nodes []node) []node {
+	sort.SliceStable(nodes, func(i, j int) bool { return nodes[i].key < nodes[j].key })
+	in := map[string]bool{}
+	for _, n := range nodes {
+		in[n.key] = true
+	}
+	done := map[string]bool{}
+	var out []node
+	for len(out) < len(nodes) {
+		progressed := false
+		for _, n := range nodes {
+			if done[n.key] {
+				continue
+			}
+			ready := true
+			for _, dep := range n.deps {
+				if dep != n.key && in[dep] && !done[dep] {
+					ready = false
+					break
+				}
+			}
+			if ready {
+				done[n.key] = true
+				out = append(out, n)
+				progressed = true
+			}
+		}
+		if !progressed { // a cycle: emit the rest in key order
+			for _, n := range nodes {
+				if !done[n.key] {
+					done[n.key] = true
+					out = append(out, n)
+				}
+			}
+		}
+	}
+	return out
+}

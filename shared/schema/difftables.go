@@ -1,0 +1,345 @@
+package schema
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+)
+
+// planTables matches each desired table to a target table — through the
+// registry by source identity first (which finds a renamed table), then
+// by name (adopting a table that already exists) — and plans creates,
+// renames, column changes, constraints, indexes and drops.
+func (d *differ) planTables() {
+	claimed := map[QName]bool{}
+	matched := map[*Table]*Table{}
+	for _, t := range d.des.Tables {
+		var c *Table
+		if q, ok := d.reg.Tables[t.ID]; ok {
+			c = d.cur.Table(q)
+		}
+		if c == nil && !claimed[t.QName] {
+			if x := d.cur.Table(t.QName); x != nil {
+				if id, ok := d.reg.tableID(t.QName); !ok || id == t.ID || !d.desiredID(id) {
+					c = x
+				}
+			}
+		}
+		if c != nil && !claimed[c.QName] {
+			claimed[c.QName] = true
+			matched[t] = c
+		}
+		d.next.Tables[t.ID] = t.QName
+	}
+	// Drops: registered target tables whose source table is gone.
+	var drops []*Table
+	for id, q := range d.reg.Tables {
+		c := d.cur.Table(q)
+		if c == nil || claimed[q] || d.desiredID(id) {
+			continue
+		}
+		drops = append(drops, c)
+	}
+	sort.Slice(drops, func(i, j int) bool {
+		if a, b := depth(drops[i], d.cur), depth(drops[j], d.cur); a != b {
+			return a > b // partitions before their parents
+		}
+		return drops[i].String() < drops[j].String()
+	})
+	for _, c := range drops {
+		// Foreign keys of other tables that point at it are gone on the
+		// source too, and are dropped below, before this runs.
+		add(&d.dropTables, "DROP TABLE IF EXISTS "+c.Ident())
+	}
+	// New tables: parents before partitions.
+	var news []*Table
+	for _, t := range d.des.Tables {
+		if matched[t] == nil {
+			news = append(news, t)
+		}
+	}
+	sort.SliceStable(news, func(i, j int) bool { return depth(news[i], d.des) < depth(news[j], d.des) })
+	for _, t := range news {
+		add(&d.creates, createTable(t))
+		for _, col := range t.Columns {
+			d.next.Columns[ColumnID{t.ID, col.Num}] = RegColumn{Name: col.Name}
+		}
+		d.objects(t, nil)
+	}
+	for _, t := range d.des.Tables {
+		c := matched[t]
+		if c == nil {
+			continue
+		}
+		if c.QName != t.QName {
+			at := c.QName
+			if c.Schema != t.Schema {
+				add(&d.renames, alterTable(at, "SET SCHEMA "+qi(t.Schema)))
+				at.Schema = t.Schema
+			}
+			if c.Name != t.Name {
+				add(&d.renames, alterTable(at, "RENAME TO "+qi(t.Name)))
+			}
+		}
+		if t.Kind != c.Kind || (t.Parent == nil) != (c.Parent == nil) {
+			d.warn("table %s is %s on the source and %s on the target; its kind cannot be changed in place", t, kindName(t), kindName(c))
+		}
+		if t.Parent != nil && c.Parent != nil && t.Bound != c.Bound {
+			d.warn("partition %s has bound %q on the source and %q on the target; left alone", t, t.Bound, c.Bound)
+		}
+		if t.Parent == nil {
+			d.planColumns(t, c)
+		}
+		d.objects(t, c)
+	}
+}
+
+func (d *differ) desiredID(id uint32) bool {
+	return slices.ContainsFunc(d.des.Tables, func(t *Table) bool { return t.ID == id })
+}
+
+func kindName(t *Table) string {
+	switch {
+	case t.Parent != nil:
+		return "a partition"
+	case t.Kind == 'p':
+		return "partitioned"
+	}
+	return "an ordinary table"
+}
+
+// depth is a table's partition nesting level within c.
+func depth(t *Table, c *Catalog) int {
+	n := 0
+	for p := t.Parent; p != nil && n < 64; n++ {
+		pt := c.Table(*p)
+		if pt == nil {
+			return n + 1
+		}
+		p = pt.Parent
+	}
+	return n
+}
+
+// planColumns matches desired columns to the target's by registered
+// identity, then by name, and plans drops, renames, changes and adds in
+// that order (a dropped or renamed column may free a name a later step
+// uses).
+func (d *differ) planColumns(t, c *Table) {
+	claimed := map[string]bool{}
+	match := map[*Column]*Column{}
+	for _, col := range t.Columns {
+		if rc, ok := d.reg.Columns[ColumnID{t.ID, col.Num}]; ok {
+			if x := c.Column(rc.Name); x != nil {
+				match[col] = x
+				claimed[x.Name] = true
+			}
+		}
+	}
+	for _, col := range t.Columns {
+		if match[col] != nil {
+			continue
+		}
+		if x := c.Column(col.Name); x != nil && !claimed[x.Name] && !d.registeredElsewhere(t.ID, x.Name, col.Num) {
+			match[col] = x
+			claimed[x.Name] = true
+		}
+	}
+	// Drops: registered target columns no source column claims.
+	for _, x := range c.Columns {
+		if !claimed[x.Name] && d.registeredColumn(t.ID, x.Name) {
+			add(&d.columns, alterTable(t.QName, "DROP COLUMN IF EXISTS "+qi(x.Name)))
+		}
+	}
+	// Renames, through temporary names when one rename takes a name
+	// another frees (a swap).
+	type rename struct {
+		col      *Column
+		from, to string
+	}
+	var renames []rename
+	for _, col := range t.Columns {
+		if x := match[col]; x != nil && x.Name != col.Name {
+			renames = append(renames, rename{col, x.Name, col.Name})
+		}
+	}
+	swap := false
+	for _, r := range renames {
+		if c.Column(r.to) != nil {
+			swap = true
+		}
+	}
+	if swap {
+		for i, r := range renames {
+			add(&d.columns, alterTable(t.QName, "RENAME COLUMN "+qi(r.from)+" TO "+qi(tmpColumn(r.col.Num))))
+			renames[i].from = tmpColumn(r.col.Num)
+		}
+	}
+	for _, r := range renames {
+		add(&d.columns, alterTable(t.QName, "RENAME COLUMN "+qi(r.from)+" TO "+qi(r.to)))
+	}
+	for _, col := range t.Columns {
+		rc := RegColumn{Name: col.Name}
+		if old, ok := d.reg.Columns[ColumnID{t.ID, col.Num}]; ok {
+			rc.Former = slices.Clone(old.Former)
+		}
+		if x := match[col]; x != nil {
+			if x.Name != col.Name && !slices.Contains(rc.Former, x.Name) {
+				rc.Former = append(rc.Former, x.Name)
+			}
+			d.alterColumn(t.QName, col, x)
+		} else {
+			add(&d.columns, alterTable(t.QName, "ADD COLUMN "+columnDef(col)))
+		}
+		d.next.Columns[ColumnID{t.ID, col.Num}] = rc
+	}
+}
+
+// registeredColumn reports whether the target column name of table id is
+// managed by sync.
+func (d *differ) registeredColumn(id uint32, name string) bool {
+	for k, c := range d.reg.Columns {
+		if k.Table == id && c.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// registeredElsewhere reports whether the target column name belongs to a
+// different source column (one that still exists) of table id.
+func (d *differ) registeredElsewhere(id uint32, name string, num int16) bool {
+	for k, c := range d.reg.Columns {
+		if k.Table == id && k.Num != num && c.Name == name {
+			t := d.desTable(id)
+			return t != nil && slices.ContainsFunc(t.Columns, func(x *Column) bool { return x.Num == k.Num })
+		}
+	}
+	return false
+}
+
+func (d *differ) desTable(id uint32) *Table {
+	for _, t := range d.des.Tables {
+		if t.ID == id {
+			return t
+		}
+	}
+	return nil
+}
+
+// alterColumn plans the changes of one matched column (already renamed).
+func (d *differ) alterColumn(t QName, want, have *Column) {
+	name := want.Name
+	if (want.Generated == "") != (have.Generated == "") || want.Generated != have.Generated {
+		switch {
+		case want.Generated == "" && have.Generated != "":
+			add(&d.columns, alterColumn(t, name, "DROP EXPRESSION"))
+		default:
+			// A generation expression cannot change in place; the column
+			// holds only derived values, so it is rebuilt.
+			add(&d.columns, alterTable(t, "DROP COLUMN "+qi(name)))
+			add(&d.columns, alterTable(t, "ADD COLUMN "+columnDef(want)))
+			return
+		}
+	}
+	if want.Type != have.Type || want.Collation != have.Collation {
+		if have.Default != "" && want.Generated == "" {
+			add(&d.columns, alterColumn(t, name, "DROP DEFAULT"))
+			have = &Column{Name: have.Name, Type: have.Type, NotNull: have.NotNull, Identity: have.Identity}
+		}
+		coll := ""
+		if want.Collation != "" {
+			coll = " COLLATE " + want.Collation
+		}
+		add(&d.columns, alterColumn(t, name, fmt.Sprintf("TYPE %s%s USING %s::%s", want.Type, coll, qi(name), want.Type)))
+	}
+	if want.Identity != have.Identity {
+		switch {
+		case have.Identity == 0:
+			if have.Default != "" {
+				add(&d.columns, alterColumn(t, name, "DROP DEFAULT"))
+				have = &Column{Name: have.Name, Type: have.Type, NotNull: have.NotNull}
+			}
+			if !have.NotNull {
+				add(&d.columns, alterColumn(t, name, "SET NOT NULL"))
+				have.NotNull = true
+			}
+			add(&d.columns, alterColumn(t, name, "ADD "+identity(want.Identity)+" AS IDENTITY"))
+		case want.Identity == 0:
+			add(&d.columns, alterColumn(t, name, "DROP IDENTITY IF EXISTS"))
+		default:
+			add(&d.columns, alterColumn(t, name, "SET "+identity(want.Identity)))
+		}
+	}
+	if want.Generated == "" && want.Identity == 0 && want.Default != have.Default {
+		if want.Default == "" {
+			add(&d.columns, alterColumn(t, name, "DROP DEFAULT"))
+		} else {
+			add(&d.columns, alterColumn(t, name, "SET DEFAULT "+want.Default))
+		}
+	}
+	if want.NotNull != have.NotNull {
+		if want.NotNull {
+			add(&d.columns, alterColumn(t, name, "SET NOT NULL"))
+		} else {
+			add(&d.columns, alterColumn(t, name, "DROP NOT NULL"))
+		}
+	}
+}
+
+func identity(k byte) string {
+	if k == 'a' {
+		return "GENERATED ALWAYS"
+	}
+	return "GENERATED BY DEFAULT"
+}
+
+// objects plans the constraints and indexes of desired table t against
+// the target's table c (nil when t is new).
+func (d *differ) objects(t, c *Table) {
+	var have []*Constraint
+	var haveIdx []*Index
+	if c != nil {
+		have, haveIdx = c.Constraints, c.Indexes
+	}
+	for _, k := range have {
+		i := slices.IndexFunc(t.Constraints, func(x *Constraint) bool { return x.Name == k.Name })
+		changed := i >= 0 && t.Constraints[i].Def != k.Def
+		gone := i < 0 && d.reg.Constraints[ObjectID{t.ID, k.Name}]
+		if changed || gone {
+			if k.Kind == 'f' {
+				add(&d.dropFKs, dropConstraint(c.QName, k.Name))
+			} else {
+				add(&d.dropCons, dropConstraint(c.QName, k.Name))
+			}
+		}
+	}
+	for _, k := range t.Constraints {
+		d.next.Constraints[ObjectID{t.ID, k.Name}] = true
+		i := slices.IndexFunc(have, func(x *Constraint) bool { return x.Name == k.Name })
+		if i >= 0 && have[i].Def == k.Def {
+			continue
+		}
+		if k.Kind == 'f' {
+			add(&d.addFKs, addConstraint(t.QName, k))
+		} else {
+			add(&d.addCons, addConstraint(t.QName, k))
+		}
+	}
+	for _, ix := range haveIdx {
+		i := slices.IndexFunc(t.Indexes, func(x *Index) bool { return x.Name == ix.Name })
+		changed := i >= 0 && (t.Indexes[i].Using != ix.Using || t.Indexes[i].Unique != ix.Unique)
+		gone := i < 0 && d.reg.Indexes[ObjectID{t.ID, ix.Name}]
+		if changed || gone {
+			add(&d.dropIdx, dropIndex(c.Schema, ix.Name))
+		}
+	}
+	for _, ix := range t.Indexes {
+		d.next.Indexes[ObjectID{t.ID, ix.Name}] = true
+		i := slices.IndexFunc(haveIdx, func(x *Index) bool { return x.Name == ix.Name })
+		if i >= 0 && haveIdx[i].Using == ix.Using && haveIdx[i].Unique == ix.Unique {
+			continue
+		}
+		add(&d.addIdx, createIndex(t.QName, ix))
+	}
+}

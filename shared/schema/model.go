@@ -1,0 +1,178 @@
+// Package schema models the part of a PostgreSQL catalog that replicated
+// tables need, reads it from a database, and diffs a source catalog
+// against a target catalog into ordered DDL.
+//
+// Every text field that is SQL (types, defaults, constraint and index
+// definitions, function definitions) is the server's own deparsed form,
+// read with an empty search_path so that every name outside pg_catalog is
+// schema-qualified. Two catalogs read that way compare as text, and a
+// Mapper can move objects to another schema by rewriting qualified names.
+package schema
+
+import "github.com/jackc/pgx/v5"
+
+// QName is a schema-qualified name.
+type QName struct {
+	Schema string `json:"s"`
+	Name   string `json:"n"`
+}
+
+func (q QName) String() string { return q.Schema + "." + q.Name }
+
+// Catalog is what replicating a set of tables needs on a target.
+type Catalog struct {
+	Schemas    []string    `json:"schemas,omitempty"`
+	Extensions []Extension `json:"extensions,omitempty"`
+	Types      []*Type     `json:"types,omitempty"`
+	Functions  []*Function `json:"functions,omitempty"`
+	Sequences  []*Sequence `json:"sequences,omitempty"`
+	Tables     []*Table    `json:"tables,omitempty"`
+}
+
+// Extension is an installed extension (plpgsql is left out: every
+// database has it).
+type Extension struct {
+	Name   string `json:"name"`
+	Schema string `json:"schema"`
+}
+
+// Type kinds, as pg_type.typtype.
+const (
+	KindEnum      = 'e'
+	KindComposite = 'c'
+	KindDomain    = 'd'
+)
+
+// Type is a user-defined enum, composite type or domain.
+type Type struct {
+	QName
+	Kind byte `json:"k"`
+	// Labels of an enum, in sort order.
+	Labels []string `json:"labels,omitempty"`
+	// Attrs of a composite type.
+	Attrs []Attr `json:"attrs,omitempty"`
+	// Domain: base type, NOT NULL, default expression, CHECK constraints.
+	Base    string  `json:"base,omitempty"`
+	NotNull bool    `json:"notnull,omitempty"`
+	Default string  `json:"default,omitempty"`
+	Checks  []Check `json:"checks,omitempty"`
+	// Deps are the keys (see Key) of the types and functions this type
+	// needs to exist first.
+	Deps []string `json:"deps,omitempty"`
+}
+
+// Attr is one attribute of a composite type.
+type Attr struct {
+	Name string `json:"n"`
+	Type string `json:"t"`
+}
+
+// Check is a named constraint definition (pg_get_constraintdef).
+type Check struct {
+	Name string `json:"n"`
+	Def  string `json:"d"`
+}
+
+// Function is a function that a default, check, index or generated
+// column of a replicated table (or of one of its types) uses.
+type Function struct {
+	QName
+	// Args are the identity arguments (pg_get_function_identity_arguments):
+	// with the name they identify the function.
+	Args string `json:"args"`
+	// Def is pg_get_functiondef: a complete CREATE OR REPLACE statement.
+	Def  string   `json:"def"`
+	Deps []string `json:"deps,omitempty"`
+}
+
+// Sequence is a sequence a replicated column uses or owns.
+type Sequence struct {
+	QName
+	Type                       string `json:"type"`
+	Start, Increment, Min, Max int64
+	Cache                      int64 `json:"cache"`
+	Cycle                      bool  `json:"cycle"`
+	// OwnedBy is the owning column (serial columns), if any.
+	OwnedTable *QName `json:"owned_table,omitempty"`
+	OwnedCol   string `json:"owned_col,omitempty"`
+}
+
+// Table is a replicated table (ordinary, partitioned, or a partition).
+type Table struct {
+	QName
+	// ID is the table's oid in the database it was read from: on the
+	// source it is the table's identity, which survives a rename.
+	ID       uint32 `json:"id"`
+	Kind     byte   `json:"kind"` // 'r' or 'p'
+	Unlogged bool   `json:"unlogged,omitempty"`
+	// PartKey is pg_get_partkeydef for a partitioned table.
+	PartKey string `json:"partkey,omitempty"`
+	// Parent and Bound describe a partition (Bound is "FOR VALUES …" or
+	// "DEFAULT"). A partition's columns come from its parent.
+	Parent      *QName        `json:"parent,omitempty"`
+	Bound       string        `json:"bound,omitempty"`
+	Columns     []*Column     `json:"columns,omitempty"`
+	Constraints []*Constraint `json:"constraints,omitempty"`
+	Indexes     []*Index      `json:"indexes,omitempty"`
+}
+
+// Column is one column. Num is its attnum in the database it was read
+// from: on the source, with the table's ID, its identity.
+type Column struct {
+	Num       int16  `json:"num"`
+	Name      string `json:"name"`
+	Type      string `json:"type"`
+	NotNull   bool   `json:"notnull,omitempty"`
+	Default   string `json:"default,omitempty"`   // expression; empty when none (or generated)
+	Identity  byte   `json:"identity,omitempty"`  // 'a' always, 'd' by default, 0 none
+	Generated string `json:"generated,omitempty"` // stored generation expression
+	Collation string `json:"collation,omitempty"` // quoted, when not the type's default
+}
+
+// Constraint is a primary key, unique, check, exclusion or foreign key.
+type Constraint struct {
+	Name string `json:"name"`
+	Kind byte   `json:"kind"` // p u c x f
+	Def  string `json:"def"`
+	// Refs is the referenced table of a foreign key.
+	Refs *QName `json:"refs,omitempty"`
+}
+
+// Index is an index that no constraint owns.
+type Index struct {
+	Name   string `json:"name"`
+	Unique bool   `json:"unique,omitempty"`
+	// Using is the definition after "USING": access method, key columns
+	// or expressions, INCLUDE, WITH, WHERE.
+	Using string `json:"using"`
+}
+
+// Key identifies a type or function among dependencies. Names are quoted,
+// so a Mapper can rewrite keys like any other SQL text.
+func (t *Type) Key() string { return "type " + t.Ident() }
+func (f *Function) Key() string {
+	return "function " + f.Ident() + "(" + f.Args + ")"
+}
+
+// Ident is the quoted, qualified name.
+func (q QName) Ident() string { return pgx.Identifier{q.Schema, q.Name}.Sanitize() }
+
+// Table returns the table named q, or nil.
+func (c *Catalog) Table(q QName) *Table {
+	for _, t := range c.Tables {
+		if t.QName == q {
+			return t
+		}
+	}
+	return nil
+}
+
+// Column returns the column named name, or nil.
+func (t *Table) Column(name string) *Column {
+	for _, c := range t.Columns {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}

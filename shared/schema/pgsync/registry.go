@@ -1,0 +1,111 @@
+package pgsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgferry/pgferry/shared/schema"
+)
+
+// Schema is where pgferry keeps its own objects on a target (the same as
+// pgapply.Schema; this package does not import the applier).
+const Schema = "pgferry"
+
+func registryTable() string { return pgx.Identifier{Schema, "schema_objects"}.Sanitize() }
+
+// loadRegistry reads a pipeline's registry. A target without the
+// registry table (plan mode on a fresh target) has an empty registry.
+func loadRegistry(ctx context.Context, tx pgx.Tx, pipeline string) (*schema.Registry, error) {
+	reg := schema.NewRegistry()
+	var exists bool
+	if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, registryTable()).Scan(&exists); err != nil {
+		return nil, fmt.Errorf("read schema registry: %w", err)
+	}
+	if !exists {
+		return reg, nil
+	}
+	rows, err := tx.Query(ctx, `SELECT kind, src_id, obj_schema, obj_name, former FROM `+registryTable()+` WHERE pipeline = $1`, pipeline)
+	if err != nil {
+		return nil, fmt.Errorf("read schema registry: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var kind, id, sch, name string
+		var former []string
+		if err := rows.Scan(&kind, &id, &sch, &name, &former); err != nil {
+			return nil, err
+		}
+		if err := registryAdd(reg, kind, id, sch, name, former); err != nil {
+			return nil, fmt.Errorf("schema registry row %s %s: %w", kind, id, err)
+		}
+	}
+	return reg, rows.Err()
+}
+
+// saveRegistry replaces a pipeline's registry with reg (in the DDL's own
+// transaction, so it always describes the target as it is).
+func saveRegistry(ctx context.Context, tx pgx.Tx, pipeline string, reg *schema.Registry) error {
+	if _, err := tx.Exec(ctx, `DELETE FROM `+registryTable()+` WHERE pipeline = $1`, pipeline); err != nil {
+		return fmt.Errorf("write schema registry: %w", err)
+	}
+	rows := [][]any{}
+	for _, id := range slices.Sorted(maps.Keys(reg.Tables)) {
+		q := reg.Tables[id]
+		rows = append(rows, []any{pipeline, "table", strconv.FormatUint(uint64(id), 10), q.Schema, q.Name, []string{}})
+	}
+	for k, c := range reg.Columns {
+		rows = append(rows, []any{pipeline, "column", fmt.Sprintf("%d.%d", k.Table, k.Num), "", c.Name, append([]string{}, c.Former...)})
+	}
+	for k := range reg.Constraints {
+		rows = append(rows, []any{pipeline, "constraint", fmt.Sprintf("%d/%s", k.Table, k.Name), "", k.Name, []string{}})
+	}
+	for k := range reg.Indexes {
+		rows = append(rows, []any{pipeline, "index", fmt.Sprintf("%d/%s", k.Table, k.Name), "", k.Name, []string{}})
+	}
+	_, err := tx.CopyFrom(ctx, pgx.Identifier{Schema, "schema_objects"},
+		[]string{"pipeline", "kind", "src_id", "obj_schema", "obj_name", "former"}, pgx.CopyFromRows(rows))
+	if err != nil {
+		return fmt.Errorf("write schema registry: %w", err)
+	}
+	return nil
+}
+
+// registryAdd fills reg from one stored row.
+func registryAdd(reg *schema.Registry, kind, id, sch, name string, former []string) error {
+	switch kind {
+	case "table":
+		oid, err := strconv.ParseUint(id, 10, 32)
+		if err != nil {
+			return err
+		}
+		reg.Tables[uint32(oid)] = schema.QName{Schema: sch, Name: name}
+	case "column":
+		t, n, ok := strings.Cut(id, ".")
+		oid, err1 := strconv.ParseUint(t, 10, 32)
+		num, err2 := strconv.ParseInt(n, 10, 16)
+		if !ok || err1 != nil || err2 != nil {
+			return errors.New("bad column id")
+		}
+		reg.Columns[schema.ColumnID{Table: uint32(oid), Num: int16(num)}] = schema.RegColumn{Name: name, Former: former}
+	case "constraint", "index":
+		t, _, ok := strings.Cut(id, "/")
+		oid, err := strconv.ParseUint(t, 10, 32)
+		if !ok || err != nil {
+			return errors.New("bad object id")
+		}
+		key := schema.ObjectID{Table: uint32(oid), Name: name}
+		if kind == "index" {
+			reg.Indexes[key] = true
+		} else {
+			reg.Constraints[key] = true
+		}
+	}
+	return nil
+}

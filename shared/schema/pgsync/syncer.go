@@ -1,0 +1,213 @@
+// Package pgsync keeps a PostgreSQL target's schema in step with the
+// source: it reads both catalogs, plans the DDL with package schema and
+// runs it on the target in one transaction, together with the registry
+// that ties target objects to source identities. It also decorates an
+// applier so that schema jobs run in stream order and a batch that fails
+// because the target is behind is retried after the DDL (see Applier).
+package pgsync
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgferry/pgferry/shared/config"
+	"github.com/pgferry/pgferry/shared/schema"
+	sqlfiles "github.com/pgferry/pgferry/sql"
+)
+
+// lockKey serialises schema syncs on one target database (a job, a
+// retry-after-DDL and a start-up sync may race); pg_advisory_xact_lock
+// holds it until the DDL's transaction ends.
+const lockKey = 0x7067_6665_7272_7953 // "pgferrySc"…
+
+// Syncer syncs one target's schema from the source. It is safe for
+// concurrent use.
+type Syncer struct {
+	src, dst    *pgxpool.Pool
+	pipeline    string
+	target      string
+	applySchema string
+	sel         schema.Selection
+	log         *slog.Logger
+}
+
+// New returns a syncer for cfg's target named target.
+func New(src, dst *pgxpool.Pool, cfg *config.Config, target string, log *slog.Logger) *Syncer {
+	return &Syncer{
+		src: src, dst: dst, pipeline: cfg.Name, target: target,
+		applySchema: cfg.Targets[target].ApplySchema,
+		sel: schema.Selection{
+			Table: func(root schema.QName) bool { return cfg.Replicated(root.Schema, root.Name) },
+			Skip:  SourceSkip(cfg),
+		},
+		log: log,
+	}
+}
+
+// SourceSkip are the source schemas schema sync never reads.
+func SourceSkip(cfg *config.Config) []string { return []string{Schema, cfg.CaptureSchema()} }
+
+// targetSel reads every table on a target except pgferry's own.
+var targetSel = schema.Selection{Skip: []string{Schema}}
+
+// Desired reads the source catalog of the replicated tables, in one
+// repeatable-read snapshot, and maps it for this target (apply_schema).
+// A name clash under apply_schema is schema.ErrClash.
+func (s *Syncer) Desired(ctx context.Context) (*schema.Catalog, error) {
+	var c *schema.Catalog
+	err := pgx.BeginTxFunc(ctx, s.src, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		var err error
+		c, err = schema.Read(ctx, tx, s.sel)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("source: %w", err)
+	}
+	m := &schema.Mapper{ApplySchema: s.applySchema}
+	mapped, err := m.Map(c)
+	if err != nil {
+		return nil, fmt.Errorf("targets.%s.apply_schema: %w", s.target, err)
+	}
+	return mapped, nil
+}
+
+// Plan returns the DDL the target needs and changes nothing (it only
+// reads, in a read-only transaction).
+func (s *Syncer) Plan(ctx context.Context) (*schema.Plan, error) {
+	des, err := s.Desired(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var plan *schema.Plan
+	err = pgx.BeginTxFunc(ctx, s.dst, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		cur, err := schema.Read(ctx, tx, targetSel)
+		if err != nil {
+			return err
+		}
+		reg, err := loadRegistry(ctx, tx, s.pipeline)
+		if err != nil {
+			return err
+		}
+		plan = schema.Diff(des, cur, reg)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("targets.%s: %w", s.target, err)
+	}
+	return plan, nil
+}
+
+// Sync brings the target's schema up to the source's in one target
+// transaction and returns the plan it ran (empty when the target already
+// matched). Idempotent: a second Sync right after finds nothing to do.
+func (s *Syncer) Sync(ctx context.Context) (*schema.Plan, error) {
+	des, err := s.Desired(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var plan *schema.Plan
+	err = pgx.BeginFunc(ctx, s.dst, func(tx pgx.Tx) error {
+		plan, err = s.SyncTx(ctx, tx, des)
+		return err
+	})
+	return plan, err
+}
+
+// SyncTx is Sync inside the caller's target transaction, against an
+// already read desired catalog. It leaves the transaction's search_path
+// empty.
+func (s *Syncer) SyncTx(ctx context.Context, tx pgx.Tx, des *schema.Catalog) (*schema.Plan, error) {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(lockKey)); err != nil {
+		return nil, fmt.Errorf("targets.%s: schema sync lock: %w", s.target, err)
+	}
+	// Function bodies may name tables created later in the plan; literals
+	// are rendered for standard strings; DDL waits for locks, but not forever.
+	if _, err := tx.Exec(ctx, `SET LOCAL check_function_bodies = off; SET LOCAL standard_conforming_strings = on; SET LOCAL lock_timeout = '60s'`); err != nil {
+		return nil, fmt.Errorf("targets.%s: schema sync: %w", s.target, err)
+	}
+	cur, err := schema.Read(ctx, tx, targetSel)
+	if err != nil {
+		return nil, fmt.Errorf("targets.%s: %w", s.target, err)
+	}
+	reg, err := loadRegistry(ctx, tx, s.pipeline)
+	if err != nil {
+		return nil, fmt.Errorf("targets.%s: %w", s.target, err)
+	}
+	plan := schema.Diff(des, cur, reg)
+	if plan.Empty() && sameRegistry(reg, plan.Registry) {
+		return plan, nil
+	}
+	if _, err := tx.Exec(ctx, sqlfiles.SchemaRegistry(Schema)); err != nil {
+		return nil, fmt.Errorf("targets.%s: install schema registry: %w", s.target, err)
+	}
+	for i, st := range plan.Steps {
+		if st.Optional {
+			if err := optional(ctx, tx, st.SQL); err != nil {
+				plan.Warnings = append(plan.Warnings, fmt.Sprintf("skipped %q: %v", st.SQL, err))
+				s.log.Warn("schema sync: optional step failed; skipped", "target", s.target, "sql", st.SQL, "err", err)
+			}
+			continue
+		}
+		if _, err := tx.Exec(ctx, st.SQL); err != nil {
+			return nil, fmt.Errorf("targets.%s: schema sync step %d of %d (%s): %w", s.target, i+1, len(plan.Steps), st.SQL, err)
+		}
+	}
+	if err := saveRegistry(ctx, tx, s.pipeline, plan.Registry); err != nil {
+		return nil, fmt.Errorf("targets.%s: %w", s.target, err)
+	}
+	for _, w := range plan.Warnings {
+		s.log.Warn("schema sync: left alone", "target", s.target, "what", w)
+	}
+	if !plan.Empty() {
+		s.log.Info("schema sync applied DDL", "target", s.target, "statements", len(plan.Steps))
+	}
+	return plan, nil
+}
+
+// optional runs sql under a savepoint, so that its failure (an extension
+// the target does not offer) leaves the transaction usable.
+func optional(ctx context.Context, tx pgx.Tx, sql string) error {
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := sp.Exec(ctx, sql); err != nil {
+		_ = sp.Rollback(ctx)
+		return err
+	}
+	return sp.Commit(ctx)
+}
+
+func sameRegistry(a, b *schema.Registry) bool {
+	if len(a.Tables) != len(b.Tables) || len(a.Columns) != len(b.Columns) ||
+		len(a.Constraints) != len(b.Constraints) || len(a.Indexes) != len(b.Indexes) {
+		return false
+	}
+	for k, v := range a.Tables {
+		if b.Tables[k] != v {
+			return false
+		}
+	}
+	for k, v := range a.Columns {
+		w, ok := b.Columns[k]
+		if !ok || w.Name != v.Name || !slices.Equal(w.Former, v.Former) {
+			return false
+		}
+	}
+	for k := range a.Constraints {
+		if !b.Constraints[k] {
+			return false
+		}
+	}
+	for k := range a.Indexes {
+		if !b.Indexes[k] {
+			return false
+		}
+	}
+	return true
+}

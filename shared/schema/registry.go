@@ -1,0 +1,72 @@
+package schema
+
+// Registry records, on a target, which objects schema sync manages and
+// which source object each one stands for. It is what makes a stateless
+// diff safe and rename-aware:
+//   - a table is tied to its source table's oid, a column to the source
+//     column's (oid, attnum), so a rename on the source is a rename on
+//     the target, never a drop plus an add;
+//   - only registered objects are ever dropped: an index, constraint,
+//     column or table that exists only on the target (added by hand) is
+//     left alone.
+//
+// Types, functions, sequences and extensions are never dropped, so they
+// are not registered.
+type Registry struct {
+	Tables      map[uint32]QName
+	Columns     map[ColumnID]RegColumn
+	Constraints map[ObjectID]bool
+	Indexes     map[ObjectID]bool
+}
+
+// ColumnID is a source column's identity.
+type ColumnID struct {
+	Table uint32
+	Num   int16
+}
+
+// ObjectID names a constraint or index of a source table.
+type ObjectID struct {
+	Table uint32
+	Name  string
+}
+
+// RegColumn is a registered column's target name and the names it had
+// before (oldest first): a batch captured before a rename may still use one.
+type RegColumn struct {
+	Name   string
+	Former []string
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry {
+	return &Registry{Tables: map[uint32]QName{}, Columns: map[ColumnID]RegColumn{}, Constraints: map[ObjectID]bool{}, Indexes: map[ObjectID]bool{}}
+}
+
+// tableID returns the source id registered for the target table q.
+func (r *Registry) tableID(q QName) (uint32, bool) {
+	for id, n := range r.Tables {
+		if n == q {
+			return id, true
+		}
+	}
+	return 0, false
+}
+
+// FormerNames maps, for the target table q, each earlier name of a
+// renamed column to its current name.
+func (r *Registry) FormerNames(q QName) map[string]string {
+	id, ok := r.tableID(q)
+	if !ok {
+		return nil
+	}
+	out := map[string]string{}
+	for k, c := range r.Columns {
+		if k.Table == id {
+			for _, f := range c.Former {
+				out[f] = c.Name
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,155 @@
+// Package schematest holds what schema sync tests share: a rich source
+// schema and a catalog comparison between two databases.
+package schematest
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// RichDDL is a source schema with every kind of object schema sync
+// creates: extensions (citext, hstore), an enum, a composite type, a
+// domain whose check calls a function, a function used by a default, an
+// owned sequence used by a default, identity, serial and generated
+// columns, a collation, primary, unique, check and foreign keys, a
+// partitioned table with a default partition, and unique, partial and
+// expression indexes.
+const RichDDL = `
+CREATE EXTENSION IF NOT EXISTS citext;
+CREATE EXTENSION IF NOT EXISTS hstore;
+CREATE SCHEMA shop;
+CREATE TYPE shop.status AS ENUM ('new', 'paid', 'shipped');
+CREATE TYPE shop.amount AS (currency char(3), cents bigint);
+CREATE FUNCTION shop.positive(v numeric) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$ SELECT v > 0 $$;
+CREATE DOMAIN shop.price AS numeric(12,2) CONSTRAINT price_positive CHECK (shop.positive(VALUE));
+CREATE FUNCTION shop.next_code() RETURNS text LANGUAGE plpgsql AS $f$ BEGIN RETURN 'C-' || floor(random() * 1e6)::int; END $f$;
+CREATE SEQUENCE shop.order_no START 1000;
+CREATE TABLE shop.customers (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    email citext NOT NULL UNIQUE,
+    code text NOT NULL DEFAULT shop.next_code(),
+    tags hstore,
+    created timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE shop.orders (
+    id serial PRIMARY KEY,
+    order_no bigint NOT NULL DEFAULT nextval('shop.order_no'),
+    customer_id bigint NOT NULL REFERENCES shop.customers (id) ON DELETE CASCADE,
+    status shop.status NOT NULL DEFAULT 'new',
+    total shop.price,
+    amount shop.amount,
+    qty int NOT NULL CONSTRAINT qty_positive CHECK (qty > 0),
+    unit numeric(10,2) NOT NULL,
+    line_total numeric GENERATED ALWAYS AS (qty * unit) STORED,
+    note text COLLATE "C"
+);
+ALTER SEQUENCE shop.order_no OWNED BY shop.orders.order_no;
+CREATE INDEX orders_open ON shop.orders (customer_id) WHERE status <> 'shipped';
+CREATE INDEX orders_lower_note ON shop.orders (lower(note));
+CREATE UNIQUE INDEX orders_no ON shop.orders (order_no);
+CREATE TABLE shop.events (region text NOT NULL, at date NOT NULL, payload jsonb, PRIMARY KEY (region, at)) PARTITION BY LIST (region);
+CREATE TABLE shop.events_eu PARTITION OF shop.events FOR VALUES IN ('eu');
+CREATE TABLE shop.events_other PARTITION OF shop.events DEFAULT;
+CREATE INDEX events_at ON shop.events (at);
+CREATE TABLE public.plain (id int PRIMARY KEY, v text);
+`
+
+// userObjects excludes system schemas and pgferry's own.
+const userObjects = `n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_%' AND n.nspname NOT LIKE 'pgferry%'`
+
+// catalogQueries list, per kind of object, the rows that must be equal on
+// source and target. Each query's rows are strings; order does not matter.
+var catalogQueries = map[string]string{
+	"columns (name, type, nullability, default)": `
+		SELECT format('%s.%s.%s %s %s %s %s', n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod),
+		              a.attnotnull, a.attidentity::text || a.attgenerated::text, coalesce(pg_get_expr(d.adbin, d.adrelid), ''))
+		FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+		LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+		WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped AND ` + userObjects,
+	"enum labels": `
+		SELECT format('%s.%s %s', n.nspname, t.typname, string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder))
+		FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid JOIN pg_namespace n ON n.oid = t.typnamespace
+		WHERE ` + userObjects + ` GROUP BY n.nspname, t.typname`,
+	"indexes": `
+		SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+		JOIN pg_namespace n ON n.oid = c.relnamespace WHERE ` + userObjects,
+	"constraints": `
+		SELECT format('%s %s %s', k.conrelid::regclass, k.conname, pg_get_constraintdef(k.oid))
+		FROM pg_constraint k JOIN pg_namespace n ON n.oid = k.connamespace WHERE k.contype <> 'n' AND ` + userObjects,
+	"functions": `
+		SELECT pg_get_functiondef(p.oid) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+		WHERE p.prokind = 'f' AND ` + userObjects + `
+		  AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass AND e.objid = p.oid AND e.deptype = 'e')`,
+	"extensions": `SELECT extname FROM pg_extension`,
+	"types": `
+		SELECT format('%s.%s %s %s', n.nspname, t.typname, t.typtype, format_type(t.typbasetype, t.typtypmod))
+		FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace LEFT JOIN pg_class c ON c.oid = t.typrelid
+		WHERE (t.typtype IN ('e', 'd') OR c.relkind = 'c') AND ` + userObjects + `
+		  AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.objid IN (t.oid, t.typrelid) AND e.deptype = 'e')`,
+}
+
+// Rows returns the comparable catalog rows of a database, by kind.
+func Rows(ctx context.Context, p *pgxpool.Pool) (map[string][]string, error) {
+	out := map[string][]string{}
+	err := pgx.BeginFunc(ctx, p, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SET LOCAL search_path = ''"); err != nil {
+			return err
+		}
+		for kind, q := range catalogQueries {
+			rows, err := tx.Query(ctx, q)
+			if err != nil {
+				return fmt.Errorf("%s: %w", kind, err)
+			}
+			got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				return fmt.Errorf("%s: %w", kind, err)
+			}
+			slices.Sort(got)
+			out[kind] = got
+		}
+		return nil
+	})
+	return out, err
+}
+
+// AssertSameCatalog fails t unless columns, enum labels, indexes,
+// constraints, functions, extensions and user types of src and dst are the
+// same (pgferry's own schemas left out).
+func AssertSameCatalog(t testing.TB, src, dst *pgxpool.Pool) {
+	t.Helper()
+	ctx := context.Background()
+	a, err := Rows(ctx, src)
+	if err != nil {
+		t.Fatalf("read source catalog: %v", err)
+	}
+	b, err := Rows(ctx, dst)
+	if err != nil {
+		t.Fatalf("read target catalog: %v", err)
+	}
+	for kind := range catalogQueries {
+		if d := diffRows(a[kind], b[kind]); d != "" {
+			t.Errorf("%s differ between source and target:\n%s", kind, d)
+		}
+	}
+}
+
+func diffRows(a, b []string) string {
+	var out []string
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			out = append(out, "  only on source: "+x)
+		}
+	}
+	for _, x := range b {
+		if !slices.Contains(a, x) {
+			out = append(out, "  only on target: "+x)
+		}
+	}
+	return strings.Join(out, "\n")
+}
