@@ -18,7 +18,9 @@ import (
 	"github.com/pgferry/pgferry/shared/apply"
 	"github.com/pgferry/pgferry/shared/apply/pgapply"
 	"github.com/pgferry/pgferry/shared/batch"
+	"github.com/pgferry/pgferry/shared/capture/slot"
 	"github.com/pgferry/pgferry/shared/capture/trigger"
+	"github.com/pgferry/pgferry/shared/checkpoint/dynamo"
 	"github.com/pgferry/pgferry/shared/config"
 	"github.com/pgferry/pgferry/shared/load"
 	"github.com/pgferry/pgferry/shared/load/loadstore"
@@ -48,6 +50,10 @@ func LoadCapture(cfg *config.Config, src *pgxpool.Pool, log *slog.Logger) (load.
 		c := trigger.New(src, cfg, log)
 		c.KeylessCopyOnly = true
 		return c, nil
+	case config.CaptureSlot:
+		c := slot.New(src, cfg, log)
+		c.KeylessCopyOnly = true
+		return &slotLoadCapture{Capture: c, cfg: cfg}, nil
 	}
 	return nil, fmt.Errorf("source.capture: the initial load does not support %q capture in this build", cfg.Source.Capture)
 }
@@ -319,4 +325,26 @@ func ResetLoads(ctx context.Context, cfg *config.Config, src *pgxpool.Pool, targ
 		}
 	}
 	return nil
+}
+
+// slotLoadCapture installs slot capture for the initial load. Whether the
+// pipeline has read from its slot before decides what a missing slot
+// means (a fresh start, or a lost slot that must not be silently
+// re-created), so it asks the checkpoint store, as the drain does.
+type slotLoadCapture struct {
+	*slot.Capture
+	cfg *config.Config
+}
+
+func (s *slotLoadCapture) Install(ctx context.Context) error {
+	ac, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRetryMaxAttempts(8))
+	if err != nil {
+		return fmt.Errorf("aws: %w", err)
+	}
+	cp, err := dynamo.New(dynamodb.NewFromConfig(ac), s.cfg.AWS.Table, s.cfg.Name).Load(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = s.Capture.Install(ctx, cp.Lineage != "")
+	return err
 }

@@ -26,7 +26,11 @@ func TestKilledLoadResumesWithoutRecopying(t *testing.T) {
 		t.Skip("builds the runner binary and kills it mid-load")
 	}
 	bin := buildLocalRunner(t)
-	f := newFixture(t, `
+	forEachCapture(t, func(t *testing.T, mode string) { testKilledLoadResumes(t, bin, mode) })
+}
+
+func testKilledLoadResumes(t *testing.T, bin, mode string) {
+	f := newFixtureMode(t, mode, `
 CREATE TABLE big (id int PRIMARY KEY, grp int, t text);
 CREATE INDEX big_grp ON big (grp);
 CREATE TABLE small (k text PRIMARY KEY, v int);`, "load:\n  chunk_rows: 2000\n  parallelism: 1\n")

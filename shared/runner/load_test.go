@@ -26,7 +26,11 @@ CREATE TABLE keyless (v int, w text);`
 // finished copy, so the target ends equal to the source, with its
 // secondary indexes back.
 func TestLoadingTableHoldsItsChangesUntilHandOver(t *testing.T) {
-	f := newFixture(t, loadOrderDDL, "load:\n  chunk_rows: 1000\n  parallelism: 2\n")
+	forEachCapture(t, testLoadingTableHolds)
+}
+
+func testLoadingTableHolds(t *testing.T, mode string) {
+	f := newFixtureMode(t, mode, loadOrderDDL, "load:\n  chunk_rows: 1000\n  parallelism: 2\n")
 	ctx := context.Background()
 	f.exec(`INSERT INTO items SELECT g, g % 10, 'n' || g, 'c' || g FROM generate_series(1, 10000) g`)
 	f.exec(`INSERT INTO other SELECT g, 'o' || g FROM generate_series(1, 100) g`)

@@ -218,10 +218,20 @@ func (s *Stream) truncate(data []byte) (Event, bool, error) {
 
 // wireMessage is the content of pgferry's own logical decoding messages.
 type wireMessage struct {
-	Heartbeat string   `json:"heartbeat"`
-	Copy      uint32   `json:"copy"`
-	Cols      []string `json:"cols"`
-	Rows      []string `json:"rows"`
+	Heartbeat string       `json:"heartbeat"`
+	Copy      uint32       `json:"copy"`
+	Cols      []string     `json:"cols"`
+	Rows      []string     `json:"rows"`
+	Mark      *loadMessage `json:"mark"`
+}
+
+// loadMessage is an initial-load mark (see Capture.Mark).
+type loadMessage struct {
+	ID     string `json:"id"`
+	Target string `json:"target"`
+	Schema string `json:"schema"`
+	Table  string `json:"table"`
+	LoadID string `json:"load_id"`
 }
 
 // message handles pgferry's own messages: a heartbeat token, or rows
@@ -241,6 +251,18 @@ func (s *Stream) message(data []byte) (Event, bool, error) {
 	if w.Heartbeat != "" {
 		s.heartbeat = w.Heartbeat
 		return Event{}, false, nil
+	}
+	if mk := w.Mark; mk != nil {
+		// The same change trigger capture delivers for a row inserted into
+		// the marks table: the applier reads marks by column name.
+		v := func(s string) batch.Value { return &s }
+		return Event{Kind: EventChange, Bytes: len(m.Content), Change: batch.Change{
+			Table:   batch.LoadMarks(s.c.cfg.Name),
+			Op:      batch.Insert,
+			Columns: []string{"id", batch.MarkTarget, batch.MarkSchema, batch.MarkTable, batch.MarkLoadID},
+			Key:     []string{"id"},
+			New:     []batch.Row{{v(mk.ID), v(mk.Target), v(mk.Schema), v(mk.Table), v(mk.LoadID)}},
+		}}, true, nil
 	}
 	if w.Copy == 0 || len(w.Rows) == 0 {
 		return Event{}, false, nil

@@ -34,6 +34,12 @@ type Capture struct {
 	// rows copied when a table joins the publication).
 	prefix string
 	log    *slog.Logger
+
+	// KeylessCopyOnly limits the copy of existing rows when a table joins
+	// the publication to tables without a primary key: the initial load
+	// copies the keyed ones (chunked, in parallel). Set by the initial
+	// load's installer, as for trigger capture.
+	KeylessCopyOnly bool
 }
 
 // New returns slot capture for cfg's source. It does not touch the

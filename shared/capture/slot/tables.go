@@ -148,6 +148,15 @@ func (c *Capture) addTable(ctx context.Context, t sourceTable) error {
 		if !c.cfg.Source.CopyExisting() {
 			return nil
 		}
+		if c.KeylessCopyOnly || !c.cfg.Source.CopyKeyed() {
+			var keyed bool
+			if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_index WHERE indrelid = $1 AND indisprimary)", t.oid).Scan(&keyed); err != nil {
+				return err
+			}
+			if keyed {
+				return nil
+			}
+		}
 		// The rows' text form depends on these settings; trigger capture
 		// pins the same ones.
 		if _, err := tx.Exec(ctx, pgtext.SessionSettings); err != nil {
