@@ -46,7 +46,11 @@ func drainBodies(t *testing.T, f *fixture) []queue.Message {
 // the real queue: only the first delivery of each batch may change the
 // target.
 func TestDuplicateAndLateDeliveriesChangeNothing(t *testing.T) {
-	f := newFixture(t, `CREATE TABLE t (id int PRIMARY KEY, v text);`, "")
+	forEachCapture(t, testDuplicateDeliveries)
+}
+
+func testDuplicateDeliveries(t *testing.T, mode string) {
+	f := newFixtureMode(t, mode, `CREATE TABLE t (id int PRIMARY KEY, v text);`, "")
 	ctx := context.Background()
 	var msgs []queue.Message
 	for i, stmt := range []string{

@@ -117,7 +117,11 @@ func TestCrashedHoldersLeaseExpiresAndWorkResumes(t *testing.T) {
 		t.Skip("waits for a lease to expire")
 	}
 	bin := buildFaultRunner(t)
-	f := newFixture(t, `CREATE TABLE t (id int PRIMARY KEY, v text);`, "  lease: 5s\napply:\n  visibility: 3s\n")
+	forEachCapture(t, func(t *testing.T, mode string) { testCrashedHolder(t, mode, bin) })
+}
+
+func testCrashedHolder(t *testing.T, mode, bin string) {
+	f := newFixtureMode(t, mode, `CREATE TABLE t (id int PRIMARY KEY, v text);`, "  lease: 5s\napply:\n  visibility: 3s\n")
 	cfgPath := filepath.Join(t.TempDir(), "pipeline.yaml")
 	if err := os.WriteFile(cfgPath, []byte(f.cfgYAML), 0o600); err != nil {
 		t.Fatal(err)

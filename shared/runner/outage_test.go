@@ -37,7 +37,11 @@ func TestOutagesRecoverWithoutLoss(t *testing.T) {
 		t.Skip("takes dependencies away for about 30 s")
 	}
 	bin := buildLocalRunner(t)
-	f := newFixture(t, crashDDL, "  lease: 5s\napply:\n  visibility: 3s\n  max_attempts: 2\nbatch:\n  max_rows: 300\n")
+	forEachCapture(t, func(t *testing.T, mode string) { testOutages(t, mode, bin) })
+}
+
+func testOutages(t *testing.T, mode, bin string) {
+	f := newFixtureMode(t, mode, crashDDL, "  lease: 5s\napply:\n  visibility: 3s\n  max_attempts: 2\nbatch:\n  max_rows: 300\n")
 	f.exec(`INSERT INTO parent SELECT g, 'p' || g FROM generate_series(1, $1::int) g`, crashParents)
 	f.exec(`INSERT INTO accounts SELECT g, $2::bigint, repeat('x', 84) FROM generate_series(1, $1::int) g`, crashAccounts, crashBalance)
 

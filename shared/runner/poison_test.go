@@ -45,7 +45,11 @@ func (b *syncBuffer) String() string {
 // later batches of its group from overtaking it, survives a redrive that
 // still fails, and is applied by a redrive once the cause is fixed.
 func TestPoisonBatchIsParkedBlocksItsGroupAndIsRedriven(t *testing.T) {
-	f := newFixture(t, `CREATE TABLE items (id int PRIMARY KEY, qty int NOT NULL); CREATE TABLE other (id int PRIMARY KEY);`,
+	forEachCapture(t, testPoisonBatch)
+}
+
+func testPoisonBatch(t *testing.T, mode string) {
+	f := newFixtureMode(t, mode, `CREATE TABLE items (id int PRIMARY KEY, qty int NOT NULL); CREATE TABLE other (id int PRIMARY KEY);`,
 		"apply:\n  max_attempts: 2\n")
 	testenv.Exec(t, f.dst, `ALTER TABLE items ADD CONSTRAINT qty_is_small CHECK (qty < 100)`)
 	f.exec(`INSERT INTO items VALUES (1, 5), (2, 7)`)
