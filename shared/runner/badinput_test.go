@@ -5,9 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -176,10 +174,7 @@ func TestBadInputGetsAClearErrorAndChangesNothing(t *testing.T) {
 			// and watermarks never carry over from one case to the next.
 			yaml = strings.Replace(yaml, "name: "+f.cfg.Name, "name: "+testenv.Name("bad"), 1)
 			before = state(t)
-			cfgPath := filepath.Join(t.TempDir(), "pipeline.yaml")
-			if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
-				t.Fatal(err)
-			}
+			cfgPath := writeConfig(t, yaml)
 			if c.setup != nil {
 				c.setup()
 			}

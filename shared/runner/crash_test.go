@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -45,15 +44,7 @@ func TestKillNineAtRandomMomentsLosesNothing(t *testing.T) {
 		if testing.Short() {
 			t.Skip("builds the runner binary and kills it under load for about 35 s")
 		}
-		seed := uint64(time.Now().UnixNano())
-		if s := os.Getenv("PGFERRY_CHAOS_SEED"); s != "" {
-			v, err := strconv.ParseUint(s, 10, 64)
-			if err != nil {
-				t.Fatalf("PGFERRY_CHAOS_SEED=%q: %v", s, err)
-			}
-			seed = v
-		}
-		t.Logf("chaos seed %d (replay with PGFERRY_CHAOS_SEED=%d)", seed, seed)
+		seed := chaosSeed(t)
 		rng := rand.New(rand.NewPCG(seed, 0x5eed))
 
 		bin := buildLocalRunner(t)
@@ -66,10 +57,7 @@ func TestKillNineAtRandomMomentsLosesNothing(t *testing.T) {
 		if got, want := f.cfg.Drain.Lease.Duration, 5*time.Second; got != want {
 			t.Fatalf("drain.lease = %s, want %s: the fixture's YAML layout changed", got, want)
 		}
-		cfgPath := filepath.Join(t.TempDir(), "pipeline.yaml")
-		if err := os.WriteFile(cfgPath, []byte(f.cfgYAML), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		cfgPath := writeConfig(t, f.cfgYAML)
 
 		// Rows that exist before capture is installed travel through the
 		// copy-existing path of the first runner that drains.
@@ -77,12 +65,7 @@ func TestKillNineAtRandomMomentsLosesNothing(t *testing.T) {
 		f.exec(`INSERT INTO child (parent_id, note) SELECT g % $1::int + 1, 'c' || g FROM generate_series(1, 1000) g`, crashParents)
 		f.exec(`INSERT INTO accounts SELECT g, $2::bigint, repeat('x', 84) FROM generate_series(1, $1::int) g`, crashAccounts, crashBalance)
 
-		var logs runnerLogs
-		t.Cleanup(func() {
-			if t.Failed() || os.Getenv("PGFERRY_TEST_LOG") != "" {
-				t.Log(logs.String())
-			}
-		})
+		logs := keepLogs(t)
 
 		// Write load, bounded in time.
 		const loadFor = 16 * time.Second
@@ -118,7 +101,7 @@ func TestKillNineAtRandomMomentsLosesNothing(t *testing.T) {
 			sum += weights[i]
 		}
 		for i, life := range lives {
-			p := startRunner(t, bin, cfgPath, &logs, fmt.Sprintf("run %d, started %s, killed after %s", i+1, time.Now().Format("15:04:05.000"), life))
+			p := startRunner(t, bin, cfgPath, logs, fmt.Sprintf("run %d, started %s, killed after %s", i+1, time.Now().Format("15:04:05.000"), life))
 			time.Sleep(life)
 			p.kill()
 			if i < cycles-1 {

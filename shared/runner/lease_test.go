@@ -6,7 +6,6 @@ import (
 	"errors"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -57,16 +56,8 @@ func TestTwoRunnersNeverDrainAtTheSameTime(t *testing.T) {
 	f := newFixture(t, crashDDL, "  lease: 5s\napply:\n  visibility: 3s\nbatch:\n  max_rows: 100\n")
 	f.exec(`INSERT INTO parent SELECT g, 'p' || g FROM generate_series(1, $1::int) g`, crashParents)
 	f.exec(`INSERT INTO accounts SELECT g, $2::bigint, 'x' FROM generate_series(1, $1::int) g`, crashAccounts, crashBalance)
-	cfgPath := filepath.Join(t.TempDir(), "pipeline.yaml")
-	if err := os.WriteFile(cfgPath, []byte(f.cfgYAML), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var logs runnerLogs
-	t.Cleanup(func() {
-		if t.Failed() || os.Getenv("PGFERRY_TEST_LOG") != "" {
-			t.Log(logs.String())
-		}
-	})
+	cfgPath := writeConfig(t, f.cfgYAML)
+	logs := keepLogs(t)
 	loadCtx, stopLoad := context.WithTimeout(context.Background(), 8*time.Second)
 	defer stopLoad()
 	load := startCrashLoad(t, f, loadCtx, 2, 7)
@@ -122,16 +113,8 @@ func TestCrashedHoldersLeaseExpiresAndWorkResumes(t *testing.T) {
 
 func testCrashedHolder(t *testing.T, mode, bin string) {
 	f := newFixtureMode(t, mode, `CREATE TABLE t (id int PRIMARY KEY, v text);`, "  lease: 5s\napply:\n  visibility: 3s\n")
-	cfgPath := filepath.Join(t.TempDir(), "pipeline.yaml")
-	if err := os.WriteFile(cfgPath, []byte(f.cfgYAML), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var logs runnerLogs
-	t.Cleanup(func() {
-		if t.Failed() || os.Getenv("PGFERRY_TEST_LOG") != "" {
-			t.Log(logs.String())
-		}
-	})
+	cfgPath := writeConfig(t, f.cfgYAML)
+	logs := keepLogs(t)
 	f.exec(`INSERT INTO t SELECT g, 'v' FROM generate_series(1, 100) g`)
 	first := exec.Command(bin, "--config", cfgPath, "--log-level", "debug")
 	first.Env = append(os.Environ(), "PGFERRY_FAULT="+fault.DrainSent+"@1")

@@ -3,9 +3,7 @@ package runner_test
 import (
 	"bytes"
 	"context"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -37,16 +35,8 @@ CREATE TABLE small (k text PRIMARY KEY, v int);`, "load:\n  chunk_rows: 2000\n  
 	ctx := context.Background()
 	f.exec(`INSERT INTO big SELECT g, g % 50, md5(g::text) FROM generate_series(1, 300000) g`)
 	f.exec(`INSERT INTO small SELECT 'k' || g, g FROM generate_series(1, 20000) g`)
-	cfgPath := filepath.Join(t.TempDir(), "pipeline.yaml")
-	if err := os.WriteFile(cfgPath, []byte(f.cfgYAML), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var logs runnerLogs
-	t.Cleanup(func() {
-		if t.Failed() || os.Getenv("PGFERRY_TEST_LOG") != "" {
-			t.Log(logs.String())
-		}
-	})
+	cfgPath := writeConfig(t, f.cfgYAML)
+	logs := keepLogs(t)
 
 	// Writes run through both runs and the pause between them.
 	wctx, stopWrites := context.WithCancel(ctx)

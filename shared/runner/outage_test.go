@@ -6,7 +6,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -55,21 +54,13 @@ func testOutages(t *testing.T, mode, bin string) {
 
 	yaml := strings.Replace(f.cfgYAML, f.srcDSN, viaProxy(t, f.srcDSN, srcProxy.Addr()), 1)
 	yaml = strings.Replace(yaml, f.dstDSN, viaProxy(t, f.dstDSN, dstProxy.Addr()), 1)
-	cfgPath := filepath.Join(t.TempDir(), "pipeline.yaml")
-	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfgPath := writeConfig(t, yaml)
 	env := append(os.Environ(),
 		"AWS_ENDPOINT_URL_SQS=http://"+sqsProxy.Addr(),
 		"AWS_ENDPOINT_URL_S3=http://"+sqsProxy.Addr(),
 		"AWS_ENDPOINT_URL_DYNAMODB="+ddb.URL())
 
-	var logs runnerLogs
-	t.Cleanup(func() {
-		if t.Failed() || os.Getenv("PGFERRY_TEST_LOG") != "" {
-			t.Log(logs.String())
-		}
-	})
+	logs := keepLogs(t)
 	runLog := logs.section("runner through every outage")
 	cmd := exec.Command(bin, "--config", cfgPath)
 	cmd.Env, cmd.Stderr = env, runLog

@@ -1,14 +1,11 @@
 package runner_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,24 +17,6 @@ import (
 	"github.com/pgferry/pgferry/shared/runner"
 	"github.com/pgferry/pgferry/shared/testenv"
 )
-
-// syncBuffer is a bytes.Buffer safe for the runner's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // TestPoisonBatchIsParkedBlocksItsGroupAndIsRedriven: a batch that breaks
 // a constraint only the target has is retried apply.max_attempts times,
@@ -55,7 +34,7 @@ func testPoisonBatch(t *testing.T, mode string) {
 	f.exec(`INSERT INTO items VALUES (1, 5), (2, 7)`)
 	f.replicate()
 
-	var emf syncBuffer
+	var emf section // a buffer safe for the runner's goroutines
 	run := func() error {
 		l := f.local()
 		l.Handler.Metrics = metrics.New(&emf)
@@ -164,10 +143,7 @@ func TestCrashWhileParkingLosesNothing(t *testing.T) {
 	testenv.Exec(t, f.dst, `ALTER TABLE items ADD CONSTRAINT qty_is_small CHECK (qty < 100)`)
 	f.exec(`INSERT INTO items VALUES (1, 5)`)
 	f.exec(`INSERT INTO items VALUES (2, 500)`)
-	cfgPath := filepath.Join(t.TempDir(), "pipeline.yaml")
-	if err := os.WriteFile(cfgPath, []byte(f.cfgYAML), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfgPath := writeConfig(t, f.cfgYAML)
 	run := func(env string, args ...string) (string, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 		defer cancel()

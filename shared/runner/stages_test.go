@@ -57,15 +57,7 @@ func TestKillAtEveryStageLosesNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the runner with fault points and crashes it under load for about 40 s")
 	}
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("PGFERRY_CHAOS_SEED"); s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("PGFERRY_CHAOS_SEED=%q: %v", s, err)
-		}
-		seed = v
-	}
-	t.Logf("chaos seed %d (replay with PGFERRY_CHAOS_SEED=%d)", seed, seed)
+	seed := chaosSeed(t)
 	bin := buildFaultRunner(t)
 	pgbench := pgbenchPath(t)
 	forEachCapture(t, func(t *testing.T, mode string) {
@@ -75,10 +67,7 @@ func TestKillAtEveryStageLosesNothing(t *testing.T) {
 
 func testKillAtEveryStage(t *testing.T, mode, bin, pgbench string, rng *rand.Rand) {
 	f := newFixtureMode(t, mode, crashDDL, "  lease: 5s\napply:\n  visibility: 3s\nbatch:\n  max_rows: 300\n")
-	cfgPath := filepath.Join(t.TempDir(), "pipeline.yaml")
-	if err := os.WriteFile(cfgPath, []byte(f.cfgYAML), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfgPath := writeConfig(t, f.cfgYAML)
 	// pgbench's schema on both sides (its history table has no key), its
 	// rows on the source only: they travel through capture.
 	for _, c := range []struct{ dsn, steps string }{{f.srcDSN, "dtgvp"}, {f.dstDSN, "dtp"}} {
@@ -90,12 +79,7 @@ func testKillAtEveryStage(t *testing.T, mode, bin, pgbench string, rng *rand.Ran
 	f.exec(`INSERT INTO parent SELECT g, 'p' || g FROM generate_series(1, $1::int) g`, crashParents)
 	f.exec(`INSERT INTO accounts SELECT g, $2::bigint, repeat('x', 84) FROM generate_series(1, $1::int) g`, crashAccounts, crashBalance)
 
-	var logs runnerLogs
-	t.Cleanup(func() {
-		if t.Failed() || os.Getenv("PGFERRY_TEST_LOG") != "" {
-			t.Log(logs.String())
-		}
-	})
+	logs := keepLogs(t)
 
 	// Every apply-side and drain-side point, twice, in a seeded order, each
 	// at a seeded hit count.
