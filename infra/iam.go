@@ -15,8 +15,6 @@ var (
 	// and Save are conditional UpdateItems. (DeleteItem is only used by
 	// the local runner's --reset.)
 	checkpointActions = []string{"dynamodb:GetItem", "dynamodb:UpdateItem"}
-	// Schema snapshots: whole items read, written and updated by key.
-	itemActions = []string{"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
 	// shared/load/loadstore: plans are PutItem/GetItem, chunk progress
 	// UpdateItem, and the chunks already done are read with BatchGetItem.
 	// No Scan, Query or table-level action.
@@ -49,19 +47,27 @@ func (b *builder) grants() {
 
 	// apply: consumes the FIFO queue (event source); reads claim-checked
 	// payloads; parks failing batches in the DLQ (SendMessage) and, when
-	// invoked with {"redrive":true}, applies and removes them.
+	// invoked with {"redrive":true}, applies and removes them. With schema
+	// sync (targets.<name>.schema_sync, default true) it also reads the
+	// source's catalog: schema jobs and retry-after-DDL diff against it.
 	apply := o.Functions[fnApply]
 	allow(apply, "GetPayloads", []string{"s3:GetObject"}, objects)
 	allow(apply, "ParkAndRedrive", []string{"sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"}, o.DLQ.QueueArn())
-	b.allowSecrets(apply, targets)
+	if b.cfg.SyncsSchema() {
+		b.allowSecrets(apply, all)
+	} else {
+		b.allowSecrets(apply, targets)
+	}
 
-	// schema-diff: compares source and target catalogs and sends DDL jobs
-	// into the same FIFO groups as the data (large ones via S3); keeps
-	// schema snapshots in the state table.
+	// schema-diff: fingerprints the source catalog and, when it changed,
+	// takes the drain lease and puts a schema job into every target's FIFO
+	// group at the next position, checkpointing it (the drain's own
+	// GetItem/UpdateItem calls; large jobs would go via S3); plans each
+	// target's DDL (read only) and advances target sequences.
 	diff := o.Functions[fnSchemaDiff]
 	allow(diff, "SendDDLJobs", []string{"sqs:SendMessage"}, o.Queue.QueueArn())
 	allow(diff, "PutPayloads", []string{"s3:PutObject"}, objects)
-	allow(diff, "SchemaSnapshots", itemActions, o.Table.TableArn())
+	allow(diff, "CheckpointAndLease", checkpointActions, o.Table.TableArn())
 	b.allowSecrets(diff, all)
 
 	// initial-load: installs capture on the source, prepares the target

@@ -222,8 +222,12 @@ func (b *builder) functions(configText string, code map[string]awslambda.Code) {
 		o.Functions[fn] = b.function(fn, code[fn], env)
 	}
 
-	b.schedule("DrainSchedule", o.Functions[fnDrain], b.set.drainEvery)
-	b.schedule("SchemaDiffSchedule", o.Functions[fnSchemaDiff], b.set.schemaDiffEvery)
+	b.schedule("DrainSchedule", o.Functions[fnDrain], b.set.drainEvery, nil)
+	b.schedule("SchemaDiffSchedule", o.Functions[fnSchemaDiff], b.set.schemaDiffEvery, nil)
+	// The load's progress check emits LoadSecondsSinceProgress, which the
+	// load-stalled alarm watches; it costs a read of the state table when
+	// no load runs.
+	b.schedule("LoadStatusSchedule", o.Functions[fnInitialLoad], loadStatusEvery, map[string]any{"action": "status"})
 
 	// Partial batch responses: apply reports the first failed record and
 	// every later one, so FIFO order holds.
@@ -244,15 +248,23 @@ func (b *builder) functions(configText string, code map[string]awslambda.Code) {
 
 // schedule runs fn every interval (whole minutes). Scheduled runs are not
 // retried and do not queue up: the next tick comes soon anyway.
-func (b *builder) schedule(id string, fn awslambda.Function, every time.Duration) {
+// With event set, the function receives it as its payload.
+func (b *builder) schedule(id string, fn awslambda.Function, every time.Duration, event map[string]any) {
+	props := &awseventstargets.LambdaFunctionProps{
+		RetryAttempts: jsii.Number(0),
+		MaxEventAge:   awscdk.Duration_Minutes(jsii.Number(1)),
+	}
+	if event != nil {
+		props.Event = awsevents.RuleTargetInput_FromObject(event)
+	}
 	awsevents.NewRule(b.stack, jsii.String(id), &awsevents.RuleProps{
 		Schedule: awsevents.Schedule_Rate(awscdk.Duration_Minutes(jsii.Number(every.Minutes()))),
-		Targets: &[]awsevents.IRuleTarget{awseventstargets.NewLambdaFunction(fn, &awseventstargets.LambdaFunctionProps{
-			RetryAttempts: jsii.Number(0),
-			MaxEventAge:   awscdk.Duration_Minutes(jsii.Number(1)),
-		})},
+		Targets:  &[]awsevents.IRuleTarget{awseventstargets.NewLambdaFunction(fn, props)},
 	})
 }
+
+// loadStatusEvery is how often the initial load's progress is checked.
+const loadStatusEvery = 5 * time.Minute
 
 func (b *builder) outputs() {
 	o := b.out

@@ -286,6 +286,14 @@ func TestScheduledFunctionsRunAtTheConfiguredRates(t *testing.T) {
 			})),
 		}))
 	}
+	// The load's status check feeds the load-stalled alarm.
+	expect(t, has(tmpl, "AWS::Events::Rule", obj{
+		"ScheduleExpression": "rate(5 minutes)",
+		"Targets": arrayWith(like(obj{
+			"Arn":   s.Stack.Resolve(s.Functions[fnInitialLoad].FunctionArn()),
+			"Input": `{"action":"status"}`,
+		})),
+	}))
 	vs, vt := vpcFixture(t)
 	expect(t, has(vt, "AWS::Events::Rule", obj{
 		"ScheduleExpression": "rate(2 minutes)",
@@ -606,7 +614,7 @@ func TestEachFunctionGetsExactlyTheActionsItUses(t *testing.T) {
 	want := map[string][]string{
 		fnDrain:       cat(logs, secret, []string{"sqs:SendMessage", "s3:PutObject", "dynamodb:GetItem", "dynamodb:UpdateItem"}),
 		fnApply:       cat(logs, secret, consume, []string{"s3:GetObject", "sqs:SendMessage"}),
-		fnSchemaDiff:  cat(logs, secret, []string{"sqs:SendMessage", "s3:PutObject"}, itemActions),
+		fnSchemaDiff:  cat(logs, secret, []string{"sqs:SendMessage", "s3:PutObject"}, checkpointActions),
 		fnInitialLoad: cat(logs, secret, []string{"sqs:SendMessage"}, loadActions),
 		fnLoad:        cat(logs, secret, consume, loadActions),
 	}
@@ -663,7 +671,7 @@ func TestKeyGrantsAreScopedToThisPipelinesResources(t *testing.T) {
 	reporting := `pgferry/orders/reporting-??????`
 	cases := map[string]struct{ in, out []string }{
 		fnDrain:       {[]string{src}, []string{replica, reporting}},
-		fnApply:       {[]string{replica, reporting}, []string{src}},
+		fnApply:       {[]string{src, replica, reporting}, nil}, // schema sync reads the source catalog
 		fnSchemaDiff:  {[]string{src, replica, reporting}, nil},
 		fnInitialLoad: {[]string{src, replica, reporting}, nil},
 		fnLoad:        {[]string{src, replica, reporting}, nil},

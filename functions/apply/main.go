@@ -24,6 +24,7 @@ import (
 	"github.com/pgferry/pgferry/shared/metrics"
 	"github.com/pgferry/pgferry/shared/queue"
 	"github.com/pgferry/pgferry/shared/runner"
+	"github.com/pgferry/pgferry/shared/schema/pgsync"
 )
 
 // request is either an SQS event or a manual redrive request.
@@ -61,13 +62,24 @@ func main() {
 	// cold start: a target that is down must fail invocations (and be
 	// retried), not the container's start.
 	var h *apply.Handler
+	var syncers map[string]*pgsync.Syncer
 	handler := func(ctx context.Context) (*apply.Handler, error) {
 		if h != nil {
 			return h, nil
 		}
-		targets, _, err := runner.Targets(ctx, cfg, log)
+		targets, pools, err := runner.Targets(ctx, cfg, log)
 		if err != nil {
 			return nil, err
+		}
+		if cfg.SyncsSchema() {
+			// Schema jobs and retry-after-DDL diff against the source's
+			// catalog, so apply reads the source too.
+			src, err := runner.Connect(ctx, "source", cfg.Source.DSN)
+			if err != nil {
+				return nil, err
+			}
+			syncers = runner.SchemaSyncers(cfg, src, pools, log)
+			runner.WithSchemaSync(cfg, targets, syncers, pools, log)
 		}
 		h = &apply.Handler{
 			Pipeline: cfg.Name, Targets: targets, Payloads: aws.Payloads,
@@ -91,6 +103,13 @@ func main() {
 			return response{Redriven: &st}, err
 		}
 		var resp response
+		applied := false
+		// After each apply cycle, target sequences catch up with the source's.
+		defer func() {
+			if applied {
+				runner.SyncSequences(ctx, syncers, log)
+			}
+		}()
 		for i, rec := range req.Records {
 			m := message(rec)
 			stop := runner.KeepHidden(ctx, aws.Queue, m, vis, log)
@@ -98,6 +117,7 @@ func main() {
 			stop()
 			switch {
 			case d.Err == nil:
+				applied = true
 				log.Info("batch applied", "seq", d.Batch.Seq, "target", d.Batch.Target, "to", d.Batch.To.String(),
 					"rows", d.Result.Rows, "replay", !d.Result.Applied)
 				continue

@@ -1,5 +1,6 @@
 // Command initial-load is the Lambda invoked by hand to start (or resume)
-// the initial load, or to report its progress. It installs capture, plans
+// the initial load, or to report its progress. It brings each target's
+// schema up to the source's (schema sync), installs capture, plans
 // each table into primary-key range chunks, marks the tables loading on
 // the targets and sends one message per chunk to the load queue, which the
 // load function consumes. See runner.LoadRequest for the payload:
@@ -62,14 +63,20 @@ func main() {
 	if err != nil {
 		fail("source", err)
 	}
-	targets, _, err := runner.Targets(ctx, cfg, log)
+	targets, pools, err := runner.Targets(ctx, cfg, log)
 	if err != nil {
 		fail("targets", err)
 	}
+	syncers := runner.SchemaSyncers(cfg, src, pools, log)
 	emf := metrics.New(os.Stdout)
 	lambda.Start(func(ctx context.Context, req runner.LoadRequest) (runner.LoadResponse, error) {
 		if req.Action == "status" {
 			return runner.LoadProgress(ctx, cfg, src, targets, store, req, emf)
+		}
+		// Tables are created (or brought up to the source's schema) before
+		// any is planned or copied, on every target with schema sync.
+		if err := runner.SyncSchemas(ctx, cfg, syncers); err != nil {
+			return runner.LoadResponse{}, err
 		}
 		return runner.StartLoad(ctx, cfg, src, targets, store, q, req, log)
 	})

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
 	"strings"
@@ -108,8 +109,10 @@ func run() error {
 	}
 	// Schema sync: wrap the appliers, and bring empty or lagging targets
 	// up to the source's schema before anything is applied or loaded.
+	// (The initial load writes through the plain appliers.)
 	syncers := runner.SchemaSyncers(cfg, src, pools, log)
-	runner.WithSchemaSync(cfg, targets, syncers, pools, log)
+	applyTargets := maps.Clone(targets)
+	runner.WithSchemaSync(cfg, applyTargets, syncers, pools, log)
 	if err := runner.SyncSchemas(ctx, cfg, syncers); err != nil {
 		return err
 	}
@@ -124,7 +127,7 @@ func run() error {
 		emf = metrics.New(f)
 	}
 	handler := &apply.Handler{
-		Pipeline: cfg.Name, Targets: targets, Payloads: aws.Payloads,
+		Pipeline: cfg.Name, Targets: applyTargets, Payloads: aws.Payloads,
 		MaxAttempts: cfg.Apply.MaxAttempts, Metrics: emf,
 	}
 	if *redrive {

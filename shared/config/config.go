@@ -63,9 +63,9 @@ func (s Source) CopyKeyed() bool { return s.CopyExistingRows == nil || *s.CopyEx
 
 // Target is a database the changes are applied to.
 type Target struct {
-	Kind        string `yaml:"kind"`
-	DSN         string `yaml:"dsn"`
-	DSNSecret   string `yaml:"dsn_secret"` // like Source.DSNSecret
+	Kind      string `yaml:"kind"`
+	DSN       string `yaml:"dsn"`
+	DSNSecret string `yaml:"dsn_secret"` // like Source.DSNSecret
 	// ApplySchema, when set, puts every replicated table, and the types,
 	// functions and sequences it brings along, into this one schema on
 	// the target (see shared/schema.Mapper).

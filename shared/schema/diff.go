@@ -63,6 +63,7 @@ type differ struct {
 	des, cur  *Catalog
 	reg, next *Registry
 	warnings  []string
+	regCols   map[uint32]map[string]int16
 
 	schemas, exts, enums, typesFuncs, seqs                  []Step
 	dropFKs, dropCons, dropIdx, dropTables, renames         []Step

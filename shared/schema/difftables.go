@@ -198,24 +198,34 @@ func (d *differ) planColumns(t, c *Table) {
 // registeredColumn reports whether the target column name of table id is
 // managed by sync.
 func (d *differ) registeredColumn(id uint32, name string) bool {
-	for k, c := range d.reg.Columns {
-		if k.Table == id && c.Name == name {
-			return true
-		}
-	}
-	return false
+	_, ok := d.regColumns(id)[name]
+	return ok
 }
 
 // registeredElsewhere reports whether the target column name belongs to a
 // different source column (one that still exists) of table id.
 func (d *differ) registeredElsewhere(id uint32, name string, num int16) bool {
-	for k, c := range d.reg.Columns {
-		if k.Table == id && k.Num != num && c.Name == name {
-			t := d.desTable(id)
-			return t != nil && slices.ContainsFunc(t.Columns, func(x *Column) bool { return x.Num == k.Num })
+	n, ok := d.regColumns(id)[name]
+	if !ok || n == num {
+		return false
+	}
+	t := d.desTable(id)
+	return t != nil && slices.ContainsFunc(t.Columns, func(x *Column) bool { return x.Num == n })
+}
+
+// regColumns maps the registered target column names of table id to
+// their source column numbers (built once per diff).
+func (d *differ) regColumns(id uint32) map[string]int16 {
+	if d.regCols == nil {
+		d.regCols = map[uint32]map[string]int16{}
+		for k, c := range d.reg.Columns {
+			if d.regCols[k.Table] == nil {
+				d.regCols[k.Table] = map[string]int16{}
+			}
+			d.regCols[k.Table][c.Name] = k.Num
 		}
 	}
-	return false
+	return d.regCols[id]
 }
 
 func (d *differ) desTable(id uint32) *Table {

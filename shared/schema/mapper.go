@@ -15,7 +15,12 @@ import (
 // objects stay where they are.
 type Mapper struct {
 	ApplySchema string
-	moved       map[QName]bool
+	// QuotedSchema is ApplySchema as the server's quote_ident writes it,
+	// so that rewritten text compares equal to the target's own deparse;
+	// empty means quote only when the name is not a plain lower-case
+	// identifier.
+	QuotedSchema string
+	moved        map[QName]bool
 }
 
 // ErrClash reports source objects that would share a name on the target.
@@ -131,16 +136,25 @@ func (m *Mapper) rw(sql string) string {
 	}
 	return rewriteNames(sql, func(schema, name string) (string, bool) {
 		if m.moved[QName{schema, name}] {
-			return m.ApplySchema, true
+			return m.quoted(), true
 		}
 		return "", false
 	})
 }
 
+// deps maps dependency keys (see typeKey, funcKey) to the target's.
 func (m *Mapper) deps(keys []string) []string {
 	out := make([]string, len(keys))
 	for i, k := range keys {
-		out[i] = m.rw(k)
+		p := strings.Split(k, "\x00")
+		switch {
+		case len(p) == 3:
+			out[i] = typeKey(m.name(QName{p[1], p[2]}))
+		case len(p) == 4:
+			out[i] = funcKey(m.name(QName{p[1], p[2]}), m.rw(p[3]))
+		default:
+			out[i] = k
+		}
 	}
 	return out
 }
@@ -212,4 +226,17 @@ func (m *Mapper) clashes(c *Catalog) error {
 	sort.Strings(msgs)
 	msgs = slices.Compact(msgs)
 	return fmt.Errorf("%w: %s; rename one of each, exclude one (source.exclude), or leave apply_schema empty", ErrClash, strings.Join(msgs, "; "))
+}
+
+func (m *Mapper) quoted() string {
+	if m.QuotedSchema != "" {
+		return m.QuotedSchema
+	}
+	for i := 0; i < len(m.ApplySchema); i++ {
+		c := m.ApplySchema[i]
+		if !(c == '_' || (c >= 'a' && c <= 'z') || (i > 0 && c >= '0' && c <= '9')) {
+			return qi(m.ApplySchema)
+		}
+	}
+	return m.ApplySchema
 }

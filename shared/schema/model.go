@@ -147,11 +147,15 @@ type Index struct {
 	Using string `json:"using"`
 }
 
-// Key identifies a type or function among dependencies. Names are quoted,
-// so a Mapper can rewrite keys like any other SQL text.
-func (t *Type) Key() string { return "type " + t.Ident() }
+// Key identifies a type or function among dependencies.
+func (t *Type) Key() string { return typeKey(t.QName) }
 func (f *Function) Key() string {
-	return "function " + f.Ident() + "(" + f.Args + ")"
+	return funcKey(f.QName, f.Args)
+}
+
+func typeKey(q QName) string { return "type\x00" + q.Schema + "\x00" + q.Name }
+func funcKey(q QName, args string) string {
+	return "function\x00" + q.Schema + "\x00" + q.Name + "\x00" + args
 }
 
 // Ident is the quoted, qualified name.

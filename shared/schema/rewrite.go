@@ -1,13 +1,10 @@
 package schema
 
-import (
-	"strings"
-
-	"github.com/jackc/pgx/v5"
-)
+import "strings"
 
 // rewriteNames returns sql with every schema-qualified reference
-// schema.name for which move returns a new schema changed to that schema.
+// schema.name for which move returns a new schema changed to that schema
+// (move returns it as SQL text, already quoted as the server would).
 // It scans SQL lexically: string literals, dollar-quoted strings, quoted
 // identifiers and comments are skipped intact, so a name inside a
 // function body written as a string, or inside a literal, is never
@@ -51,8 +48,20 @@ func rewriteNames(sql string, move func(schema, name string) (string, bool)) str
 				}
 				j++
 			}
+			start := i
 			i = min(j+1, len(sql))
 			push(tok{})
+			// 'schema.name'::regclass names a relation inside a literal
+			// (a serial column's nextval default): move it too.
+			if !esc && strings.HasPrefix(sql[i:], "::regclass") {
+				if q, raw, ok := parseQualified(strings.ReplaceAll(sql[start+1:i-1], "''", "'")); ok {
+					if to, ok := move(q[0], q[1]); ok {
+						out.WriteString(sql[last:start])
+						out.WriteString(quoteLiteral(to + "." + raw))
+						last = i
+					}
+				}
+			}
 		case c == '$' && !identByte(prevByte(sql, i)):
 			// $tag$ … $tag$ (or a $1 parameter, which is just skipped).
 			j := i + 1
@@ -125,7 +134,7 @@ func rewriteNames(sql string, move func(schema, name string) (string, bool)) str
 			prev[1].start == prev[0].end && prev[2].start == prev[1].end && !precededByDot(sql, prev[0].start) {
 			if to, ok := move(prev[0].ident, prev[2].ident); ok {
 				out.WriteString(sql[last:prev[0].start])
-				out.WriteString(pgx.Identifier{to}.Sanitize())
+				out.WriteString(to)
 				last = prev[0].end
 			}
 		}
@@ -151,3 +160,51 @@ func identStart(c byte) bool {
 }
 
 func identByte(c byte) bool { return identStart(c) || (c >= '0' && c <= '9') || c == '$' }
+
+// parseQualified splits a two-part name written as SQL ("a"."B", a.b),
+// folding unquoted parts to lower case. raw is the name part as written.
+func parseQualified(s string) (parts2 [2]string, raw string, ok bool) {
+	var parts []string
+	for len(s) > 0 {
+		raw = s
+		if s[0] == '"' {
+			var b strings.Builder
+			j := 1
+			for ; j < len(s); j++ {
+				if s[j] == '"' {
+					if j+1 < len(s) && s[j+1] == '"' {
+						b.WriteByte('"')
+						j++
+						continue
+					}
+					break
+				}
+				b.WriteByte(s[j])
+			}
+			if j >= len(s) {
+				return [2]string{}, "", false
+			}
+			parts = append(parts, b.String())
+			raw = raw[:j+1]
+			s = s[j+1:]
+		} else {
+			j := strings.IndexByte(s, '.')
+			if j < 0 {
+				j = len(s)
+			}
+			parts = append(parts, strings.ToLower(s[:j]))
+			raw = raw[:j]
+			s = s[j:]
+		}
+		if len(s) > 0 {
+			if s[0] != '.' {
+				return [2]string{}, "", false
+			}
+			s = s[1:]
+		}
+	}
+	if len(parts) != 2 {
+		return [2]string{}, "", false
+	}
+	return [2]string{parts[0], parts[1]}, raw, true
+}

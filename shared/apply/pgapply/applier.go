@@ -210,3 +210,6 @@ func (a *Applier) forget() {
 	clear(a.tables)
 	a.mu.Unlock()
 }
+
+// Forget drops cached catalog data; schema sync calls it after DDL.
+func (a *Applier) Forget() { a.forget() }

@@ -68,9 +68,13 @@ func (a *Applier) Apply(ctx context.Context, b *batch.Batch) (apply.Result, erro
 	if aerr != nil {
 		return res, fmt.Errorf("%w (adapting the batch to the target failed: %w)", err, aerr)
 	}
-	if plan.Empty() && len(changes) == 0 {
+	// An ErrSchemaBehind the applier found in its catalog cache is worth
+	// one retry even when the sync had nothing to do: the failure cleared
+	// that cache, and DDL run by another process may be what it missed.
+	if plan.Empty() && len(changes) == 0 && !errors.Is(err, apply.ErrSchemaBehind) {
 		return res, err
 	}
+	a.forget()
 	a.log.Info("target schema was behind the batch; synced, retrying", "seq", b.Seq, "statements", len(plan.Steps),
 		"adapted", changes, "err", err)
 	res, rerr := a.next.Apply(ctx, adapted)
@@ -89,10 +93,10 @@ func behind(err error) bool {
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code {
 		case "22P02", // invalid text representation: an enum label the target lacks, a value of a changed type
-			"42804", // datatype mismatch
-			"22001", // string too long for a column the source widened
-			"22003", // numeric out of range for a column the source widened
-			"23502", // not-null violation on a column the source made nullable
+			"42804",                   // datatype mismatch
+			"22001",                   // string too long for a column the source widened
+			"22003",                   // numeric out of range for a column the source widened
+			"23502",                   // not-null violation on a column the source made nullable
 			"42P01", "42703", "42704": // undefined table, column, object
 			return true
 		}
@@ -163,6 +167,7 @@ func (a *Applier) job(ctx context.Context, b *batch.Batch) (apply.Result, error)
 		}
 		res = apply.Result{Applied: true, Rows: 0}
 		if !plan.Empty() {
+			defer a.forget()
 			a.log.Info("schema job applied", "seq", b.Seq, "statements", len(plan.Steps), "reason", b.Schema.Reason)
 		}
 		return nil
@@ -171,6 +176,13 @@ func (a *Applier) job(ctx context.Context, b *batch.Batch) (apply.Result, error)
 		return apply.Result{}, fmt.Errorf("pgsync: schema job %d (%s..%s): %w", b.Seq, b.From, b.To, err)
 	}
 	return res, nil
+}
+
+// forget tells the wrapped applier that the target's catalog changed.
+func (a *Applier) forget() {
+	if f, ok := a.next.(interface{ Forget() }); ok {
+		f.Forget()
+	}
 }
 
 // lockWatermark takes the group's watermark row lock, the one batches

@@ -69,6 +69,12 @@ func (s *Syncer) Desired(ctx context.Context) (*schema.Catalog, error) {
 		return nil, fmt.Errorf("source: %w", err)
 	}
 	m := &schema.Mapper{ApplySchema: s.applySchema}
+	if s.applySchema != "" {
+		// Rewritten names must read as the target's own deparse does.
+		if err := s.src.QueryRow(ctx, `SELECT quote_ident($1)`, s.applySchema).Scan(&m.QuotedSchema); err != nil {
+			return nil, fmt.Errorf("source: %w", err)
+		}
+	}
 	mapped, err := m.Map(c)
 	if err != nil {
 		return nil, fmt.Errorf("targets.%s.apply_schema: %w", s.target, err)

@@ -1,0 +1,81 @@
+// Command schema-diff is the scheduled Lambda that keeps targets' schemas
+// in step with the source: when the source catalog changed it puts a
+// schema job into every target's FIFO group (ordered with the data), logs
+// the DDL each target is waiting for, and advances target sequences to
+// the source's values. Invoked by hand with {"force": true} it ships a
+// schema job even if nothing seems to have changed.
+//
+// Environment: PGFERRY_CONFIG (or PGFERRY_CONFIG_FILE), PGFERRY_QUEUE_URL,
+// PGFERRY_DLQ_URL, and the standard AWS SDK variables.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-lambda-go/lambdacontext"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgferry/pgferry/shared/config"
+	"github.com/pgferry/pgferry/shared/runner"
+)
+
+type request struct {
+	Force bool `json:"force"`
+}
+
+func main() {
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	cfg, err := config.FromEnv()
+	if err != nil {
+		log.Error("configuration refused", "err", err)
+		os.Exit(1)
+	}
+	if err := runner.ResolveSecrets(context.Background(), cfg); err != nil {
+		log.Error("secrets", "err", err)
+		os.Exit(1)
+	}
+	log = log.With("pipeline", cfg.Name, "fn", "schema-diff")
+	lambda.Start(func(ctx context.Context, raw json.RawMessage) (runner.SchemaDiffResult, error) {
+		var req request
+		if len(raw) > 0 {
+			// A scheduled event has other fields; only "force" matters.
+			if err := json.Unmarshal(raw, &req); err != nil {
+				return runner.SchemaDiffResult{}, fmt.Errorf("schema-diff: unrecognised event: %w", err)
+			}
+		}
+		owner := runner.InstanceID()
+		if lc, ok := lambdacontext.FromContext(ctx); ok {
+			owner = "schema-diff:" + lc.AwsRequestID
+		}
+		aws, err := runner.ConnectAWS(ctx, cfg, false)
+		if err != nil {
+			return runner.SchemaDiffResult{}, err
+		}
+		src, err := runner.Connect(ctx, "source", cfg.Source.DSN)
+		if err != nil {
+			return runner.SchemaDiffResult{}, err
+		}
+		defer src.Close()
+		var pools []*pgxpool.Pool
+		defer func() {
+			for _, p := range pools {
+				p.Close()
+			}
+		}()
+		for _, name := range cfg.TargetNames() {
+			p, err := runner.Connect(ctx, "targets."+name, cfg.Targets[name].DSN)
+			if err != nil {
+				return runner.SchemaDiffResult{}, err
+			}
+			pools = append(pools, p)
+		}
+		res, err := runner.SchemaDiff(ctx, cfg, src, pools, aws, owner, req.Force, log)
+		log.Info("schema-diff finished", "shipped", res.Shipped, "busy", res.Busy, "pending", res.Pending, "sequences", res.Sequences, "err", err)
+		return res, err
+	})
+}
