@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -95,21 +94,11 @@ var ErrBusy = checkpoint.ErrLeaseHeld
 // (harmlessly) rather than loses.
 func (d *Drainer) Run(ctx context.Context) (Stats, error) {
 	var st Stats
-	lease, err := d.cps.Acquire(ctx, d.opts.Owner, d.opts.Lease)
+	lease, release, err := acquire(ctx, d.cps, d.opts, d.log)
 	if err != nil {
 		return st, err
 	}
-	// These two lines bracket the time this drain surely held the lease
-	// (tests check that two drains' brackets never overlap).
-	d.log.Debug("drain lease acquired", "owner", lease.Owner, "generation", lease.Gen)
-	defer func() {
-		d.log.Debug("drain lease releasing", "owner", lease.Owner, "generation", lease.Gen)
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if err := d.cps.Release(rctx, lease); err != nil {
-			d.log.Warn("release drain lease", "err", err)
-		}
-	}()
+	defer release()
 	if err := d.src.Install(ctx); err != nil {
 		return st, err
 	}
@@ -117,7 +106,7 @@ func (d *Drainer) Run(ctx context.Context) (Stats, error) {
 	if err != nil {
 		return st, err
 	}
-	r := &run{Drainer: d, lease: lease, st: &st, initial: initial}
+	r := &run{Drainer: d, held: held{store: d.cps, ttl: d.opts.Lease, lease: lease}, st: &st, initial: initial}
 	for !d.nearDeadline(ctx) {
 		more, err := r.window(ctx)
 		if err != nil {
@@ -151,9 +140,8 @@ func (d *Drainer) nearDeadline(ctx context.Context) bool {
 
 type run struct {
 	*Drainer
-	lease    checkpoint.Lease
+	held
 	st       *Stats
-	cp       checkpoint.Checkpoint
 	lastSnap time.Time
 	initial  string
 	schema   schemaCheck
@@ -317,29 +305,5 @@ func (r *run) ship(ctx context.Context, comp *batch.Compactor, txns []*trigger.T
 		r.opts.OnShip(&b)
 	}
 	r.log.Debug("batch shipped", "pipeline", r.opts.Pipeline, "seq", b.Seq, "to", b.To, "txns", b.Txns, "rows", b.Rows())
-	return nil
-}
-
-func (r *run) save(ctx context.Context, cp checkpoint.Checkpoint) error {
-	if err := r.cps.Save(ctx, r.lease, cp); err != nil {
-		return err
-	}
-	r.cp = cp
-	return nil
-}
-
-// renew extends the lease once half of it has gone.
-func (r *run) renew(ctx context.Context) error {
-	if time.Until(r.lease.Expires) > r.opts.Lease/2 {
-		return nil
-	}
-	l, err := r.cps.Renew(ctx, r.lease, r.opts.Lease)
-	if err != nil {
-		if errors.Is(err, checkpoint.ErrLeaseLost) {
-			return fmt.Errorf("drain: stopping: %w", err)
-		}
-		return err
-	}
-	r.lease = l
 	return nil
 }

@@ -3,6 +3,7 @@ package drain
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/pgferry/pgferry/shared/batch"
@@ -106,15 +107,11 @@ func shipSchemaJob(ctx context.Context, pub queue.Publisher, opts Options, save 
 // false with no error when a trigger window is open (the drain ships the
 // job itself before its next window).
 func ShipSchemaJob(ctx context.Context, cps Checkpoints, pub queue.Publisher, opts Options, slot, force bool) (bool, error) {
-	lease, err := cps.Acquire(ctx, opts.Owner, opts.Lease)
+	lease, release, err := acquire(ctx, cps, opts, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return false, err
 	}
-	defer func() {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = cps.Release(rctx, lease)
-	}()
+	defer release()
 	cp, err := cps.Load(ctx)
 	if err != nil {
 		return false, err

@@ -2,7 +2,6 @@ package drain
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -55,19 +54,11 @@ func NewSlot(src *slot.Capture, cps Checkpoints, pub queue.Publisher, opts Optio
 // the same lease keeps two drains of a pipeline apart.
 func (d *SlotDrainer) Run(ctx context.Context) (Stats, error) {
 	var st Stats
-	lease, err := d.cps.Acquire(ctx, d.opts.Owner, d.opts.Lease)
+	lease, release, err := acquire(ctx, d.cps, d.opts, d.log)
 	if err != nil {
 		return st, err
 	}
-	d.log.Debug("drain lease acquired", "owner", lease.Owner, "generation", lease.Gen)
-	defer func() {
-		d.log.Debug("drain lease releasing", "owner", lease.Owner, "generation", lease.Gen)
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if err := d.cps.Release(rctx, lease); err != nil {
-			d.log.Warn("release drain lease", "err", err)
-		}
-	}()
+	defer release()
 	cp, err := d.cps.Load(ctx)
 	if err != nil {
 		return st, err
@@ -77,7 +68,7 @@ func (d *SlotDrainer) Run(ctx context.Context) (Stats, error) {
 		return st, err
 	}
 	defer d.emitSlotMetrics(ctx)
-	r := &slotRun{SlotDrainer: d, lease: lease, st: &st, cp: cp}
+	r := &slotRun{SlotDrainer: d, held: held{store: d.cps, ttl: d.opts.Lease, lease: lease, cp: cp}, st: &st}
 	if cp.Lineage == "" {
 		// Saved before any batch leaves, so a crash cannot change the
 		// lineage of batches a target may already have applied.
@@ -110,9 +101,8 @@ func (d *SlotDrainer) Run(ctx context.Context) (Stats, error) {
 
 type slotRun struct {
 	*SlotDrainer
-	lease  checkpoint.Lease
+	held
 	st     *Stats
-	cp     checkpoint.Checkpoint
 	stream *slot.Stream
 
 	comp    batch.Compactor
@@ -248,30 +238,6 @@ func (r *slotRun) ship(ctx context.Context) error {
 	r.log.Debug("batch shipped", "pipeline", r.opts.Pipeline, "seq", b.Seq, "lsn", r.end, "txns", b.Txns, "rows", b.Rows())
 	r.comp.Reset()
 	r.txns, r.bytes, r.newest = 0, 0, 0
-	return nil
-}
-
-func (r *slotRun) save(ctx context.Context, cp checkpoint.Checkpoint) error {
-	if err := r.cps.Save(ctx, r.lease, cp); err != nil {
-		return err
-	}
-	r.cp = cp
-	return nil
-}
-
-// renew extends the lease once half of it has gone.
-func (r *slotRun) renew(ctx context.Context) error {
-	if time.Until(r.lease.Expires) > r.opts.Lease/2 {
-		return nil
-	}
-	l, err := r.cps.Renew(ctx, r.lease, r.opts.Lease)
-	if err != nil {
-		if errors.Is(err, checkpoint.ErrLeaseLost) {
-			return fmt.Errorf("drain: stopping: %w", err)
-		}
-		return err
-	}
-	r.lease = l
 	return nil
 }
 
