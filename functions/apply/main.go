@@ -12,7 +12,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"os"
 	"strconv"
 
@@ -20,7 +19,6 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 
 	"github.com/pgferry/pgferry/shared/apply"
-	"github.com/pgferry/pgferry/shared/config"
 	"github.com/pgferry/pgferry/shared/metrics"
 	"github.com/pgferry/pgferry/shared/queue"
 	"github.com/pgferry/pgferry/shared/runner"
@@ -40,17 +38,11 @@ type response struct {
 }
 
 func main() {
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	cfg, err := config.FromEnv()
+	cfg, log, err := runner.Boot(context.Background(), "apply")
 	if err != nil {
-		log.Error("configuration refused", "err", err)
+		log.Error("start refused", "err", err)
 		os.Exit(1)
 	}
-	if err := runner.ResolveSecrets(context.Background(), cfg); err != nil {
-		log.Error("secrets", "err", err)
-		os.Exit(1)
-	}
-	log = log.With("pipeline", cfg.Name, "fn", "apply")
 	ctx := context.Background()
 	aws, err := runner.ConnectAWS(ctx, cfg, false)
 	if err != nil {

@@ -5,14 +5,12 @@ package main
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"os"
 
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-lambda-go/lambdacontext"
 
 	"github.com/pgferry/pgferry/shared/batch"
-	"github.com/pgferry/pgferry/shared/config"
 	"github.com/pgferry/pgferry/shared/drain"
 	"github.com/pgferry/pgferry/shared/metrics"
 	"github.com/pgferry/pgferry/shared/runner"
@@ -20,18 +18,12 @@ import (
 
 func main() {
 	// Logs on stderr, EMF metric lines on stdout: both reach CloudWatch.
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	emf := metrics.New(os.Stdout)
-	cfg, err := config.FromEnv()
+	cfg, log, err := runner.Boot(context.Background(), "drain")
 	if err != nil {
-		log.Error("configuration refused", "err", err)
+		log.Error("start refused", "err", err)
 		os.Exit(1)
 	}
-	if err := runner.ResolveSecrets(context.Background(), cfg); err != nil {
-		log.Error("secrets", "err", err)
-		os.Exit(1)
-	}
-	log = log.With("pipeline", cfg.Name, "fn", "drain")
 	lambda.Start(func(ctx context.Context) error {
 		owner := runner.InstanceID()
 		if lc, ok := lambdacontext.FromContext(ctx); ok {

@@ -20,31 +20,24 @@ package main
 
 import (
 	"context"
-	"log/slog"
 	"os"
 
 	"github.com/aws/aws-lambda-go/lambda"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"github.com/pgferry/pgferry/shared/config"
 	"github.com/pgferry/pgferry/shared/metrics"
 	"github.com/pgferry/pgferry/shared/queue/sqsstd"
 	"github.com/pgferry/pgferry/shared/runner"
 )
 
 func main() {
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	fail := func(what string, err error) { log.Error(what, "err", err); os.Exit(1) }
 	ctx := context.Background()
-	cfg, err := config.FromEnv()
+	cfg, log, err := runner.Boot(ctx, "initial-load")
+	fail := func(what string, err error) { log.Error(what, "err", err); os.Exit(1) }
 	if err != nil {
-		fail("configuration refused", err)
+		fail("start refused", err)
 	}
-	if err := runner.ResolveSecrets(ctx, cfg); err != nil {
-		fail("secrets", err)
-	}
-	log = log.With("pipeline", cfg.Name, "fn", "initial-load")
 	ac, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRetryMaxAttempts(8))
 	if err != nil {
 		fail("aws", err)

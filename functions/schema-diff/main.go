@@ -13,14 +13,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"os"
 
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-lambda-go/lambdacontext"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/pgferry/pgferry/shared/config"
 	"github.com/pgferry/pgferry/shared/runner"
 )
 
@@ -29,17 +27,11 @@ type request struct {
 }
 
 func main() {
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	cfg, err := config.FromEnv()
+	cfg, log, err := runner.Boot(context.Background(), "schema-diff")
 	if err != nil {
-		log.Error("configuration refused", "err", err)
+		log.Error("start refused", "err", err)
 		os.Exit(1)
 	}
-	if err := runner.ResolveSecrets(context.Background(), cfg); err != nil {
-		log.Error("secrets", "err", err)
-		os.Exit(1)
-	}
-	log = log.With("pipeline", cfg.Name, "fn", "schema-diff")
 	lambda.Start(func(ctx context.Context, raw json.RawMessage) (runner.SchemaDiffResult, error) {
 		var req request
 		if len(raw) > 0 {

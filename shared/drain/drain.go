@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -279,16 +278,8 @@ func (r *run) ship(ctx context.Context, comp *batch.Compactor, txns []*trigger.T
 	if err := r.renew(ctx); err != nil {
 		return err
 	}
-	for _, target := range r.opts.Targets {
-		b.Target = target
-		body, err := b.Encode()
-		if err != nil {
-			return fmt.Errorf("drain: encode batch %d: %w", b.Seq, err)
-		}
-		dedup := fmt.Sprintf("%s.%s.%d.%d", target, b.Lineage, b.To.Tick, b.To.Tx)
-		if err := r.pub.Publish(ctx, batch.Group(r.opts.Pipeline, target), dedup, body); err != nil {
-			return err
-		}
+	if err := publishAll(ctx, r.pub, r.opts, &b); err != nil {
+		return err
 	}
 	fault.Point(fault.DrainSent)
 	next := r.cp
@@ -297,13 +288,7 @@ func (r *run) ship(ctx context.Context, comp *batch.Compactor, txns []*trigger.T
 		return err
 	}
 	fault.Point(fault.DrainCheckpointed)
-	r.st.Batches++
-	r.st.Txns += b.Txns
-	r.st.Events += b.Events
-	r.st.Rows += b.Rows()
-	if r.opts.OnShip != nil {
-		r.opts.OnShip(&b)
-	}
+	r.st.shipped(r.opts, &b)
 	r.log.Debug("batch shipped", "pipeline", r.opts.Pipeline, "seq", b.Seq, "to", b.To, "txns", b.Txns, "rows", b.Rows())
 	return nil
 }

@@ -2,7 +2,6 @@ package drain
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -77,16 +76,8 @@ func shipSchemaJob(ctx context.Context, pub queue.Publisher, opts Options, save 
 		To:       to,
 		Schema:   &batch.SchemaJob{Fingerprint: fp, Reason: reason},
 	}
-	for _, target := range opts.Targets {
-		b.Target = target
-		body, err := b.Encode()
-		if err != nil {
-			return cp, false, fmt.Errorf("drain: encode schema job %d: %w", b.Seq, err)
-		}
-		dedup := fmt.Sprintf("%s.%s.%d.%d", target, b.Lineage, b.To.Tick, b.To.Tx)
-		if err := pub.Publish(ctx, batch.Group(opts.Pipeline, target), dedup, body); err != nil {
-			return cp, false, err
-		}
+	if err := publishAll(ctx, pub, opts, &b); err != nil {
+		return cp, false, err
 	}
 	next := cp
 	next.Pos, next.Seq, next.LastSent, next.Schema = to, b.Seq, to, fp

@@ -206,16 +206,8 @@ func (r *slotRun) ship(ctx context.Context) error {
 	if err := r.renew(ctx); err != nil {
 		return err
 	}
-	for _, target := range r.opts.Targets {
-		b.Target = target
-		body, err := b.Encode()
-		if err != nil {
-			return fmt.Errorf("drain: encode batch %d: %w", b.Seq, err)
-		}
-		dedup := fmt.Sprintf("%s.%s.%d.%d", target, b.Lineage, b.To.Tick, b.To.Tx)
-		if err := r.pub.Publish(ctx, batch.Group(r.opts.Pipeline, target), dedup, body); err != nil {
-			return err
-		}
+	if err := publishAll(ctx, r.pub, r.opts, &b); err != nil {
+		return err
 	}
 	fault.Point(fault.DrainSent)
 	next := r.cp
@@ -228,13 +220,7 @@ func (r *slotRun) ship(ctx context.Context) error {
 	if err := r.stream.Confirm(r.safe); err != nil {
 		return err
 	}
-	r.st.Batches++
-	r.st.Txns += b.Txns
-	r.st.Events += b.Events
-	r.st.Rows += b.Rows()
-	if r.opts.OnShip != nil {
-		r.opts.OnShip(&b)
-	}
+	r.st.shipped(r.opts, &b)
 	r.log.Debug("batch shipped", "pipeline", r.opts.Pipeline, "seq", b.Seq, "lsn", r.end, "txns", b.Txns, "rows", b.Rows())
 	r.comp.Reset()
 	r.txns, r.bytes, r.newest = 0, 0, 0
