@@ -49,13 +49,19 @@ type rig struct {
 
 func newRig(t *testing.T, ddl string) *rig {
 	t.Helper()
+	return newRigOn(t, ddl, testenv.NewDB(t, "src"))
+}
+
+// newRigOn is newRig with the source database at srcDSN.
+func newRigOn(t *testing.T, ddl, srcDSN string) *rig {
+	t.Helper()
 	testenv.AWS(t)
 	ctx := context.Background()
 	r := &rig{t: t, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if os.Getenv("PGFERRY_TEST_LOG") != "" {
 		r.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	r.srcDSN = testenv.NewDB(t, "src")
+	r.srcDSN = srcDSN
 	r.src = testenv.Pool(t, r.srcDSN)
 	testenv.Exec(t, r.src, ddl)
 	// The target is never connected to here; only its name matters.

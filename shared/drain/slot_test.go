@@ -17,6 +17,7 @@ import (
 	"github.com/pgferry/pgferry/shared/drain"
 	"github.com/pgferry/pgferry/shared/metrics"
 	"github.com/pgferry/pgferry/shared/queue"
+	"github.com/pgferry/pgferry/shared/testenv"
 )
 
 // newSlotRig is newRig with slot capture; the slot is dropped with the
@@ -200,5 +201,48 @@ func TestSlotDroppedAfterProgressIsLost(t *testing.T) {
 	}
 	if n != 0 {
 		t.Fatal("the drain re-created the lost slot")
+	}
+}
+
+// TestSlotInvalidatedByTheServerIsLost lets the server invalidate the slot
+// (max_slot_wal_keep_size exceeded while no drain ran) on a cluster of the
+// test's own: the next drain must stop with ErrSlotLost naming the slot and
+// the recovery, and must not re-create the slot.
+func TestSlotInvalidatedByTheServerIsLost(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster of its own")
+	}
+	admin := testenv.OwnCluster(t, "slotlost", 55450)
+	r := newRigOn(t, tDDL, admin)
+	r.cfg.Source.Capture = config.CaptureSlot
+	r.exec(`ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'`)
+	r.exec(`SELECT pg_reload_conf()`)
+	r.exec(`INSERT INTO t VALUES (1, 'x')`)
+	r.runSlot(r.slotDrainer("setup", 100, r.store, r.q, nil))
+
+	// No drain runs while far more WAL than the slot may keep is written
+	// and checkpoints recycle it.
+	r.exec(`CREATE TABLE filler_logged (v text)`)
+	for i := 0; i < 6; i++ {
+		r.exec(`INSERT INTO filler_logged SELECT repeat('w', 200) FROM generate_series(1, 50000)`)
+		r.exec(`SELECT pg_switch_wal()`)
+		r.exec(`CHECKPOINT`)
+	}
+	var status string
+	if err := r.src.QueryRow(context.Background(), `SELECT coalesce(wal_status, '') FROM pg_replication_slots WHERE slot_name = $1`,
+		r.cfg.SlotName()).Scan(&status); err != nil {
+		t.Fatal(err)
+	}
+	if status != "lost" {
+		t.Fatalf("the server did not invalidate the slot (wal_status %q): the test proves nothing", status)
+	}
+	_, err := r.slotDrainer("after", 100, r.store, r.q, nil).Run(context.Background())
+	if !errors.Is(err, slot.ErrSlotLost) {
+		t.Fatalf("drain after the server invalidated the slot: err = %v, want ErrSlotLost", err)
+	}
+	for _, want := range []string{r.cfg.SlotName(), "invalidated", "--reset", "--initial-load"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -152,4 +153,29 @@ func AWSConfig(t testing.TB) aws.Config {
 		t.Fatalf("AWS configuration: %v", err)
 	}
 	return ac
+}
+
+// OwnCluster starts a throw-away cluster of the test's own (localstack/pg-up
+// name port), for tests that must change server settings, and stops it
+// when the test ends. It returns the DSN of its postgres database.
+func OwnCluster(t testing.TB, name string, port int) string {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(Root(), "localstack/pg-up"), name, strconv.Itoa(port))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("localstack/pg-up %s %d: %v", name, port, err)
+	}
+	t.Cleanup(func() {
+		down := exec.Command(filepath.Join(Root(), "localstack/pg-down"), name)
+		down.Stderr = os.Stderr
+		if err := down.Run(); err != nil {
+			t.Logf("localstack/pg-down %s: %v", name, err)
+		}
+	})
+	_, dsn, ok := strings.Cut(strings.TrimSpace(string(out)), "=")
+	if !ok {
+		t.Fatalf("localstack/pg-up printed %q, want an export line", out)
+	}
+	return strings.Trim(dsn, `"'`)
 }
