@@ -26,6 +26,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/pgferry/pgferry/shared/config"
 	"github.com/pgferry/pgferry/shared/metrics"
 	"github.com/pgferry/pgferry/shared/queue/sqsstd"
 	"github.com/pgferry/pgferry/shared/runner"
@@ -43,34 +44,26 @@ func main() {
 		fail("aws", err)
 	}
 	var q *sqsstd.Queue
-	if url := os.Getenv("PGFERRY_LOAD_QUEUE_URL"); url != "" {
+	if url := os.Getenv(config.EnvLoadQueueURL); url != "" {
 		q = sqsstd.New(sqs.NewFromConfig(ac), url)
 	} else if q, err = sqsstd.Lookup(ctx, sqs.NewFromConfig(ac), cfg.Load.Queue); err != nil {
 		fail("load queue", err)
 	}
-	store, err := runner.NewLoadStore(ctx, cfg)
+	c, err := runner.ConnectLoad(ctx, cfg, log)
 	if err != nil {
-		fail("state table", err)
+		fail("connect", err)
 	}
-	src, err := runner.Connect(ctx, "source", cfg.Source.DSN)
-	if err != nil {
-		fail("source", err)
-	}
-	targets, pools, err := runner.Targets(ctx, cfg, log)
-	if err != nil {
-		fail("targets", err)
-	}
-	syncers := runner.SchemaSyncers(cfg, src, pools, log)
+	syncers := runner.SchemaSyncers(cfg, c.Source, c.Pools, log)
 	emf := metrics.New(os.Stdout)
 	lambda.Start(func(ctx context.Context, req runner.LoadRequest) (runner.LoadResponse, error) {
 		if req.Action == "status" {
-			return runner.LoadProgress(ctx, cfg, src, targets, store, req, emf)
+			return runner.LoadProgress(ctx, cfg, c.Source, c.Targets, c.Store, req, emf)
 		}
 		// Tables are created (or brought up to the source's schema) before
 		// any is planned or copied, on every target with schema sync.
 		if err := runner.SyncSchemas(ctx, cfg, syncers); err != nil {
 			return runner.LoadResponse{}, err
 		}
-		return runner.StartLoad(ctx, cfg, src, targets, store, q, req, log)
+		return runner.StartLoad(ctx, cfg, c.Source, c.Targets, c.Store, q, req, log)
 	})
 }

@@ -34,23 +34,15 @@ func main() {
 	if err != nil {
 		fail("start refused", err)
 	}
-	store, err := runner.NewLoadStore(ctx, cfg)
+	c, err := runner.ConnectLoad(ctx, cfg, log)
 	if err != nil {
-		fail("state table", err)
+		fail("connect", err)
 	}
-	src, err := runner.Connect(ctx, "source", cfg.Source.DSN)
-	if err != nil {
-		fail("source", err)
-	}
-	targets, _, err := runner.Targets(ctx, cfg, log)
-	if err != nil {
-		fail("targets", err)
-	}
-	capture, err := runner.LoadCapture(cfg, src, log)
+	capture, err := runner.LoadCapture(cfg, c.Source, log)
 	if err != nil {
 		fail("capture", err)
 	}
-	loader, err := runner.NewLoader(cfg, src, targets, capture, store, metrics.New(os.Stdout), log)
+	loader, err := runner.NewLoader(cfg, c.Source, c.Targets, capture, c.Store, metrics.New(os.Stdout), log)
 	if err != nil {
 		fail("load", err)
 	}

@@ -94,11 +94,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		for _, p := range pools {
-			p.Close()
-		}
-	}()
+	defer runner.CloseAll(pools)
 	aws, err := runner.ConnectAWS(ctx, cfg, true)
 	if err != nil {
 		return err
@@ -220,18 +216,10 @@ func verifyAll(ctx context.Context, cfg *config.Config, src *pgxpool.Pool, pools
 // printPlans connects to every target without installing anything and
 // prints the DDL schema sync would run there (--plan).
 func printPlans(ctx context.Context, cfg *config.Config, src *pgxpool.Pool, log *slog.Logger) error {
-	var pools []*pgxpool.Pool
-	defer func() {
-		for _, p := range pools {
-			p.Close()
-		}
-	}()
-	for _, name := range cfg.TargetNames() {
-		p, err := runner.Connect(ctx, "targets."+name, cfg.Targets[name].DSN)
-		if err != nil {
-			return err
-		}
-		pools = append(pools, p)
+	pools, err := runner.ConnectTargets(ctx, cfg)
+	if err != nil {
+		return err
 	}
+	defer runner.CloseAll(pools)
 	return runner.PrintPlans(ctx, cfg, src, pools, os.Stdout, log)
 }

@@ -17,7 +17,6 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-lambda-go/lambdacontext"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgferry/pgferry/shared/runner"
 )
@@ -53,19 +52,11 @@ func main() {
 			return runner.SchemaDiffResult{}, err
 		}
 		defer src.Close()
-		var pools []*pgxpool.Pool
-		defer func() {
-			for _, p := range pools {
-				p.Close()
-			}
-		}()
-		for _, name := range cfg.TargetNames() {
-			p, err := runner.Connect(ctx, "targets."+name, cfg.Targets[name].DSN)
-			if err != nil {
-				return runner.SchemaDiffResult{}, err
-			}
-			pools = append(pools, p)
+		pools, err := runner.ConnectTargets(ctx, cfg)
+		if err != nil {
+			return runner.SchemaDiffResult{}, err
 		}
+		defer runner.CloseAll(pools)
 		res, err := runner.SchemaDiff(ctx, cfg, src, pools, aws, owner, req.Force, log)
 		log.Info("schema-diff finished", "shipped", res.Shipped, "busy", res.Busy, "pending", res.Pending, "sequences", res.Sequences, "err", err)
 		return res, err

@@ -94,7 +94,7 @@ func (h *Handler) Deliver(ctx context.Context, m queue.Message, park Parker) Del
 			d.Retry = backoff(m.Receives, 10*time.Second)
 			break
 		}
-		if perr := park.Park(ctx, m, ParkAttrs(d, m)); perr != nil {
+		if perr := park.Park(ctx, m, parkAttrs(d, m)); perr != nil {
 			d.Err = fmt.Errorf("%w (and parking it failed: %w)", err, perr)
 			d.Class = Transient
 			d.Retry = backoff(m.Receives, 30*time.Second)
@@ -108,8 +108,8 @@ func (h *Handler) Deliver(ctx context.Context, m queue.Message, park Parker) Del
 	return d
 }
 
-// ParkAttrs are the attributes attached to a parked message.
-func ParkAttrs(d Delivery, m queue.Message) map[string]string {
+// parkAttrs are the attributes attached to a parked message.
+func parkAttrs(d Delivery, m queue.Message) map[string]string {
 	msg := d.Err.Error()
 	if len(msg) > maxAttrError {
 		msg = msg[:maxAttrError] + "…"

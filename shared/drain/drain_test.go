@@ -133,11 +133,14 @@ func (r *rig) drainer(owner string, maxRows int, store *dynamo.Store, next queue
 	}, r.log)
 }
 
-func (r *rig) run(d *drain.Drainer) drain.Stats {
+// run runs one drain of either mode until it has caught up.
+func (r *rig) run(d interface {
+	Run(context.Context) (drain.Stats, error)
+}) drain.Stats {
 	r.t.Helper()
 	// Generous for a drain of a few rows; a drain that waits on a source
 	// lock fails here rather than hanging.
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	st, err := d.Run(ctx)
 	if err != nil {

@@ -42,7 +42,7 @@ func TestBenchSlotDrainVsRecvlogical(t *testing.T) {
 		t.Run(w.name, func(t *testing.T) {
 			r := newSlotRig(t, tDDL)
 			ctx := context.Background()
-			r.runSlot(r.slotDrainer("setup", r.cfg.Batch.MaxRows, r.store, r.q, nil))
+			r.run(r.slotDrainer("setup", r.cfg.Batch.MaxRows, r.store, r.q, nil))
 			base := r.cfg.SlotName() + "_recv"
 			r.exec(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, base)
 			r.exec(w.write)
@@ -63,7 +63,7 @@ func TestBenchSlotDrainVsRecvlogical(t *testing.T) {
 			runtime.GC()
 			done := heapPeak()
 			start = time.Now()
-			st := r.runSlot(r.slotDrainer("bench", r.cfg.Batch.MaxRows, r.store, r.q, nil))
+			st := r.run(r.slotDrainer("bench", r.cfg.Batch.MaxRows, r.store, r.q, nil))
 			ours := time.Since(start)
 			heap := done()
 			if st.Rows != w.rows {

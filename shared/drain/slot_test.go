@@ -41,20 +41,6 @@ func (r *rig) slotDrainer(owner string, maxRows int, store *dynamo.Store, next q
 	}, r.log, emf)
 }
 
-func (r *rig) runSlot(d *drain.SlotDrainer) drain.Stats {
-	r.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	st, err := d.Run(ctx)
-	if err != nil {
-		r.t.Fatalf("slot drain: %v", err)
-	}
-	if !st.CaughtUp {
-		r.t.Fatalf("slot drain returned without catching up: %+v", st)
-	}
-	return st
-}
-
 // confirmed returns the slot's confirmed_flush_lsn.
 func (r *rig) confirmed() slot.LSN {
 	r.t.Helper()
@@ -78,7 +64,7 @@ func TestSlotIsNotConfirmedBeforeCheckpoint(t *testing.T) {
 	t.Parallel()
 	r := newSlotRig(t, tDDL)
 	ctx := context.Background()
-	r.runSlot(r.slotDrainer("setup", 1, r.store, r.q, nil))
+	r.run(r.slotDrainer("setup", 1, r.store, r.q, nil))
 	for i := 1; i <= 3; i++ {
 		r.exec(`INSERT INTO t VALUES ($1, 'x')`, i)
 	}
@@ -101,7 +87,7 @@ func TestSlotIsNotConfirmedBeforeCheckpoint(t *testing.T) {
 	}
 
 	again := &crashAfterSend{next: r.q}
-	r.runSlot(r.slotDrainer("d2", 1, r.store, again, nil))
+	r.run(r.slotDrainer("d2", 1, r.store, again, nil))
 	if len(again.sent) == 0 {
 		t.Fatal("the resumed drain sent nothing")
 	}
@@ -138,7 +124,7 @@ func decodeSent(t *testing.T, r *rig, s sent) *batch.Batch {
 func TestSlotMovesWhileReplicatedTablesAreIdle(t *testing.T) {
 	t.Parallel()
 	r := newSlotRig(t, tDDL+`; CREATE SCHEMA other; CREATE TABLE other.noise (id serial PRIMARY KEY, pad text)`)
-	r.runSlot(r.slotDrainer("setup", 100, r.store, r.q, nil))
+	r.run(r.slotDrainer("setup", 100, r.store, r.q, nil))
 	for i := 0; i < 20; i++ {
 		r.exec(`INSERT INTO other.noise (pad) SELECT repeat('n', 500) FROM generate_series(1, 1000)`)
 	}
@@ -148,7 +134,7 @@ func TestSlotMovesWhileReplicatedTablesAreIdle(t *testing.T) {
 	}
 	afterLSN, _ := slot.ParseLSN(after)
 	var out bytes.Buffer
-	st := r.runSlot(r.slotDrainer("idle", 100, r.store, r.q, metrics.New(&out)))
+	st := r.run(r.slotDrainer("idle", 100, r.store, r.q, metrics.New(&out)))
 	if st.Batches != 0 {
 		t.Fatalf("the drain shipped %d batches for writes to an unreplicated table", st.Batches)
 	}
@@ -183,7 +169,7 @@ func TestSlotDroppedAfterProgressIsLost(t *testing.T) {
 	t.Parallel()
 	r := newSlotRig(t, tDDL)
 	r.exec(`INSERT INTO t VALUES (1, 'x')`)
-	r.runSlot(r.slotDrainer("setup", 100, r.store, r.q, nil))
+	r.run(r.slotDrainer("setup", 100, r.store, r.q, nil))
 	r.exec(`SELECT pg_drop_replication_slot($1)`, r.cfg.SlotName())
 	r.exec(`INSERT INTO t VALUES (2, 'lost while the slot was gone')`)
 	_, err := r.slotDrainer("after", 100, r.store, r.q, nil).Run(context.Background())
@@ -218,7 +204,7 @@ func TestSlotInvalidatedByTheServerIsLost(t *testing.T) {
 	r.exec(`ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'`)
 	r.exec(`SELECT pg_reload_conf()`)
 	r.exec(`INSERT INTO t VALUES (1, 'x')`)
-	r.runSlot(r.slotDrainer("setup", 100, r.store, r.q, nil))
+	r.run(r.slotDrainer("setup", 100, r.store, r.q, nil))
 
 	// No drain runs while far more WAL than the slot may keep is written
 	// and checkpoints recycle it.

@@ -17,9 +17,6 @@ import (
 	"syscall"
 )
 
-// Enabled reports whether this build can crash at fault points.
-const Enabled = true
-
 var (
 	target string
 	after  int64

@@ -22,6 +22,3 @@ const (
 	// its own queue.
 	ApplyParked = "apply.parked"
 )
-
-// All lists every point, for tests that must reach each one.
-var All = []string{DrainWindowOpened, DrainSent, DrainCheckpointed, ApplyStaged, ApplyCommitted, ApplyParked}

@@ -21,7 +21,7 @@ type Message struct {
 	Receipt  string
 	Receives int // how many times it has been received, this time included
 	// Attrs are the message's string attributes (a parked message carries
-	// its failure here; see apply.ParkAttrs).
+	// its failure here; see the apply.Attr* names).
 	Attrs map[string]string
 }
 

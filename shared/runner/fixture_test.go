@@ -63,15 +63,8 @@ func newFixture(t *testing.T, ddl, extra string) *fixture {
 // tables need.
 func newFixtureMode(t *testing.T, mode, ddl, extra string) *fixture {
 	t.Helper()
-	testenv.AWS(t)
-	f := &fixture{t: t, log: logger(t)}
-	f.srcDSN, f.dstDSN = testenv.NewDB(t, "src"), testenv.NewDB(t, "dst")
-	f.src, f.dst = testenv.Pool(t, f.srcDSN), testenv.Pool(t, f.dstDSN)
-	if ddl != "" {
-		testenv.Exec(t, f.src, ddl)
-		testenv.Exec(t, f.dst, ddl)
-	}
-	f.cfgYAML = fmt.Sprintf(`
+	f, _ := fixtureFrom(t, ddl, ddl, func(src, dst string) string {
+		return fmt.Sprintf(`
 name: %s
 source:
   dsn: %q
@@ -83,7 +76,28 @@ targets:
     schema_sync: false   # the target schema is made up front; schema_test.go covers sync
 drain:
   interval: 100ms
-%s`, testenv.Name("t"), f.srcDSN, slotKeys(mode), f.dstDSN, extra)
+%s`, testenv.Name("t"), src, slotKeys(mode), dst, extra)
+	})
+	return f
+}
+
+// fixtureFrom creates a source and a target database, runs srcDDL and
+// dstDDL in them, and builds the pipeline from the YAML that yaml renders
+// for their DSNs, with its queues, state table and bucket. It returns the
+// targets' pools (closed when the test ends) beside the fixture.
+func fixtureFrom(t *testing.T, srcDDL, dstDDL string, yaml func(src, dst string) string) (*fixture, []*pgxpool.Pool) {
+	t.Helper()
+	testenv.AWS(t)
+	f := &fixture{t: t, log: logger(t)}
+	f.srcDSN, f.dstDSN = testenv.NewDB(t, "src"), testenv.NewDB(t, "dst")
+	f.src, f.dst = testenv.Pool(t, f.srcDSN), testenv.Pool(t, f.dstDSN)
+	if srcDDL != "" {
+		testenv.Exec(t, f.src, srcDDL)
+	}
+	if dstDDL != "" {
+		testenv.Exec(t, f.dst, dstDDL)
+	}
+	f.cfgYAML = yaml(f.srcDSN, f.dstDSN)
 	cfg, err := config.Parse([]byte(f.cfgYAML), os.LookupEnv)
 	if err != nil {
 		t.Fatal(err)
@@ -103,7 +117,7 @@ drain:
 		}
 	})
 	f.targets = targets
-	return f
+	return f, pools
 }
 
 func (f *fixture) exec(sql string, args ...any) { f.t.Helper(); testenv.Exec(f.t, f.src, sql, args...) }

@@ -242,3 +242,31 @@ func finishIfHandedOver(ctx context.Context, cfg *config.Config, a apply.Applier
 	}
 	return true, store.Finish(ctx, p)
 }
+
+// LoadConn is what the initial-load and load functions connect to at cold
+// start: the load store, the source and every target.
+type LoadConn struct {
+	Store   *loadstore.Store
+	Source  *pgxpool.Pool
+	Targets map[string]apply.Applier
+	Pools   []*pgxpool.Pool // the targets' pools, in cfg.TargetNames order
+}
+
+// ConnectLoad connects what a load function needs. The pools live as long
+// as the container.
+func ConnectLoad(ctx context.Context, cfg *config.Config, log *slog.Logger) (*LoadConn, error) {
+	store, err := NewLoadStore(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	src, err := Connect(ctx, "source", cfg.Source.DSN)
+	if err != nil {
+		return nil, err
+	}
+	targets, pools, err := Targets(ctx, cfg, log)
+	if err != nil {
+		src.Close()
+		return nil, err
+	}
+	return &LoadConn{Store: store, Source: src, Targets: targets, Pools: pools}, nil
+}

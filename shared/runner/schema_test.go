@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -24,12 +23,8 @@ import (
 // the default).
 func newSchemaFixture(t *testing.T, mode, ddl, targetKeys string) (*fixture, map[string]*pgsync.Syncer) {
 	t.Helper()
-	testenv.AWS(t)
-	f := &fixture{t: t, log: logger(t)}
-	f.srcDSN, f.dstDSN = testenv.NewDB(t, "src"), testenv.NewDB(t, "dst")
-	f.src, f.dst = testenv.Pool(t, f.srcDSN), testenv.Pool(t, f.dstDSN)
-	testenv.Exec(t, f.src, ddl)
-	f.cfgYAML = fmt.Sprintf(`
+	f, pools := fixtureFrom(t, ddl, "", func(src, dst string) string {
+		return fmt.Sprintf(`
 name: %s
 source:
   dsn: %q
@@ -40,28 +35,10 @@ targets:
     dsn: %q%s
 drain:
   interval: 100ms
-`, testenv.Name("t"), f.srcDSN, slotKeys(mode), f.dstDSN, targetKeys)
-	cfg, err := config.Parse([]byte(f.cfgYAML), os.LookupEnv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.cfg = cfg
-	ctx := context.Background()
-	if f.aws, err = runner.ConnectAWS(ctx, cfg, true); err != nil {
-		t.Fatal(err)
-	}
-	targets, pools, err := runner.Targets(ctx, cfg, f.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for _, p := range pools {
-			p.Close()
-		}
+`, testenv.Name("t"), src, slotKeys(mode), dst, targetKeys)
 	})
-	syncers := runner.SchemaSyncers(cfg, f.src, pools, f.log)
-	runner.WithSchemaSync(cfg, targets, syncers, pools, f.log)
-	f.targets = targets
+	syncers := runner.SchemaSyncers(f.cfg, f.src, pools, f.log)
+	runner.WithSchemaSync(f.cfg, f.targets, syncers, pools, f.log)
 	return f, syncers
 }
 

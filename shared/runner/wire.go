@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -31,6 +30,7 @@ import (
 	"github.com/pgferry/pgferry/shared/queue/sqsfifo"
 	"github.com/pgferry/pgferry/shared/schema"
 	"github.com/pgferry/pgferry/shared/schema/pgsync"
+	"github.com/pgferry/pgferry/shared/secrets"
 )
 
 // AWS holds the clients for the pipeline's AWS resources.
@@ -108,28 +108,10 @@ func Connect(ctx context.Context, what, dsn string) (*pgxpool.Pool, error) {
 	defer cancel()
 	if err := pool.Ping(pctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("%s: cannot connect to %s:%d as %s: %w", what, pc.ConnConfig.Host, pc.ConnConfig.Port, pc.ConnConfig.User, scrub(err, pc.ConnConfig.Password))
+		return nil, fmt.Errorf("%s: cannot connect to %s:%d as %s: %w", what, pc.ConnConfig.Host, pc.ConnConfig.Port, pc.ConnConfig.User, secrets.Redact(err, pc.ConnConfig.Password))
 	}
 	return pool, nil
 }
-
-// scrub guards against a driver error that echoes the password.
-func scrub(err error, password string) error {
-	if password == "" {
-		return err
-	}
-	return redacted{err, password}
-}
-
-type redacted struct {
-	err      error
-	password string
-}
-
-func (r redacted) Error() string {
-	return strings.ReplaceAll(r.err.Error(), r.password, "xxxxx")
-}
-func (r redacted) Unwrap() error { return r.err }
 
 // NewDrainer wires the configured capture (trigger or slot), the
 // claim-check publisher and the checkpoint store. Options add what only
@@ -174,22 +156,17 @@ func WithMetrics(emf *metrics.EMF) DrainOption { return func(o *drainOpts) { o.e
 // closes the returned pools.
 func Targets(ctx context.Context, cfg *config.Config, log *slog.Logger) (map[string]apply.Applier, []*pgxpool.Pool, error) {
 	out := map[string]apply.Applier{}
-	var pools []*pgxpool.Pool
 	// Reach every target before changing any: a typo in the last target's
 	// DSN must not leave pgferry's tables behind on the first.
-	for _, name := range cfg.TargetNames() {
-		pool, err := Connect(ctx, "targets."+name, cfg.Targets[name].DSN)
-		if err != nil {
-			closeAll(pools)
-			return nil, nil, err
-		}
-		pools = append(pools, pool)
+	pools, err := ConnectTargets(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
 	}
 	for i, name := range cfg.TargetNames() {
 		pool := pools[i]
 		ap, err := pgapply.New(ctx, pool, cfg.Name, log.With("target", name))
 		if err != nil {
-			closeAll(pools)
+			CloseAll(pools)
 			return nil, nil, fmt.Errorf("targets.%s: %w", name, err)
 		}
 		out[name] = ap
@@ -197,7 +174,24 @@ func Targets(ctx context.Context, cfg *config.Config, log *slog.Logger) (map[str
 	return out, pools, nil
 }
 
-func closeAll(pools []*pgxpool.Pool) {
+// ConnectTargets opens a pool on every target, in cfg.TargetNames order,
+// changing nothing on them. On error none stays open. The caller closes
+// the pools.
+func ConnectTargets(ctx context.Context, cfg *config.Config) ([]*pgxpool.Pool, error) {
+	var pools []*pgxpool.Pool
+	for _, name := range cfg.TargetNames() {
+		pool, err := Connect(ctx, "targets."+name, cfg.Targets[name].DSN)
+		if err != nil {
+			CloseAll(pools)
+			return nil, err
+		}
+		pools = append(pools, pool)
+	}
+	return pools, nil
+}
+
+// CloseAll closes every pool.
+func CloseAll(pools []*pgxpool.Pool) {
 	for _, p := range pools {
 		p.Close()
 	}

@@ -3,6 +3,8 @@ package secrets
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -141,4 +143,18 @@ func TestDSNFetchesSecretThroughSDK(t *testing.T) {
 func jsonString(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
+}
+
+func TestRedactHidesThePasswordAndKeepsTheError(t *testing.T) {
+	cause := errors.New("auth failed for s3cret (twice: s3cret)")
+	err := Redact(fmt.Errorf("connect: %w", cause), "s3cret")
+	if strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("Redact left the password in %q", err)
+	}
+	if !errors.Is(err, cause) {
+		t.Fatal("Redact dropped the cause from the error chain")
+	}
+	if Redact(cause, "") != cause || Redact(nil, "x") != nil {
+		t.Fatal("Redact changed an error it had nothing to hide in")
+	}
 }

@@ -2,12 +2,9 @@ package slot
 
 import (
 	"context"
-	"errors"
-	"fmt"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/pgferry/pgferry/shared/batch"
+	"github.com/pgferry/pgferry/shared/capture"
 )
 
 // relation maps a published relation to the replicated table its rows
@@ -32,36 +29,13 @@ type relation struct {
 //     (keyless) is only possible with REPLICA IDENTITY FULL, whose old
 //     rows are whole.
 func (c *Capture) lookup(ctx context.Context, relid uint32) (relation, error) {
-	var r relation
-	var ident string
-	var rootPK, identCols []string
-	err := c.pool.QueryRow(ctx, `
-		SELECT rn.nspname, rc.relname, n.nspname, c.relname, c.relreplident::text,
-		       coalesce((SELECT array_agg(a.attname::text ORDER BY k.ord)
-		                 FROM pg_index i
-		                 CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord)
-		                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-		                 WHERE i.indrelid = rc.oid AND i.indisprimary), '{}'),
-		       coalesce((SELECT array_agg(a.attname::text ORDER BY k.ord)
-		                 FROM pg_index i
-		                 CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord)
-		                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-		                 WHERE i.indrelid = c.oid AND i.indisreplident), '{}')
-		FROM pg_class c
-		JOIN pg_namespace n ON n.oid = c.relnamespace
-		JOIN pg_class rc ON rc.oid = coalesce(pg_partition_root(c.oid), c.oid)
-		JOIN pg_namespace rn ON rn.oid = rc.relnamespace
-		WHERE c.oid = $1`, relid).Scan(&r.table.Schema, &r.table.Name, &r.self.Schema, &r.self.Name, &ident, &rootPK, &identCols)
-	if errors.Is(err, pgx.ErrNoRows) {
-		r.gone = true
-		return r, nil
-	}
+	cr, err := capture.LookupRelation(ctx, c.pool, relid)
 	if err != nil {
-		return r, fmt.Errorf("slot: look up relation %d: %w", relid, err)
+		return relation{}, err
 	}
-	r.key = rootPK
-	if ident == "i" && len(identCols) > 0 {
-		r.key = identCols
+	r := relation{table: cr.Table, self: cr.Self, key: cr.PK, gone: cr.Gone}
+	if len(cr.IdentityIndex) > 0 {
+		r.key = cr.IdentityIndex
 	}
 	return r, nil
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -15,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgferry/pgferry/shared/batch"
+	"github.com/pgferry/pgferry/shared/secrets"
 )
 
 // outputSettings are the settings that change how values print as text,
@@ -97,7 +97,7 @@ func (c *Capture) Open(ctx context.Context, from LSN) (*Stream, error) {
 	conn, err := pgconn.ConnectConfig(cctx, pc)
 	cancel()
 	if err != nil {
-		return nil, explainPrivilege(fmt.Errorf("slot: open a replication connection to %s:%d as %s: %w", pc.Host, pc.Port, pc.User, scrub(err, pc.Password)))
+		return nil, explainPrivilege(fmt.Errorf("slot: open a replication connection to %s:%d as %s: %w", pc.Host, pc.Port, pc.User, secrets.Redact(err, pc.Password)))
 	}
 	for attempt := 0; ; attempt++ {
 		err = pglogrepl.StartReplication(ctx, conn, c.slot, from, pglogrepl.StartReplicationOptions{
@@ -275,19 +275,3 @@ func (c *Capture) Heartbeat(ctx context.Context) (string, error) {
 	}
 	return token, nil
 }
-
-// scrub guards against a driver error that echoes the password.
-func scrub(err error, password string) error {
-	if password == "" {
-		return err
-	}
-	return redacted{err, password}
-}
-
-type redacted struct {
-	err      error
-	password string
-}
-
-func (r redacted) Error() string { return strings.ReplaceAll(r.err.Error(), r.password, "xxxxx") }
-func (r redacted) Unwrap() error { return r.err }

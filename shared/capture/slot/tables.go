@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgferry/pgferry/shared/capture"
 	"github.com/pgferry/pgferry/shared/pgtext"
 )
 
@@ -145,17 +146,8 @@ func (c *Capture) addTable(ctx context.Context, t sourceTable) error {
 		if _, err := tx.Exec(ctx, "ALTER PUBLICATION "+pgx.Identifier{c.pub}.Sanitize()+" ADD TABLE "+rel); err != nil {
 			return err
 		}
-		if !c.cfg.Source.CopyExisting() {
-			return nil
-		}
-		if c.KeylessCopyOnly || !c.cfg.Source.CopyKeyed() {
-			var keyed bool
-			if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_index WHERE indrelid = $1 AND indisprimary)", t.oid).Scan(&keyed); err != nil {
-				return err
-			}
-			if keyed {
-				return nil
-			}
+		if copies, err := capture.CopiesRows(ctx, tx, c.cfg.Source, t.oid, c.KeylessCopyOnly); err != nil || !copies {
+			return err
 		}
 		// The rows' text form depends on these settings; trigger capture
 		// pins the same ones.

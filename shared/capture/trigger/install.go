@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgferry/pgferry/shared/capture"
 	"github.com/pgferry/pgferry/shared/config"
 	"github.com/pgferry/pgferry/shared/pgtext"
 	sqlfiles "github.com/pgferry/pgferry/sql"
@@ -22,7 +23,7 @@ type Capture struct {
 	cfg    *config.Config
 	schema string
 	log    *slog.Logger
-	rels   map[uint32]relInfo
+	rels   map[uint32]capture.Relation
 
 	// KeylessCopyOnly limits the copy of existing rows at install to
 	// tables without a primary key: the initial load copies the keyed ones
@@ -34,7 +35,7 @@ type Capture struct {
 // New returns trigger capture for cfg's source. It does not touch the
 // database until Install or a read.
 func New(pool *pgxpool.Pool, cfg *config.Config, log *slog.Logger) *Capture {
-	return &Capture{pool: pool, cfg: cfg, schema: cfg.CaptureSchema(), log: log, rels: map[uint32]relInfo{}}
+	return &Capture{pool: pool, cfg: cfg, schema: cfg.CaptureSchema(), log: log, rels: map[uint32]capture.Relation{}}
 }
 
 // triggerOps lists the per-table triggers: name suffix, event, transition
@@ -103,23 +104,23 @@ func (c *Capture) Install(ctx context.Context) error {
 	return c.SyncTables(ctx)
 }
 
-// table is a source table that may need triggers.
+// table is a source table the patterns select: an ordinary table or a
+// partitioned root that matches, or a partition of one.
 type table struct {
 	oid      uint32
 	schema   string
 	name     string
 	triggers []string
+	// allowed: the connected role may add triggers to it and read it.
+	allowed bool
 }
 
-// SyncTables adds capture triggers to matching tables that lack them:
-// ordinary tables and partitioned roots that match, and every partition of
-// a matching root (a write aimed straight at a partition fires only that
-// partition's triggers).
-func (c *Capture) SyncTables(ctx context.Context) error {
+// tables lists the source tables the patterns select.
+func (c *Capture) tables(ctx context.Context) ([]table, error) {
 	rows, err := c.pool.Query(ctx, `
-		SELECT c.oid, n.nspname, c.relname, c.relispartition,
-		       rn.nspname, rc.relname,
-		       coalesce((SELECT array_agg(t.tgname::text) FROM pg_trigger t WHERE t.tgrelid = c.oid), '{}')
+		SELECT c.oid, n.nspname, c.relname, rn.nspname, rc.relname,
+		       coalesce((SELECT array_agg(t.tgname::text) FROM pg_trigger t WHERE t.tgrelid = c.oid), '{}'),
+		       has_table_privilege(c.oid, 'TRIGGER') AND has_table_privilege(c.oid, 'SELECT')
 		FROM pg_class c
 		JOIN pg_namespace n ON n.oid = c.relnamespace
 		JOIN pg_class rc ON rc.oid = coalesce(pg_partition_root(c.oid), c.oid)
@@ -128,27 +129,41 @@ func (c *Capture) SyncTables(ctx context.Context) error {
 		  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
 		  AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp%'
 		  AND n.nspname <> $1
-		ORDER BY c.oid`, c.schema)
+		ORDER BY n.nspname, c.relname`, c.schema)
 	if err != nil {
-		return fmt.Errorf("trigger: list source tables: %w", err)
+		return nil, fmt.Errorf("trigger: list source tables: %w", err)
 	}
-	var todo []table
+	var out []table
 	for rows.Next() {
 		var t table
-		var isPart bool
 		var rootSchema, rootName string
-		if err := rows.Scan(&t.oid, &t.schema, &t.name, &isPart, &rootSchema, &rootName, &t.triggers); err != nil {
-			return err
+		if err := rows.Scan(&t.oid, &t.schema, &t.name, &rootSchema, &rootName, &t.triggers, &t.allowed); err != nil {
+			return nil, fmt.Errorf("trigger: list source tables: %w", err)
 		}
-		if !c.cfg.Replicated(rootSchema, rootName) {
-			continue
-		}
-		if !slices.Contains(t.triggers, c.triggerName("ins")) || len(c.missing(t)) > 0 {
-			todo = append(todo, t)
+		if c.cfg.Replicated(rootSchema, rootName) {
+			out = append(out, t)
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("trigger: list source tables: %w", err)
+		return nil, fmt.Errorf("trigger: list source tables: %w", err)
+	}
+	return out, nil
+}
+
+// SyncTables adds capture triggers to matching tables that lack them:
+// ordinary tables and partitioned roots that match, and every partition of
+// a matching root (a write aimed straight at a partition fires only that
+// partition's triggers).
+func (c *Capture) SyncTables(ctx context.Context) error {
+	all, err := c.tables(ctx)
+	if err != nil {
+		return err
+	}
+	var todo []table
+	for _, t := range all {
+		if !slices.Contains(t.triggers, c.triggerName("ins")) || len(c.missing(t)) > 0 {
+			todo = append(todo, t)
+		}
 	}
 	for _, t := range todo {
 		if err := c.addTriggers(ctx, t); err != nil {
@@ -194,17 +209,8 @@ func (c *Capture) addTriggers(ctx context.Context, t table) error {
 				}
 			}
 		}
-		if !c.cfg.Source.CopyExisting() {
-			return nil
-		}
-		if c.KeylessCopyOnly || !c.cfg.Source.CopyKeyed() {
-			var keyed bool
-			if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_index WHERE indrelid = $1 AND indisprimary)", t.oid).Scan(&keyed); err != nil {
-				return err
-			}
-			if keyed {
-				return nil
-			}
+		if copies, err := capture.CopiesRows(ctx, tx, c.cfg.Source, t.oid, c.KeylessCopyOnly); err != nil || !copies {
+			return err
 		}
 		// Rows already in the table travel as synthetic INSERT events of
 		// this transaction, in chunks of 1000 rows per event. A partitioned

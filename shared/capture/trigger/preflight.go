@@ -22,34 +22,15 @@ func (c *Capture) preflight(ctx context.Context, schemaExists bool) error {
 	if !schemaExists && !canCreate {
 		problems = append(problems, "CREATE on the database (for the capture schema "+c.schema+")")
 	}
-	rows, err := c.pool.Query(ctx, `
-		SELECT n.nspname, c.relname, rn.nspname, rc.relname,
-		       has_table_privilege(c.oid, 'TRIGGER') AND has_table_privilege(c.oid, 'SELECT')
-		FROM pg_class c
-		JOIN pg_namespace n ON n.oid = c.relnamespace
-		JOIN pg_class rc ON rc.oid = coalesce(pg_partition_root(c.oid), c.oid)
-		JOIN pg_namespace rn ON rn.oid = rc.relnamespace
-		WHERE c.relkind IN ('r', 'p')
-		  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-		  AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp%'
-		  AND n.nspname <> $1
-		ORDER BY 1, 2`, c.schema)
+	all, err := c.tables(ctx)
 	if err != nil {
-		return fmt.Errorf("trigger: check privileges: %w", err)
+		return err
 	}
 	var tables []string
-	for rows.Next() {
-		var schema, name, rootSchema, rootName string
-		var ok bool
-		if err := rows.Scan(&schema, &name, &rootSchema, &rootName, &ok); err != nil {
-			return fmt.Errorf("trigger: check privileges: %w", err)
+	for _, t := range all {
+		if !t.allowed {
+			tables = append(tables, t.schema+"."+t.name)
 		}
-		if !ok && c.cfg.Replicated(rootSchema, rootName) {
-			tables = append(tables, schema+"."+name)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("trigger: check privileges: %w", err)
 	}
 	if len(tables) > 0 {
 		problems = append(problems, "TRIGGER and SELECT on "+strings.Join(tables, ", "))

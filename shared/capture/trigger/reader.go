@@ -2,24 +2,14 @@ package trigger
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgferry/pgferry/shared/batch"
+	"github.com/pgferry/pgferry/shared/capture"
 	"github.com/pgferry/pgferry/shared/pgtext"
 )
-
-// relInfo maps a captured relation to the replicated table its rows belong
-// to: a partition's rows belong to its root, but a TRUNCATE of a partition
-// empties only that partition.
-type relInfo struct {
-	table batch.Table // the replicated table (partition root or itself)
-	self  batch.Table // the relation the trigger fired on
-	key   []string    // primary key of the replicated table
-	gone  bool        // dropped since the event was written
-}
 
 // Txn is one source transaction of a window.
 type Txn struct {
@@ -147,21 +137,21 @@ func (c *Capture) change(ctx context.Context, relid uint32, op batch.Op, cols, o
 	if err != nil {
 		return nil, 0, err
 	}
-	if rel.gone {
+	if rel.Gone {
 		c.log.Warn("skipping event of a dropped table", "relid", relid, "op", string(op))
 		return nil, 0, nil
 	}
 	if op == batch.Truncate {
-		return &batch.Change{Table: rel.self, Op: op}, 0, nil
+		return &batch.Change{Table: rel.Self, Op: op}, 0, nil
 	}
-	ch := &batch.Change{Table: rel.table, Op: op, Columns: cols, Key: rel.key}
+	ch := &batch.Change{Table: rel.Table, Op: op, Columns: cols, Key: rel.PK}
 	n := 0
 	parse := func(recs []string) ([]batch.Row, error) {
 		out := make([]batch.Row, 0, len(recs))
 		for _, r := range recs {
 			row, err := pgtext.ParseRecordN(r, len(cols))
 			if err != nil {
-				return nil, fmt.Errorf("trigger: %s: %w", rel.self, err)
+				return nil, fmt.Errorf("trigger: %s: %w", rel.Self, err)
 			}
 			n += len(r)
 			out = append(out, row)
@@ -177,27 +167,13 @@ func (c *Capture) change(ctx context.Context, relid uint32, op batch.Op, cols, o
 	return ch, n, nil
 }
 
-func (c *Capture) rel(ctx context.Context, relid uint32) (relInfo, error) {
+func (c *Capture) rel(ctx context.Context, relid uint32) (capture.Relation, error) {
 	if r, ok := c.rels[relid]; ok {
 		return r, nil
 	}
-	var r relInfo
-	err := c.pool.QueryRow(ctx, `
-		SELECT rn.nspname, rc.relname, n.nspname, c.relname,
-		       coalesce((SELECT array_agg(a.attname::text ORDER BY k.ord)
-		                 FROM pg_index i
-		                 CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord)
-		                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-		                 WHERE i.indrelid = rc.oid AND i.indisprimary), '{}')
-		FROM pg_class c
-		JOIN pg_namespace n ON n.oid = c.relnamespace
-		JOIN pg_class rc ON rc.oid = coalesce(pg_partition_root(c.oid), c.oid)
-		JOIN pg_namespace rn ON rn.oid = rc.relnamespace
-		WHERE c.oid = $1`, relid).Scan(&r.table.Schema, &r.table.Name, &r.self.Schema, &r.self.Name, &r.key)
-	if errors.Is(err, pgx.ErrNoRows) {
-		r.gone = true
-	} else if err != nil {
-		return relInfo{}, fmt.Errorf("trigger: look up relation %d: %w", relid, err)
+	r, err := capture.LookupRelation(ctx, c.pool, relid)
+	if err != nil {
+		return r, err
 	}
 	c.rels[relid] = r
 	return r, nil

@@ -17,6 +17,7 @@ import (
 
 	"github.com/pgferry/pgferry/shared/batch"
 	"github.com/pgferry/pgferry/shared/checkpoint"
+	"github.com/pgferry/pgferry/shared/ddb"
 )
 
 // Store keeps one pipeline's drain item in a DynamoDB table whose
@@ -47,18 +48,18 @@ func (s *Store) Acquire(ctx context.Context, owner string, ttl time.Duration) (c
 		UpdateExpression:    aws.String("SET lease_owner = :o, lease_expires = :e, lease_gen = if_not_exists(lease_gen, :zero) + :one"),
 		ConditionExpression: aws.String("attribute_not_exists(lease_owner) OR lease_expires < :now OR lease_owner = :o"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":o": str(owner), ":e": num(now.Add(ttl).UnixMilli()), ":now": num(now.UnixMilli()),
-			":zero": num(0), ":one": num(1),
+			":o": ddb.S(owner), ":e": ddb.N(now.Add(ttl).UnixMilli()), ":now": ddb.N(now.UnixMilli()),
+			":zero": ddb.N(0), ":one": ddb.N(1),
 		},
 		ReturnValues: types.ReturnValueAllNew,
 	})
 	if err != nil {
-		if isConditional(err) {
+		if ddb.IsConditional(err) {
 			return checkpoint.Lease{}, checkpoint.ErrLeaseHeld
 		}
 		return checkpoint.Lease{}, fmt.Errorf("checkpoint: acquire lease: %w", err)
 	}
-	gen, _ := strconv.ParseInt(numOf(out.Attributes["lease_gen"]), 10, 64)
+	gen, _ := strconv.ParseInt(ddb.NumberOf(out.Attributes["lease_gen"]), 10, 64)
 	return checkpoint.Lease{Owner: owner, Gen: gen, Expires: now.Add(ttl)}, nil
 }
 
@@ -70,10 +71,10 @@ func (s *Store) Renew(ctx context.Context, l checkpoint.Lease, ttl time.Duration
 		Key:                       s.key(),
 		UpdateExpression:          aws.String("SET lease_expires = :e"),
 		ConditionExpression:       aws.String("lease_owner = :o AND lease_gen = :g"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":o": str(l.Owner), ":g": num(l.Gen), ":e": num(exp.UnixMilli())},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":o": ddb.S(l.Owner), ":g": ddb.N(l.Gen), ":e": ddb.N(exp.UnixMilli())},
 	})
 	if err != nil {
-		if isConditional(err) {
+		if ddb.IsConditional(err) {
 			return l, checkpoint.ErrLeaseLost
 		}
 		return l, fmt.Errorf("checkpoint: renew lease: %w", err)
@@ -90,9 +91,9 @@ func (s *Store) Release(ctx context.Context, l checkpoint.Lease) error {
 		Key:                       s.key(),
 		UpdateExpression:          aws.String("SET lease_expires = :zero"),
 		ConditionExpression:       aws.String("lease_owner = :o AND lease_gen = :g"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":o": str(l.Owner), ":g": num(l.Gen), ":zero": num(0)},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":o": ddb.S(l.Owner), ":g": ddb.N(l.Gen), ":zero": ddb.N(0)},
 	})
-	if err != nil && !isConditional(err) {
+	if err != nil && !ddb.IsConditional(err) {
 		return fmt.Errorf("checkpoint: release lease: %w", err)
 	}
 	return nil
@@ -111,14 +112,14 @@ func (s *Store) Load(ctx context.Context) (checkpoint.Checkpoint, error) {
 	}
 	var cp checkpoint.Checkpoint
 	var err1, err2 error
-	cp.Pos, err1 = parsePos(strOf(it["pos"]))
-	cp.LastSent, err2 = parsePos(strOf(it["last_sent"]))
+	cp.Pos, err1 = parsePos(ddb.StringOf(it["pos"]))
+	cp.LastSent, err2 = parsePos(ddb.StringOf(it["last_sent"]))
 	if err := errors.Join(err1, err2); err != nil {
 		return cp, fmt.Errorf("checkpoint: load: %w", err)
 	}
-	cp.Seq, _ = strconv.ParseUint(numOf(it["seq"]), 10, 64)
-	cp.Prev, cp.Window, cp.Lineage = strOf(it["prev"]), strOf(it["window"]), strOf(it["lineage"])
-	cp.Schema = strOf(it["schema_fp"])
+	cp.Seq, _ = strconv.ParseUint(ddb.NumberOf(it["seq"]), 10, 64)
+	cp.Prev, cp.Window, cp.Lineage = ddb.StringOf(it["prev"]), ddb.StringOf(it["window"]), ddb.StringOf(it["lineage"])
+	cp.Schema = ddb.StringOf(it["schema_fp"])
 	return cp, nil
 }
 
@@ -134,15 +135,15 @@ func (s *Store) Save(ctx context.Context, l checkpoint.Lease, cp checkpoint.Chec
 		ConditionExpression:      aws.String("lease_owner = :o AND lease_gen = :g AND (attribute_not_exists(pos) OR pos < :p)"),
 		ExpressionAttributeNames: map[string]string{"#w": "window"},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":p": str(cp.Pos.String()), ":ls": str(cp.LastSent.String()), ":seq": num(int64(cp.Seq)),
-			":prev": str(cp.Prev), ":w": str(cp.Window), ":lin": str(cp.Lineage), ":fp": str(cp.Schema), ":now": num(s.now().UnixMilli()),
-			":o": str(l.Owner), ":g": num(l.Gen),
+			":p": ddb.S(cp.Pos.String()), ":ls": ddb.S(cp.LastSent.String()), ":seq": ddb.N(int64(cp.Seq)),
+			":prev": ddb.S(cp.Prev), ":w": ddb.S(cp.Window), ":lin": ddb.S(cp.Lineage), ":fp": ddb.S(cp.Schema), ":now": ddb.N(s.now().UnixMilli()),
+			":o": ddb.S(l.Owner), ":g": ddb.N(l.Gen),
 		},
 	})
 	if err == nil {
 		return nil
 	}
-	if !isConditional(err) {
+	if !ddb.IsConditional(err) {
 		return fmt.Errorf("checkpoint: save %s: %w", cp.Pos, err)
 	}
 	// Tell the two failed conditions apart.
@@ -150,10 +151,10 @@ func (s *Store) Save(ctx context.Context, l checkpoint.Lease, cp checkpoint.Chec
 	if gerr != nil {
 		return fmt.Errorf("checkpoint: save %s: %w", cp.Pos, gerr)
 	}
-	if strOf(out.Item["lease_owner"]) != l.Owner || numOf(out.Item["lease_gen"]) != strconv.FormatInt(l.Gen, 10) {
+	if ddb.StringOf(out.Item["lease_owner"]) != l.Owner || ddb.NumberOf(out.Item["lease_gen"]) != strconv.FormatInt(l.Gen, 10) {
 		return checkpoint.ErrLeaseLost
 	}
-	return fmt.Errorf("%w: stored %s, new %s", checkpoint.ErrStale, strOf(out.Item["pos"]), cp.Pos)
+	return fmt.Errorf("%w: stored %s, new %s", checkpoint.ErrStale, ddb.StringOf(out.Item["pos"]), cp.Pos)
 }
 
 func parsePos(s string) (batch.Position, error) {
@@ -165,30 +166,6 @@ func parsePos(s string) (batch.Position, error) {
 		return p, fmt.Errorf("bad position %q", s)
 	}
 	return p, nil
-}
-
-func str(s string) types.AttributeValue { return &types.AttributeValueMemberS{Value: s} }
-func num(n int64) types.AttributeValue {
-	return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}
-}
-
-func strOf(v types.AttributeValue) string {
-	if s, ok := v.(*types.AttributeValueMemberS); ok {
-		return s.Value
-	}
-	return ""
-}
-
-func numOf(v types.AttributeValue) string {
-	if n, ok := v.(*types.AttributeValueMemberN); ok {
-		return n.Value
-	}
-	return ""
-}
-
-func isConditional(err error) bool {
-	var ccf *types.ConditionalCheckFailedException
-	return errors.As(err, &ccf)
 }
 
 // Delete removes the pipeline's item: its checkpoint and lease. The next

@@ -13,7 +13,6 @@ package loadstore
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/pgferry/pgferry/shared/batch"
+	"github.com/pgferry/pgferry/shared/ddb"
 	"github.com/pgferry/pgferry/shared/load"
 )
 
@@ -68,16 +68,16 @@ func (s *Store) SavePlan(ctx context.Context, p *load.Plan, replace bool) (*load
 	in := &dynamodb.PutItemInput{
 		TableName: &s.table,
 		Item: map[string]types.AttributeValue{
-			"id":       str(planID(p.Pipeline, p.Target, p.Table.Table)),
-			"load_id":  str(p.LoadID),
-			"plan":     str(string(data)),
-			"chunks":   num(int64(len(p.Chunks))),
-			"est_rows": num(p.Table.EstRows),
+			"id":       ddb.S(planID(p.Pipeline, p.Target, p.Table.Table)),
+			"load_id":  ddb.S(p.LoadID),
+			"plan":     ddb.S(string(data)),
+			"chunks":   ddb.N(int64(len(p.Chunks))),
+			"est_rows": ddb.N(p.Table.EstRows),
 			"finished": &types.AttributeValueMemberBOOL{Value: false},
 			// Progress counters; updated_at is the last progress, for the
 			// stall alarm.
-			"chunks_done": num(0), "rows_copied": num(0), "bytes_copied": num(0),
-			"started_at": num(now), "updated_at": num(now),
+			"chunks_done": ddb.N(0), "rows_copied": ddb.N(0), "bytes_copied": ddb.N(0),
+			"started_at": ddb.N(now), "updated_at": ddb.N(now),
 		},
 	}
 	if !replace {
@@ -85,8 +85,7 @@ func (s *Store) SavePlan(ctx context.Context, p *load.Plan, replace bool) (*load
 		in.ExpressionAttributeValues = map[string]types.AttributeValue{":t": &types.AttributeValueMemberBOOL{Value: true}}
 	}
 	if _, err := s.db.PutItem(ctx, in); err != nil {
-		var ccf *types.ConditionalCheckFailedException
-		if !errors.As(err, &ccf) {
+		if !ddb.IsConditional(err) {
 			return nil, fmt.Errorf("loadstore: save plan of %s: %w", p.Table.Table, err)
 		}
 		got, err := s.Plan(ctx, p.Pipeline, p.Target, p.Table.Table)
@@ -111,7 +110,7 @@ func (s *Store) Plan(ctx context.Context, pipeline, target string, t batch.Table
 		return nil, nil
 	}
 	var p load.Plan
-	if err := json.Unmarshal([]byte(strOf(out.Item["plan"])), &p); err != nil {
+	if err := json.Unmarshal([]byte(ddb.StringOf(out.Item["plan"])), &p); err != nil {
 		return nil, fmt.Errorf("loadstore: plan of %s: %w", t, err)
 	}
 	if b, ok := out.Item["finished"].(*types.AttributeValueMemberBOOL); ok {
@@ -135,7 +134,7 @@ func (s *Store) ChunkDone(ctx context.Context, j load.Job, rows, bytes int64, co
 		UpdateExpression:         aws.String("SET done_at = if_not_exists(done_at, :now), #r = if_not_exists(#r, :rows), tbl = :tbl ADD copies :c"),
 		ExpressionAttributeNames: map[string]string{"#r": "rows"},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":now": num(now), ":rows": num(rows), ":c": num(c), ":tbl": str(j.Table.Table.String()),
+			":now": ddb.N(now), ":rows": ddb.N(rows), ":c": ddb.N(c), ":tbl": ddb.S(j.Table.Table.String()),
 		},
 		ReturnValues: types.ReturnValueUpdatedOld,
 	})
@@ -151,11 +150,10 @@ func (s *Store) ChunkDone(ctx context.Context, j load.Job, rows, bytes int64, co
 		UpdateExpression:    aws.String("SET updated_at = :now ADD chunks_done :one, rows_copied :rows, bytes_copied :bytes"),
 		ConditionExpression: aws.String("load_id = :id"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":now": num(now), ":one": num(1), ":rows": num(rows), ":bytes": num(bytes), ":id": str(j.LoadID),
+			":now": ddb.N(now), ":one": ddb.N(1), ":rows": ddb.N(rows), ":bytes": ddb.N(bytes), ":id": ddb.S(j.LoadID),
 		},
 	})
-	var ccf *types.ConditionalCheckFailedException
-	if err != nil && !errors.As(err, &ccf) { // a plan replaced by a reload keeps its own counters
+	if err != nil && !ddb.IsConditional(err) { // a plan replaced by a reload keeps its own counters
 		return fmt.Errorf("loadstore: count chunk %d of %s: %w", j.Chunk.N, j.Table.Table, err)
 	}
 	return nil
@@ -179,7 +177,7 @@ func (s *Store) Done(ctx context.Context, p *load.Plan) (map[int]bool, error) {
 				if _, ok := it["done_at"]; !ok {
 					continue
 				}
-				id := strOf(it["id"])
+				id := ddb.StringOf(it["id"])
 				n, err := strconv.Atoi(id[len(chunkID(p.LoadID, 0))-1:])
 				if err == nil {
 					done[n] = true
@@ -200,7 +198,7 @@ func (s *Store) Copies(ctx context.Context, p *load.Plan) (map[int]int, error) {
 			return nil, fmt.Errorf("loadstore: read chunk %d of %s: %w", c.N, p.Table.Table, err)
 		}
 		if got.Item != nil {
-			n, _ := strconv.Atoi(numOf(got.Item["copies"]))
+			n, _ := strconv.Atoi(ddb.NumberOf(got.Item["copies"]))
 			out[c.N] = n
 		}
 	}
@@ -215,11 +213,10 @@ func (s *Store) Finish(ctx context.Context, p *load.Plan) error {
 		UpdateExpression:    aws.String("SET finished = :t, finished_at = :now"),
 		ConditionExpression: aws.String("load_id = :id"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":t": &types.AttributeValueMemberBOOL{Value: true}, ":now": num(s.now().UnixMilli()), ":id": str(p.LoadID),
+			":t": &types.AttributeValueMemberBOOL{Value: true}, ":now": ddb.N(s.now().UnixMilli()), ":id": ddb.S(p.LoadID),
 		},
 	})
-	var ccf *types.ConditionalCheckFailedException
-	if err != nil && !errors.As(err, &ccf) {
+	if err != nil && !ddb.IsConditional(err) {
 		return fmt.Errorf("loadstore: finish load of %s: %w", p.Table.Table, err)
 	}
 	return nil
@@ -242,32 +239,13 @@ func (s *Store) Progress(ctx context.Context, pipeline, target string, t batch.T
 	if out.Item == nil {
 		return Progress{}, false, nil
 	}
-	n := func(k string) int64 { v, _ := strconv.ParseInt(numOf(out.Item[k]), 10, 64); return v }
+	n := func(k string) int64 { v, _ := strconv.ParseInt(ddb.NumberOf(out.Item[k]), 10, 64); return v }
 	p := Progress{Chunks: n("chunks"), ChunksDone: n("chunks_done"), EstRows: n("est_rows"), Rows: n("rows_copied"), Bytes: n("bytes_copied"),
 		StartedAt: time.UnixMilli(n("started_at")), LastProgressAt: time.UnixMilli(n("updated_at"))}
 	if b, ok := out.Item["finished"].(*types.AttributeValueMemberBOOL); ok {
 		p.Finished = b.Value
 	}
 	return p, true, nil
-}
-
-func str(s string) types.AttributeValue { return &types.AttributeValueMemberS{Value: s} }
-func num(n int64) types.AttributeValue {
-	return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}
-}
-
-func strOf(v types.AttributeValue) string {
-	if s, ok := v.(*types.AttributeValueMemberS); ok {
-		return s.Value
-	}
-	return ""
-}
-
-func numOf(v types.AttributeValue) string {
-	if n, ok := v.(*types.AttributeValueMemberN); ok {
-		return n.Value
-	}
-	return ""
 }
 
 // Delete removes t's plan for target and its chunk records. Deleting what

@@ -3,7 +3,6 @@ package sqsfifo
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/pgferry/pgferry/shared/queue"
+	"github.com/pgferry/pgferry/shared/queue/sqsadmin"
 )
 
 // Queue is one FIFO queue.
@@ -132,18 +132,7 @@ func (q *Queue) SetVisibility(ctx context.Context, m queue.Message, d time.Durat
 
 // Depth returns the approximate number of visible and in-flight messages.
 func (q *Queue) Depth(ctx context.Context) (visible, inFlight int, err error) {
-	out, err := q.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
-		QueueUrl: &q.url,
-		AttributeNames: []types.QueueAttributeName{
-			types.QueueAttributeNameApproximateNumberOfMessages, types.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
-		},
-	})
-	if err != nil {
-		return 0, 0, fmt.Errorf("sqsfifo: queue attributes: %w", err)
-	}
-	visible, _ = strconv.Atoi(out.Attributes[string(types.QueueAttributeNameApproximateNumberOfMessages)])
-	inFlight, _ = strconv.Atoi(out.Attributes[string(types.QueueAttributeNameApproximateNumberOfMessagesNotVisible)])
-	return visible, inFlight, nil
+	return sqsadmin.Depth(ctx, q.sqs, q.url)
 }
 
 // DLQName is the name of the dead-letter queue beside the FIFO queue name.
@@ -163,43 +152,13 @@ func BackstopReceives(maxAttempts int) int { return max(100, 4*maxAttempts) }
 // (DLQName) if missing, with messages moved to the dead-letter queue
 // after maxReceives deliveries. It returns the queue and the DLQ URL.
 func Ensure(ctx context.Context, client *sqs.Client, name string, maxReceives int, visibility time.Duration) (*Queue, string, error) {
-	dlqURL, err := create(ctx, client, DLQName(name), nil)
-	if err != nil {
-		return nil, "", err
+	fifo := map[string]string{
+		string(types.QueueAttributeNameFifoQueue):                 "true",
+		string(types.QueueAttributeNameContentBasedDeduplication): "false",
 	}
-	attrs, err := client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: &dlqURL, AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameQueueArn}})
-	if err != nil {
-		return nil, "", fmt.Errorf("sqsfifo: dead-letter queue attributes: %w", err)
-	}
-	redrive := fmt.Sprintf(`{"deadLetterTargetArn":%q,"maxReceiveCount":"%d"}`, attrs.Attributes[string(types.QueueAttributeNameQueueArn)], maxReceives)
-	url, err := create(ctx, client, name, map[string]string{
-		string(types.QueueAttributeNameRedrivePolicy):     redrive,
-		string(types.QueueAttributeNameVisibilityTimeout): strconv.Itoa(int(visibility / time.Second)),
-	})
+	url, dlqURL, err := sqsadmin.EnsureWithDLQ(ctx, client, name, DLQName(name), fifo, maxReceives, visibility)
 	if err != nil {
 		return nil, "", err
 	}
 	return New(client, url), dlqURL, nil
-}
-
-func create(ctx context.Context, client *sqs.Client, name string, extra map[string]string) (string, error) {
-	attrs := map[string]string{
-		string(types.QueueAttributeNameFifoQueue):                 "true",
-		string(types.QueueAttributeNameContentBasedDeduplication): "false",
-	}
-	for k, v := range extra {
-		attrs[k] = v
-	}
-	out, err := client.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: &name, Attributes: attrs})
-	if err != nil {
-		var exists *types.QueueNameExists
-		if errors.As(err, &exists) {
-			got, gerr := client.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: &name})
-			if gerr == nil {
-				return aws.ToString(got.QueueUrl), nil
-			}
-		}
-		return "", fmt.Errorf("sqsfifo: create queue %s: %w", name, err)
-	}
-	return aws.ToString(out.QueueUrl), nil
 }

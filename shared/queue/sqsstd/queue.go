@@ -6,7 +6,6 @@ package sqsstd
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -14,6 +13,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/pgferry/pgferry/shared/queue/sqsadmin"
 )
 
 // Queue is one standard queue.
@@ -66,59 +67,16 @@ func (q *Queue) SendAll(ctx context.Context, bodies [][]byte) error {
 	return nil
 }
 
-// Depth returns the approximate number of visible and in-flight messages.
-func (q *Queue) Depth(ctx context.Context) (visible, inFlight int, err error) {
-	out, err := q.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
-		QueueUrl: &q.url,
-		AttributeNames: []types.QueueAttributeName{
-			types.QueueAttributeNameApproximateNumberOfMessages, types.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
-		},
-	})
-	if err != nil {
-		return 0, 0, fmt.Errorf("sqsstd: queue attributes: %w", err)
-	}
-	visible, _ = strconv.Atoi(out.Attributes[string(types.QueueAttributeNameApproximateNumberOfMessages)])
-	inFlight, _ = strconv.Atoi(out.Attributes[string(types.QueueAttributeNameApproximateNumberOfMessagesNotVisible)])
-	return visible, inFlight, nil
-}
-
 // Ensure creates the standard queue name and its dead-letter queue
 // (name-dlq) if missing, moving a message there after maxReceives
 // deliveries, and returns the queue. The deployed stack creates both
-// with CDK; the local runner and tests use this.
+// with CDK; tests use this.
 func Ensure(ctx context.Context, client *sqs.Client, name string, maxReceives int, visibility time.Duration) (*Queue, error) {
-	dlq, err := create(ctx, client, name+"-dlq", nil)
-	if err != nil {
-		return nil, err
-	}
-	attrs, err := client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: &dlq, AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameQueueArn}})
-	if err != nil {
-		return nil, fmt.Errorf("sqsstd: dead-letter queue attributes: %w", err)
-	}
-	redrive := fmt.Sprintf(`{"deadLetterTargetArn":%q,"maxReceiveCount":"%d"}`, attrs.Attributes[string(types.QueueAttributeNameQueueArn)], maxReceives)
-	url, err := create(ctx, client, name, map[string]string{
-		string(types.QueueAttributeNameRedrivePolicy):     redrive,
-		string(types.QueueAttributeNameVisibilityTimeout): strconv.Itoa(int(visibility / time.Second)),
-	})
+	url, _, err := sqsadmin.EnsureWithDLQ(ctx, client, name, name+"-dlq", nil, maxReceives, visibility)
 	if err != nil {
 		return nil, err
 	}
 	return New(client, url), nil
-}
-
-func create(ctx context.Context, client *sqs.Client, name string, attrs map[string]string) (string, error) {
-	out, err := client.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: &name, Attributes: attrs})
-	if err != nil {
-		var exists *types.QueueNameExists
-		if errors.As(err, &exists) {
-			got, gerr := client.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: &name})
-			if gerr == nil {
-				return aws.ToString(got.QueueUrl), nil
-			}
-		}
-		return "", fmt.Errorf("sqsstd: create queue %s: %w", name, err)
-	}
-	return aws.ToString(out.QueueUrl), nil
 }
 
 // Lookup returns the queue named name.
