@@ -17,7 +17,10 @@ import (
 
 // Table is one table's comparison.
 type Table struct {
-	Table          batch.Table
+	Table batch.Table // the source table
+	// TargetTable is where Table lives on Target: the same name, or the
+	// name in the target's apply_schema.
+	TargetTable    batch.Table
 	Target         string
 	SourceRows     int64
 	TargetRows     int64
@@ -74,12 +77,27 @@ func Compare(ctx context.Context, src *pgxpool.Pool, targets map[string]*pgxpool
 			return nil, fmt.Errorf("verify: source %s: %w", t, err)
 		}
 		for _, name := range cfg.TargetNames() {
-			r := Table{Table: t, Target: name, SourceRows: sRows, SourceChecksum: sSum}
-			r.TargetRows, r.TargetChecksum, r.Err = checksum(ctx, targets[name], t, cols)
+			on := OnTarget(cfg.Targets[name], t)
+			r := Table{Table: t, TargetTable: on, Target: name, SourceRows: sRows, SourceChecksum: sSum}
+			r.TargetRows, r.TargetChecksum, r.Err = checksum(ctx, targets[name], on, cols)
+			if r.Err != nil {
+				r.Err = fmt.Errorf("target %s, table %s: %w", name, on, r.Err)
+			}
 			out = append(out, r)
 		}
 	}
 	return out, nil
+}
+
+// OnTarget returns the name source table t has on target: with an
+// apply_schema every replicated table lives in that schema under its own
+// name, as schema sync creates it and the applier writes it (see
+// pgsync.Applier.mapBatch); otherwise it keeps its name.
+func OnTarget(target config.Target, t batch.Table) batch.Table {
+	if target.ApplySchema != "" {
+		t.Schema = target.ApplySchema
+	}
+	return t
 }
 
 func columns(ctx context.Context, pool *pgxpool.Pool, t batch.Table) ([]string, error) {
