@@ -23,7 +23,6 @@ import (
 	"github.com/pgferry/pgferry/shared/config"
 	"github.com/pgferry/pgferry/shared/metrics"
 	"github.com/pgferry/pgferry/shared/runner"
-	"github.com/pgferry/pgferry/shared/verify"
 )
 
 func main() {
@@ -177,39 +176,8 @@ func run() error {
 		return runner.PrintLoadCounts(context.Background(), cfg, src, pools, loadPatterns, os.Stdout)
 	}
 	if *doVerify {
-		return verifyAll(context.Background(), cfg, src, pools)
+		return runner.PrintVerify(context.Background(), cfg, src, pools, os.Stdout)
 	}
-	return nil
-}
-
-func verifyAll(ctx context.Context, cfg *config.Config, src *pgxpool.Pool, pools []*pgxpool.Pool) error {
-	byName := map[string]*pgxpool.Pool{}
-	for i, n := range cfg.TargetNames() {
-		byName[n] = pools[i]
-	}
-	res, err := verify.Compare(ctx, src, byName, cfg)
-	if err != nil {
-		return err
-	}
-	bad := 0
-	fmt.Printf("%-40s %-10s %12s %12s  %s\n", "table", "target", "source rows", "target rows", "checksum")
-	for _, r := range res {
-		status := "match"
-		switch {
-		case r.Err != nil:
-			status = "ERROR: " + r.Err.Error()
-		case !r.OK():
-			status = fmt.Sprintf("MISMATCH (source %s, target %s)", r.SourceChecksum, r.TargetChecksum)
-		}
-		if !r.OK() {
-			bad++
-		}
-		fmt.Printf("%-40s %-10s %12d %12d  %s\n", r.Table, r.Target, r.SourceRows, r.TargetRows, status)
-	}
-	if bad > 0 {
-		return fmt.Errorf("verify: %d of %d table comparisons differ", bad, len(res))
-	}
-	fmt.Printf("verify: all %d table comparisons match\n", len(res))
 	return nil
 }
 
