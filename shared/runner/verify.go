@@ -49,7 +49,11 @@ func PrintVerify(ctx context.Context, cfg *config.Config, src *pgxpool.Pool, poo
 		if !r.OK() {
 			bad = append(bad, fmt.Sprintf("%s on target %s", name, r.Target))
 		}
-		fmt.Fprintf(w, "%-40s %-10s %12d %12d  %s\n", name, r.Target, r.SourceRows, r.TargetRows, status)
+		targetRows := fmt.Sprint(r.TargetRows)
+		if r.Err != nil {
+			targetRows = "-" // not counted: the error says why
+		}
+		fmt.Fprintf(w, "%-40s %-10s %12d %12s  %s\n", name, r.Target, r.SourceRows, targetRows, status)
 	}
 	if len(bad) > 0 {
 		return fmt.Errorf("verify: %d of %d table comparisons differ: %s", len(bad), len(res), strings.Join(bad, ", "))
