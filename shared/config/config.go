@@ -387,6 +387,10 @@ func (c *Config) validate() error {
 		}
 		if as := t.ApplySchema; as != "" && (as == "pgferry" || strings.HasPrefix(as, "pg_") || as == "information_schema" || len(as) > 63) {
 			bad(key+".apply_schema", "%q is reserved or too long (pgferry, pg_*, information_schema; at most 63 bytes)", as)
+		} else if as != "" && !t.SyncsSchema() {
+			// Only schema sync maps source tables into apply_schema; without
+			// it rows would silently land in the source's schema names.
+			bad(key+".apply_schema", "needs schema sync: remove %s.schema_sync: false, or apply_schema", key)
 		}
 	}
 	if c.Batch.MaxRows < 1 {

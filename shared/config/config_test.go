@@ -74,6 +74,7 @@ func TestParseRefusesBadInputNamingTheKey(t *testing.T) {
 		{"bad lease in block style", "name: demo", "name: demo\ndrain:\n  interval: 1s\n  lease: long", `drain.lease: "long" is not a duration`},
 		{"inline limit too big", "name: demo", "name: demo\nbatch: {inline_limit: 5000000}", "batch.inline_limit"},
 		{"queue not fifo", "name: demo", "name: demo\naws: {queue: plain}", "aws.queue"},
+		{"apply_schema without schema sync", "kind: postgres", "kind: postgres\n    apply_schema: rep\n    schema_sync: false", "targets.replica.apply_schema: needs schema sync"},
 		{"missing env var", `"postgres://u:p@localhost:5432/src?sslmode=disable"`, `"${NOPE}"`, "source.dsn: environment variable NOPE is not set"},
 	}
 	for _, c := range cases {
