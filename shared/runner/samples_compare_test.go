@@ -3,6 +3,7 @@ package runner_test
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
 	"fmt"
 	"maps"
 	"slices"
@@ -94,6 +95,19 @@ func catalogDiff(ctx context.Context, src, dst *pgxpool.Pool) (string, error) {
 	b, bSeq, err := catalogRows(ctx, dst)
 	if err != nil {
 		return "", fmt.Errorf("target catalog: %w", err)
+	}
+	// Long definitions (functions, views) show as their first line and a
+	// digest of the whole text.
+	for _, rows := range []map[string][]string{a, b} {
+		for kind, xs := range rows {
+			for i, x := range xs {
+				if first, _, multi := strings.Cut(x, "\n"); multi {
+					xs[i] = fmt.Sprintf("%s … [%d lines, md5 %x]", first, strings.Count(x, "\n")+1, md5.Sum([]byte(x)))
+				}
+			}
+			slices.Sort(xs)
+			rows[kind] = xs
+		}
 	}
 	var out strings.Builder
 	for _, kind := range slices.Sorted(maps.Keys(a)) {
