@@ -46,10 +46,10 @@ var _ apply.Applier = (*Applier)(nil)
 // target allows.
 func New(ctx context.Context, pool *pgxpool.Pool, pipeline string, log *slog.Logger) (*Applier, error) {
 	if _, err := pool.Exec(ctx, sqlfiles.Watermark(Schema)); err != nil {
-		return nil, fmt.Errorf("pgapply: install watermark table: %w", err)
+		return nil, fmt.Errorf("pgapply: install watermark table: %w", explainDenied(ctx, pool, err))
 	}
 	if _, err := pool.Exec(ctx, sqlfiles.Load(Schema)); err != nil {
-		return nil, fmt.Errorf("pgapply: install load tables: %w", err)
+		return nil, fmt.Errorf("pgapply: install load tables: %w", explainDenied(ctx, pool, err))
 	}
 	a := &Applier{pool: pool, pipeline: pipeline, log: log, tables: map[batch.Table]*tableInfo{}}
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
