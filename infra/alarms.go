@@ -19,6 +19,7 @@ import (
 const (
 	alarmLag           = "lag"
 	alarmGroupBlocked  = "group-blocked"
+	alarmSequenceSync  = "sequence-sync"
 	alarmDLQ           = "dlq-not-empty"
 	alarmLoadDLQ       = "load-dlq-not-empty"
 	alarmOldestMessage = "oldest-message"
@@ -85,6 +86,15 @@ func (b *builder) alarms(topicARN string) {
 		add(alarmSpec{id: alarmGroupBlocked + "-" + t, what: "target " + t + "'s message group is blocked by a parked batch",
 			metric: b.custom(metrics.GroupBlocked, t, "Maximum", minute), threshold: 1, op: atLeast,
 			missing: awscloudwatch.TreatMissingData_IGNORE})
+		// SequenceSyncFailures is 1 or 0 after every attempt: after each
+		// apply cycle and each schema-diff run. Its Minimum over a period
+		// is 1 only if every attempt in it failed, so one that fails and
+		// then succeeds is no alarm. A period spans at least one
+		// schema-diff run, so that a quiet source (no apply cycles) still
+		// gives each period a datapoint; without any, the state is kept.
+		add(alarmSpec{id: alarmSequenceSync + "-" + t, what: "target " + t + "'s sequences cannot be advanced to the source's values (a failover would reuse keys)",
+			metric: b.custom(metrics.SequenceSyncFailures, t, "Minimum", sequenceSyncPeriod(set.schemaDiffEvery)), threshold: 1, op: atLeast,
+			periods: 2, breaching: 2, missing: awscloudwatch.TreatMissingData_IGNORE})
 	}
 	add(alarmSpec{id: alarmDLQ, what: "batches are parked in the dead-letter queue",
 		metric: o.DLQ.MetricApproximateNumberOfMessagesVisible(stat("Maximum", minute)), threshold: 0, op: above})
@@ -141,6 +151,15 @@ func (b *builder) alarms(topicARN string) {
 			Period: seconds(minute),
 		}),
 		threshold: set.loadStalled.Seconds(), op: above})
+}
+
+// sequenceSyncPeriod is the sequence-sync alarm's period: 15 minutes, or
+// one schema-diff interval (in whole minutes, rounded up) if that is
+// longer, but at most 12 hours (CloudWatch evaluates at most a day, and
+// the alarm takes two periods).
+func sequenceSyncPeriod(schemaDiffEvery time.Duration) time.Duration {
+	every := (schemaDiffEvery + time.Minute - 1) / time.Minute * time.Minute
+	return min(max(15*time.Minute, every), 12*time.Hour)
 }
 
 // custom is a pgferry EMF metric of this pipeline, for one target or, with

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/assertions"
@@ -372,6 +373,8 @@ func TestEveryAlarmExistsWatchesItsMetricAndNotifiesTheTopic(t *testing.T) {
 		"lag-reporting":           custom(metrics.ReplicationLag, "reporting", "GreaterThanThreshold", 300000),
 		"group-blocked-replica":   custom(metrics.GroupBlocked, "replica", "GreaterThanOrEqualToThreshold", 1),
 		"group-blocked-reporting": custom(metrics.GroupBlocked, "reporting", "GreaterThanOrEqualToThreshold", 1),
+		"sequence-sync-replica":   custom(metrics.SequenceSyncFailures, "replica", "GreaterThanOrEqualToThreshold", 1),
+		"sequence-sync-reporting": custom(metrics.SequenceSyncFailures, "reporting", "GreaterThanOrEqualToThreshold", 1),
 		"event-backlog":           custom(metrics.EventBacklog, "", "GreaterThanThreshold", defaultEventBacklog),
 		"dlq-not-empty":           queue(s.Stack.Resolve(s.DLQ.QueueName()), "ApproximateNumberOfMessagesVisible", 0),
 		"load-dlq-not-empty":      queue(s.Stack.Resolve(s.LoadDLQ.QueueName()), "ApproximateNumberOfMessagesVisible", 0),
@@ -412,6 +415,32 @@ func TestEveryAlarmExistsWatchesItsMetricAndNotifiesTheTopic(t *testing.T) {
 	// Trigger capture has no slot, so no retained-WAL alarm.
 	if _, ok := s.Alarms[alarmRetainedWAL]; ok {
 		t.Error("trigger-mode stack has a retained-WAL alarm")
+	}
+}
+
+// TestSequenceSyncAlarmFiresOnlyWhenEveryAttemptFails: the alarm watches
+// the Minimum of SequenceSyncFailures (1 only if every attempt in the
+// period failed) over two periods of at least one schema-diff interval,
+// and keeps its state when no attempt was made.
+func TestSequenceSyncAlarmFiresOnlyWhenEveryAttemptFails(t *testing.T) {
+	_, tmpl := fixture(t)
+	for _, target := range []string{"replica", "reporting"} {
+		props := alarmProps(t, tmpl, "pgferry-orders-eu-sequence-sync-"+target)
+		got := []any{props["Statistic"], props["Period"], props["EvaluationPeriods"], props["DatapointsToAlarm"], props["TreatMissingData"]}
+		if want := []any{"Minimum", 900.0, 2.0, 2.0, "ignore"}; !jsonEqual(got, want) {
+			t.Errorf("sequence-sync-%s: statistic, period, periods, datapoints, missing = %v, want %v", target, got, want)
+		}
+		if !strings.Contains(props["AlarmDescription"].(string), `alarm "sequence-sync-`+target+`"`) {
+			t.Errorf("sequence-sync-%s: description %q does not name its runbook entry", target, props["AlarmDescription"])
+		}
+	}
+	for every, want := range map[time.Duration]time.Duration{
+		time.Minute: 15 * time.Minute, 10 * time.Minute: 15 * time.Minute,
+		30*time.Minute + time.Second: 31 * time.Minute, 48 * time.Hour: 12 * time.Hour,
+	} {
+		if got := sequenceSyncPeriod(every); got != want {
+			t.Errorf("sequenceSyncPeriod(%s) = %s, want %s", every, got, want)
+		}
 	}
 }
 

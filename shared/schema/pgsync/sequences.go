@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgferry/pgferry/shared/schema"
 )
@@ -161,7 +162,11 @@ func (s *Syncer) advance(ctx context.Context, vals []seqValue) (int, error) {
 	for _, v := range vals {
 		var n int
 		if err := br.QueryRow().Scan(&n); err != nil {
-			return moved, fmt.Errorf("targets.%s: advance sequence %s: %w", s.target, v.seq, err)
+			hint := ""
+			if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.Code == "42501" {
+				hint = " (the target role needs SELECT and UPDATE on it)"
+			}
+			return moved, fmt.Errorf("targets.%s: advance sequence %s%s: %w", s.target, v.seq, hint, err)
 		}
 		moved += n
 	}
