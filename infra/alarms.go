@@ -27,6 +27,7 @@ const (
 	alarmThrottles     = "throttles"
 	alarmDrainStopped  = "drain-not-running"
 	alarmRetainedWAL   = "retained-wal"
+	alarmWALUnread     = "retained-wal-unread"
 	alarmEventBacklog  = "event-backlog"
 	alarmLoadStalled   = "load-stalled"
 )
@@ -93,7 +94,7 @@ func (b *builder) alarms(topicARN string) {
 		// schema-diff run, so that a quiet source (no apply cycles) still
 		// gives each period a datapoint; without any, the state is kept.
 		add(alarmSpec{id: alarmSequenceSync + "-" + t, what: "target " + t + "'s sequences cannot be advanced to the source's values (a failover would reuse keys)",
-			metric: b.custom(metrics.SequenceSyncFailures, t, "Minimum", sequenceSyncPeriod(set.schemaDiffEvery)), threshold: 1, op: atLeast,
+			metric: b.custom(metrics.SequenceSyncFailures, t, "Minimum", periodCovering(set.schemaDiffEvery, 15*minute)), threshold: 1, op: atLeast,
 			periods: 2, breaching: 2, missing: awscloudwatch.TreatMissingData_IGNORE})
 	}
 	add(alarmSpec{id: alarmDLQ, what: "batches are parked in the dead-letter queue",
@@ -135,6 +136,13 @@ func (b *builder) alarms(topicARN string) {
 		add(alarmSpec{id: alarmRetainedWAL, what: "the replication slot retains more WAL on the source than " + bytesString(set.retainedWALBytes),
 			metric: b.custom(metrics.RetainedWALBytes, "", "Maximum", minute), threshold: float64(set.retainedWALBytes), op: above,
 			periods: 3, breaching: 3})
+		// Without a RetainedWALBytes datapoint the alarm above sees no
+		// data and stays quiet, so a drain that cannot read its slot (the
+		// source unreachable for it, while applications write on) is
+		// alarmed on separately: every read in two periods failed.
+		add(alarmSpec{id: alarmWALUnread, what: "the drain cannot read the replication slot's retained WAL, so retained-wal is blind",
+			metric: b.custom(metrics.RetainedWALReadFailures, "", "Minimum", periodCovering(set.drainEvery, 5*minute)), threshold: 1, op: atLeast,
+			periods: 2, breaching: 2, missing: awscloudwatch.TreatMissingData_IGNORE})
 	default:
 		add(alarmSpec{id: alarmEventBacklog, what: fmt.Sprintf("more than %d captured events wait on the source", set.eventBacklog),
 			metric: b.custom(metrics.EventBacklog, "", "Maximum", minute), threshold: float64(set.eventBacklog), op: above,
@@ -153,13 +161,13 @@ func (b *builder) alarms(topicARN string) {
 		threshold: set.loadStalled.Seconds(), op: above})
 }
 
-// sequenceSyncPeriod is the sequence-sync alarm's period: 15 minutes, or
-// one schema-diff interval (in whole minutes, rounded up) if that is
-// longer, but at most 12 hours (CloudWatch evaluates at most a day, and
-// the alarm takes two periods).
-func sequenceSyncPeriod(schemaDiffEvery time.Duration) time.Duration {
-	every := (schemaDiffEvery + time.Minute - 1) / time.Minute * time.Minute
-	return min(max(15*time.Minute, every), 12*time.Hour)
+// periodCovering is the period of an alarm on a 1-or-0 metric that a
+// function emits every `every`: at least floor, at least one interval
+// (in whole minutes, rounded up), at most 12 hours (CloudWatch evaluates
+// at most a day, and these alarms take two periods).
+func periodCovering(every, floor time.Duration) time.Duration {
+	every = (every + time.Minute - 1) / time.Minute * time.Minute
+	return min(max(floor, every), 12*time.Hour)
 }
 
 // custom is a pgferry EMF metric of this pipeline, for one target or, with

@@ -412,9 +412,11 @@ func TestEveryAlarmExistsWatchesItsMetricAndNotifiesTheTopic(t *testing.T) {
 	if got, want := len(s.Alarms), len(wants)+1; got != want {
 		t.Errorf("%d alarms, want %d", got, want)
 	}
-	// Trigger capture has no slot, so no retained-WAL alarm.
-	if _, ok := s.Alarms[alarmRetainedWAL]; ok {
-		t.Error("trigger-mode stack has a retained-WAL alarm")
+	// Trigger capture has no slot, so no retained-WAL alarms.
+	for _, id := range []string{alarmRetainedWAL, alarmWALUnread} {
+		if _, ok := s.Alarms[id]; ok {
+			t.Errorf("trigger-mode stack has a %s alarm", id)
+		}
 	}
 }
 
@@ -438,8 +440,8 @@ func TestSequenceSyncAlarmFiresOnlyWhenEveryAttemptFails(t *testing.T) {
 		time.Minute: 15 * time.Minute, 10 * time.Minute: 15 * time.Minute,
 		30*time.Minute + time.Second: 31 * time.Minute, 48 * time.Hour: 12 * time.Hour,
 	} {
-		if got := sequenceSyncPeriod(every); got != want {
-			t.Errorf("sequenceSyncPeriod(%s) = %s, want %s", every, got, want)
+		if got := periodCovering(every, 15*time.Minute); got != want {
+			t.Errorf("periodCovering(%s, 15m) = %s, want %s", every, got, want)
 		}
 	}
 }
@@ -449,6 +451,16 @@ func TestSlotModeAlarmsOnRetainedWALInsteadOfEventBacklog(t *testing.T) {
 	props := alarmProps(t, tmpl, "pgferry-orders-eu-retained-wal")
 	if props["MetricName"] != metrics.RetainedWALBytes || props["Threshold"] != float64(defaultRetainedWALBytes) {
 		t.Fatalf("retained-wal alarm: %v", props)
+	}
+	// A drain that cannot read its slot leaves retained-wal without data:
+	// that has an alarm of its own.
+	unread := alarmProps(t, tmpl, "pgferry-orders-eu-retained-wal-unread")
+	got := []any{unread["Namespace"], unread["MetricName"], dims(unread), unread["Statistic"], unread["Period"], unread["ComparisonOperator"],
+		unread["Threshold"], unread["EvaluationPeriods"], unread["DatapointsToAlarm"], unread["TreatMissingData"], unread["AlarmActions"], unread["OKActions"]}
+	want := []any{metrics.Namespace, metrics.RetainedWALReadFailures, map[string]any{metrics.DimPipeline: "orders_eu"}, "Minimum", 300.0,
+		"GreaterThanOrEqualToThreshold", 1.0, 2.0, 2.0, "ignore", arr{topicARN}, arr{topicARN}}
+	if !jsonEqual(got, want) {
+		t.Errorf("retained-wal-unread alarm: %v, want %v", got, want)
 	}
 	if _, ok := s.Alarms[alarmEventBacklog]; ok {
 		t.Error("slot-mode stack has an event-backlog alarm")
