@@ -19,6 +19,7 @@ import (
 const (
 	alarmLag           = "lag"
 	alarmGroupBlocked  = "group-blocked"
+	alarmSequenceSync  = "sequence-sync"
 	alarmDLQ           = "dlq-not-empty"
 	alarmLoadDLQ       = "load-dlq-not-empty"
 	alarmOldestMessage = "oldest-message"
@@ -26,6 +27,7 @@ const (
 	alarmThrottles     = "throttles"
 	alarmDrainStopped  = "drain-not-running"
 	alarmRetainedWAL   = "retained-wal"
+	alarmWALUnread     = "retained-wal-unread"
 	alarmEventBacklog  = "event-backlog"
 	alarmLoadStalled   = "load-stalled"
 )
@@ -85,6 +87,15 @@ func (b *builder) alarms(topicARN string) {
 		add(alarmSpec{id: alarmGroupBlocked + "-" + t, what: "target " + t + "'s message group is blocked by a parked batch",
 			metric: b.custom(metrics.GroupBlocked, t, "Maximum", minute), threshold: 1, op: atLeast,
 			missing: awscloudwatch.TreatMissingData_IGNORE})
+		// SequenceSyncFailures is 1 or 0 after every attempt: after each
+		// apply cycle and each schema-diff run. Its Minimum over a period
+		// is 1 only if every attempt in it failed, so one that fails and
+		// then succeeds is no alarm. A period spans at least one
+		// schema-diff run, so that a quiet source (no apply cycles) still
+		// gives each period a datapoint; without any, the state is kept.
+		add(alarmSpec{id: alarmSequenceSync + "-" + t, what: "target " + t + "'s sequences cannot be advanced to the source's values (a failover would reuse keys)",
+			metric: b.custom(metrics.SequenceSyncFailures, t, "Minimum", periodCovering(set.schemaDiffEvery, 15*minute)), threshold: 1, op: atLeast,
+			periods: 2, breaching: 2, missing: awscloudwatch.TreatMissingData_IGNORE})
 	}
 	add(alarmSpec{id: alarmDLQ, what: "batches are parked in the dead-letter queue",
 		metric: o.DLQ.MetricApproximateNumberOfMessagesVisible(stat("Maximum", minute)), threshold: 0, op: above})
@@ -125,6 +136,13 @@ func (b *builder) alarms(topicARN string) {
 		add(alarmSpec{id: alarmRetainedWAL, what: "the replication slot retains more WAL on the source than " + bytesString(set.retainedWALBytes),
 			metric: b.custom(metrics.RetainedWALBytes, "", "Maximum", minute), threshold: float64(set.retainedWALBytes), op: above,
 			periods: 3, breaching: 3})
+		// Without a RetainedWALBytes datapoint the alarm above sees no
+		// data and stays quiet, so a drain that cannot read its slot (the
+		// source unreachable for it, while applications write on) is
+		// alarmed on separately: every read in two periods failed.
+		add(alarmSpec{id: alarmWALUnread, what: "the drain cannot read the replication slot's retained WAL, so retained-wal is blind",
+			metric: b.custom(metrics.RetainedWALReadFailures, "", "Minimum", periodCovering(set.drainEvery, 5*minute)), threshold: 1, op: atLeast,
+			periods: 2, breaching: 2, missing: awscloudwatch.TreatMissingData_IGNORE})
 	default:
 		add(alarmSpec{id: alarmEventBacklog, what: fmt.Sprintf("more than %d captured events wait on the source", set.eventBacklog),
 			metric: b.custom(metrics.EventBacklog, "", "Maximum", minute), threshold: float64(set.eventBacklog), op: above,
@@ -141,6 +159,15 @@ func (b *builder) alarms(topicARN string) {
 			Period: seconds(minute),
 		}),
 		threshold: set.loadStalled.Seconds(), op: above})
+}
+
+// periodCovering is the period of an alarm on a 1-or-0 metric that a
+// function emits every `every`: at least floor, at least one interval
+// (in whole minutes, rounded up), at most 12 hours (CloudWatch evaluates
+// at most a day, and these alarms take two periods).
+func periodCovering(every, floor time.Duration) time.Duration {
+	every = (every + time.Minute - 1) / time.Minute * time.Minute
+	return min(max(floor, every), 12*time.Hour)
 }
 
 // custom is a pgferry EMF metric of this pipeline, for one target or, with

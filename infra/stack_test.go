@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/assertions"
@@ -372,6 +373,8 @@ func TestEveryAlarmExistsWatchesItsMetricAndNotifiesTheTopic(t *testing.T) {
 		"lag-reporting":           custom(metrics.ReplicationLag, "reporting", "GreaterThanThreshold", 300000),
 		"group-blocked-replica":   custom(metrics.GroupBlocked, "replica", "GreaterThanOrEqualToThreshold", 1),
 		"group-blocked-reporting": custom(metrics.GroupBlocked, "reporting", "GreaterThanOrEqualToThreshold", 1),
+		"sequence-sync-replica":   custom(metrics.SequenceSyncFailures, "replica", "GreaterThanOrEqualToThreshold", 1),
+		"sequence-sync-reporting": custom(metrics.SequenceSyncFailures, "reporting", "GreaterThanOrEqualToThreshold", 1),
 		"event-backlog":           custom(metrics.EventBacklog, "", "GreaterThanThreshold", defaultEventBacklog),
 		"dlq-not-empty":           queue(s.Stack.Resolve(s.DLQ.QueueName()), "ApproximateNumberOfMessagesVisible", 0),
 		"load-dlq-not-empty":      queue(s.Stack.Resolve(s.LoadDLQ.QueueName()), "ApproximateNumberOfMessagesVisible", 0),
@@ -409,9 +412,37 @@ func TestEveryAlarmExistsWatchesItsMetricAndNotifiesTheTopic(t *testing.T) {
 	if got, want := len(s.Alarms), len(wants)+1; got != want {
 		t.Errorf("%d alarms, want %d", got, want)
 	}
-	// Trigger capture has no slot, so no retained-WAL alarm.
-	if _, ok := s.Alarms[alarmRetainedWAL]; ok {
-		t.Error("trigger-mode stack has a retained-WAL alarm")
+	// Trigger capture has no slot, so no retained-WAL alarms.
+	for _, id := range []string{alarmRetainedWAL, alarmWALUnread} {
+		if _, ok := s.Alarms[id]; ok {
+			t.Errorf("trigger-mode stack has a %s alarm", id)
+		}
+	}
+}
+
+// TestSequenceSyncAlarmFiresOnlyWhenEveryAttemptFails: the alarm watches
+// the Minimum of SequenceSyncFailures (1 only if every attempt in the
+// period failed) over two periods of at least one schema-diff interval,
+// and keeps its state when no attempt was made.
+func TestSequenceSyncAlarmFiresOnlyWhenEveryAttemptFails(t *testing.T) {
+	_, tmpl := fixture(t)
+	for _, target := range []string{"replica", "reporting"} {
+		props := alarmProps(t, tmpl, "pgferry-orders-eu-sequence-sync-"+target)
+		got := []any{props["Statistic"], props["Period"], props["EvaluationPeriods"], props["DatapointsToAlarm"], props["TreatMissingData"]}
+		if want := []any{"Minimum", 900.0, 2.0, 2.0, "ignore"}; !jsonEqual(got, want) {
+			t.Errorf("sequence-sync-%s: statistic, period, periods, datapoints, missing = %v, want %v", target, got, want)
+		}
+		if !strings.Contains(props["AlarmDescription"].(string), `alarm "sequence-sync-`+target+`"`) {
+			t.Errorf("sequence-sync-%s: description %q does not name its runbook entry", target, props["AlarmDescription"])
+		}
+	}
+	for every, want := range map[time.Duration]time.Duration{
+		time.Minute: 15 * time.Minute, 10 * time.Minute: 15 * time.Minute,
+		30*time.Minute + time.Second: 31 * time.Minute, 48 * time.Hour: 12 * time.Hour,
+	} {
+		if got := periodCovering(every, 15*time.Minute); got != want {
+			t.Errorf("periodCovering(%s, 15m) = %s, want %s", every, got, want)
+		}
 	}
 }
 
@@ -420,6 +451,16 @@ func TestSlotModeAlarmsOnRetainedWALInsteadOfEventBacklog(t *testing.T) {
 	props := alarmProps(t, tmpl, "pgferry-orders-eu-retained-wal")
 	if props["MetricName"] != metrics.RetainedWALBytes || props["Threshold"] != float64(defaultRetainedWALBytes) {
 		t.Fatalf("retained-wal alarm: %v", props)
+	}
+	// A drain that cannot read its slot leaves retained-wal without data:
+	// that has an alarm of its own.
+	unread := alarmProps(t, tmpl, "pgferry-orders-eu-retained-wal-unread")
+	got := []any{unread["Namespace"], unread["MetricName"], dims(unread), unread["Statistic"], unread["Period"], unread["ComparisonOperator"],
+		unread["Threshold"], unread["EvaluationPeriods"], unread["DatapointsToAlarm"], unread["TreatMissingData"], unread["AlarmActions"], unread["OKActions"]}
+	want := []any{metrics.Namespace, metrics.RetainedWALReadFailures, map[string]any{metrics.DimPipeline: "orders_eu"}, "Minimum", 300.0,
+		"GreaterThanOrEqualToThreshold", 1.0, 2.0, 2.0, "ignore", arr{topicARN}, arr{topicARN}}
+	if !jsonEqual(got, want) {
+		t.Errorf("retained-wal-unread alarm: %v, want %v", got, want)
 	}
 	if _, ok := s.Alarms[alarmEventBacklog]; ok {
 		t.Error("slot-mode stack has an event-backlog alarm")

@@ -97,9 +97,14 @@ func main() {
 		var resp response
 		applied := false
 		// After each apply cycle, target sequences catch up with the source's.
+		// A failure is logged and emitted (SequenceSyncFailures, alarmed),
+		// and never fails the invocation: the batches are applied.
 		defer func() {
-			if applied {
-				runner.SyncSequences(ctx, syncers, log)
+			if !applied {
+				return
+			}
+			if _, err := runner.SyncSequences(ctx, cfg.Name, syncers, h.Metrics); err != nil {
+				log.Warn("advance target sequences", "err", err)
 			}
 		}()
 		for i, rec := range req.Records {

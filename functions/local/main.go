@@ -147,8 +147,9 @@ func run() error {
 		Log:      log,
 		Progress: progress,
 		Metrics:  emf,
-		AfterCycle: func(ctx context.Context) {
-			runner.SyncSequences(ctx, syncers, log.With("fn", "sequences"))
+		AfterCycle: func(ctx context.Context) error {
+			_, err := runner.SyncSequences(ctx, cfg.Name, syncers, emf)
+			return err
 		},
 	}
 	lastSent := func(ctx context.Context) (batch.Position, error) {

@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-lambda-go/lambdacontext"
 
+	"github.com/pgferry/pgferry/shared/metrics"
 	"github.com/pgferry/pgferry/shared/runner"
 )
 
@@ -26,6 +27,8 @@ type request struct {
 }
 
 func main() {
+	// Logs on stderr, EMF metric lines (SequenceSyncFailures) on stdout.
+	emf := metrics.New(os.Stdout)
 	cfg, log, err := runner.Boot(context.Background(), "schema-diff")
 	if err != nil {
 		log.Error("start refused", "err", err)
@@ -57,7 +60,7 @@ func main() {
 			return runner.SchemaDiffResult{}, err
 		}
 		defer runner.CloseAll(pools)
-		res, err := runner.SchemaDiff(ctx, cfg, src, pools, aws, owner, req.Force, log)
+		res, err := runner.SchemaDiff(ctx, cfg, src, pools, aws, owner, req.Force, emf, log)
 		log.Info("schema-diff finished", "shipped", res.Shipped, "busy", res.Busy, "pending", res.Pending, "sequences", res.Sequences, "err", err)
 		return res, err
 	})

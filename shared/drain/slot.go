@@ -59,6 +59,9 @@ func (d *SlotDrainer) Run(ctx context.Context) (Stats, error) {
 		return st, err
 	}
 	defer release()
+	// Reported however the run ends, also when it fails before it reads
+	// the slot: a drain that cannot work is when WAL piles up.
+	defer d.emitSlotMetrics(ctx)
 	cp, err := d.cps.Load(ctx)
 	if err != nil {
 		return st, err
@@ -67,7 +70,6 @@ func (d *SlotDrainer) Run(ctx context.Context) (Stats, error) {
 	if err != nil {
 		return st, err
 	}
-	defer d.emitSlotMetrics(ctx)
 	r := &slotRun{SlotDrainer: d, held: held{store: d.cps, ttl: d.opts.Lease, lease: lease, cp: cp}, st: &st}
 	if cp.Lineage == "" {
 		// Saved before any batch leaves, so a crash cannot change the
@@ -229,18 +231,27 @@ func (r *slotRun) ship(ctx context.Context) error {
 
 // emitSlotMetrics reports how much WAL the slot holds back on the source,
 // whether or not the run succeeded (a failing drain is when it grows).
+// When the slot's state cannot be read, RetainedWALReadFailures = 1 says
+// so: the retained-WAL alarm gets no datapoint then, and must not be
+// taken for all clear. A slot that does not exist (yet) retains nothing.
 func (d *SlotDrainer) emitSlotMetrics(ctx context.Context) {
 	if d.emf == nil {
 		return
 	}
+	dims := metrics.Dims{metrics.DimPipeline: d.opts.Pipeline}
 	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	st, err := d.src.Status(mctx)
-	if err != nil || !st.Exists {
+	if err != nil {
 		d.log.Warn("read slot state for metrics", "err", err)
+		d.emf.Emit(dims, metrics.Metric{Name: metrics.RetainedWALReadFailures, Value: 1, Unit: metrics.Count})
 		return
 	}
-	d.emf.Emit(metrics.Dims{metrics.DimPipeline: d.opts.Pipeline},
-		metrics.Metric{Name: metrics.RetainedWALBytes, Value: float64(st.RetainedBytes), Unit: metrics.Bytes},
-		metrics.Metric{Name: metrics.SlotLagBytes, Value: float64(st.LagBytes), Unit: metrics.Bytes})
+	ms := []metrics.Metric{{Name: metrics.RetainedWALReadFailures, Value: 0, Unit: metrics.Count}}
+	if st.Exists {
+		ms = append(ms,
+			metrics.Metric{Name: metrics.RetainedWALBytes, Value: float64(st.RetainedBytes), Unit: metrics.Bytes},
+			metrics.Metric{Name: metrics.SlotLagBytes, Value: float64(st.LagBytes), Unit: metrics.Bytes})
+	}
+	d.emf.Emit(dims, ms...)
 }

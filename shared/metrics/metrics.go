@@ -53,6 +53,14 @@ const (
 	// position (slot capture).
 	RetainedWALBytes = "RetainedWALBytes"
 	SlotLagBytes     = "SlotLagBytes"
+	// RetainedWALReadFailures is 1 when a drain could not read its slot's
+	// state (so RetainedWALBytes is missing), 0 when it could (slot
+	// capture).
+	RetainedWALReadFailures = "RetainedWALReadFailures"
+	// SequenceSyncFailures is 1 when advancing a target's sequences to the
+	// source's values failed, 0 when it succeeded (apply and schema-diff
+	// emit it after each attempt, so an alarm on it clears by itself).
+	SequenceSyncFailures = "SequenceSyncFailures"
 	// LoadRowsCopied counts rows copied by the initial load;
 	// LoadSecondsSinceProgress is how long the load has made no progress.
 	LoadRowsCopied           = "LoadRowsCopied"

@@ -39,8 +39,11 @@ type Local struct {
 	// (an initial load running beside the loops; see RunWithLoad).
 	Busy func() bool
 	// AfterCycle, if set, runs after each receive whose messages included
-	// an applied one (schema sync advances target sequences there).
-	AfterCycle func(context.Context)
+	// an applied one (schema sync advances target sequences there). Its
+	// error is logged and the loops go on; with untilIdle, Run runs it
+	// once more when idle and does not report success while it fails
+	// (see settle).
+	AfterCycle func(context.Context) error
 
 	// caughtUp is the start time (UnixNano) of the latest drain run that
 	// found nothing new: every change committed before it is queued.
@@ -62,6 +65,19 @@ var (
 	// ErrBlocked reports a target that cannot advance until an operator
 	// acts (a parked earlier batch, or a checkpoint lineage mismatch).
 	ErrBlocked = errors.New("a target is blocked")
+	// ErrSequenceSync reports target sequences that could not be advanced
+	// to the source's values: the data is applied, but a failover to that
+	// target would hand out keys the source already used.
+	ErrSequenceSync = errors.New("sequence sync failed")
+)
+
+// What settle allows a failing AfterCycle before --until-idle gives up: a
+// failure the error classification calls transient (a connection lost, a
+// server restarting) is retried for settleTransient, any other (a missing
+// privilege) settleAttempts times, in case it was a passing state.
+const (
+	settleAttempts  = 3
+	settleTransient = 30 * time.Second
 )
 
 // Run drains and applies until ctx ends. With untilIdle it returns nil as
@@ -107,10 +123,7 @@ func (l *Local) Run(ctx context.Context, untilIdle bool, lastSent func(context.C
 			continue
 		}
 		if done {
-			if l.AfterCycle != nil {
-				l.AfterCycle(ctx) // the last cycle's may still be running
-			}
-			return nil
+			return l.settle(ctx)
 		}
 		// Behind with everything shipped: if a batch of a lagging group is
 		// parked, waiting is pointless; say which one.
@@ -121,6 +134,35 @@ func (l *Local) Run(ctx context.Context, untilIdle bool, lastSent func(context.C
 					return fmt.Errorf("%w: target %s waits for %s; fix the cause, then run --redrive", ErrBlocked, name, p)
 				}
 			}
+		}
+	}
+}
+
+// settle runs AfterCycle once more after everything is applied (the last
+// cycle's may still be running, or may have failed) and returns nil once
+// it succeeds. A failure is retried with backoff (see settleAttempts);
+// one that persists is returned, so that --until-idle does not report
+// success while, say, target sequences stay behind.
+func (l *Local) settle(ctx context.Context) error {
+	if l.AfterCycle == nil {
+		return nil
+	}
+	first := time.Now()
+	backoff := time.Duration(0)
+	for attempt := 1; ; attempt++ {
+		err := l.AfterCycle(ctx)
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case apply.Classify(err) == apply.Transient && time.Since(first) < settleTransient,
+			apply.Classify(err) != apply.Transient && attempt < settleAttempts:
+			backoff = nextBackoff(backoff)
+			l.Log.Warn("after apply cycle; retrying", "err", err, "attempt", attempt, "in", backoff.Round(time.Millisecond))
+			sleep(ctx, backoff)
+		default:
+			return fmt.Errorf("everything is applied, but %w", err)
 		}
 	}
 }
@@ -217,7 +259,9 @@ func (l *Local) applyLoop(ctx context.Context, untilIdle bool) {
 			}
 		}
 		if applied && l.AfterCycle != nil && ctx.Err() == nil {
-			l.AfterCycle(ctx)
+			if err := l.AfterCycle(ctx); err != nil && ctx.Err() == nil {
+				l.Log.Warn("after apply cycle", "err", err)
+			}
 		}
 	}
 }

@@ -2,14 +2,18 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"slices"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgferry/pgferry/shared/apply"
 	"github.com/pgferry/pgferry/shared/config"
+	"github.com/pgferry/pgferry/shared/metrics"
 	"github.com/pgferry/pgferry/shared/schema"
 	"github.com/pgferry/pgferry/shared/schema/pgsync"
 )
@@ -59,16 +63,27 @@ func SyncSchemas(ctx context.Context, cfg *config.Config, syncers map[string]*pg
 }
 
 // SyncSequences advances every syncing target's sequences to the
-// source's values (after an apply cycle). Failures are logged, never
-// returned: they must not hold up apply.
-func SyncSequences(ctx context.Context, syncers map[string]*pgsync.Syncer, log *slog.Logger) {
-	for name, s := range syncers {
-		if n, err := s.SyncSequences(ctx); err != nil {
-			log.Warn("advance target sequences", "target", name, "err", err)
-		} else if n > 0 {
-			log.Debug("advanced target sequences", "target", name, "sequences", n)
+// source's values and returns how many it moved. For each target it emits
+// SequenceSyncFailures: 1 if that target's sync failed, 0 if it succeeded.
+// It tries every target and returns their failures joined, each naming
+// its target. It logs nothing: the apply path logs the error and goes on
+// (a stale sequence must not hold up apply), while --until-idle and
+// schema-diff fail with it.
+func SyncSequences(ctx context.Context, pipeline string, syncers map[string]*pgsync.Syncer, emf *metrics.EMF) (int, error) {
+	moved := 0
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(syncers)) {
+		n, err := syncers[name].SyncSequences(ctx)
+		moved += n
+		failed := 0.0
+		if err != nil {
+			failed = 1
+			errs = append(errs, fmt.Errorf("%w for target %s: %w", ErrSequenceSync, name, err))
 		}
+		emf.Emit(metrics.Dims{metrics.DimPipeline: pipeline, metrics.DimTarget: name},
+			metrics.Metric{Name: metrics.SequenceSyncFailures, Value: failed, Unit: metrics.Count})
 	}
+	return moved, errors.Join(errs...)
 }
 
 // PrintPlans writes, for every target, the DDL schema sync would run on

@@ -45,7 +45,10 @@ drain:
 // schemaLocal is the local runner as functions/local wires it.
 func schemaLocal(f *fixture, syncers map[string]*pgsync.Syncer) *runner.Local {
 	l := f.local()
-	l.AfterCycle = func(ctx context.Context) { runner.SyncSequences(ctx, syncers, f.log) }
+	l.AfterCycle = func(ctx context.Context) error {
+		_, err := runner.SyncSequences(ctx, f.cfg.Name, syncers, nil)
+		return err
+	}
 	return l
 }
 
@@ -172,7 +175,7 @@ func TestScheduledDiffShipsADDLThatNoWriteFollows(t *testing.T) {
 		l := schemaLocal(f, syncers)
 		replicateWith(t, l, f)
 		f.exec(`CREATE INDEX customers_created ON shop.customers (created DESC)`)
-		res, err := runner.SchemaDiff(ctx, f.cfg, f.src, []*pgxpool.Pool{f.dst}, f.aws, runner.InstanceID(), false, f.log)
+		res, err := runner.SchemaDiff(ctx, f.cfg, f.src, []*pgxpool.Pool{f.dst}, f.aws, runner.InstanceID(), false, nil, f.log)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -181,7 +184,7 @@ func TestScheduledDiffShipsADDLThatNoWriteFollows(t *testing.T) {
 		}
 		replicateWith(t, l, f) // --until-idle waits for the job: it has a position
 		schematest.AssertSameCatalog(t, f.src, f.dst)
-		res, err = runner.SchemaDiff(ctx, f.cfg, f.src, []*pgxpool.Pool{f.dst}, f.aws, runner.InstanceID(), false, f.log)
+		res, err = runner.SchemaDiff(ctx, f.cfg, f.src, []*pgxpool.Pool{f.dst}, f.aws, runner.InstanceID(), false, nil, f.log)
 		if err != nil || res.Shipped || res.Pending["replica"] != 0 {
 			t.Fatalf("second schema-diff = %+v, %v; want nothing to do", res, err)
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/pgferry/pgferry/shared/config"
 	"github.com/pgferry/pgferry/shared/drain"
+	"github.com/pgferry/pgferry/shared/metrics"
 	"github.com/pgferry/pgferry/shared/queue"
 	"github.com/pgferry/pgferry/shared/schema"
 	"github.com/pgferry/pgferry/shared/schema/pgsync"
@@ -33,9 +34,11 @@ type SchemaDiffResult struct {
 // changed since the last job, when a target's plan is not empty (drift
 // the fingerprint cannot see), or always with force — so that a DDL with
 // no writes after it still reaches the targets in stream order. Then it
-// advances target sequences. pools are the target pools in
-// cfg.TargetNames() order.
-func SchemaDiff(ctx context.Context, cfg *config.Config, src *pgxpool.Pool, pools []*pgxpool.Pool, a *AWS, owner string, force bool, log *slog.Logger) (SchemaDiffResult, error) {
+// advances target sequences, emitting SequenceSyncFailures per target to
+// emf (nil discards it); a target whose sequences cannot be advanced fails
+// the run, after every other target was tried. pools are the target pools
+// in cfg.TargetNames() order.
+func SchemaDiff(ctx context.Context, cfg *config.Config, src *pgxpool.Pool, pools []*pgxpool.Pool, a *AWS, owner string, force bool, emf *metrics.EMF, log *slog.Logger) (SchemaDiffResult, error) {
 	res := SchemaDiffResult{Pending: map[string]int{}}
 	if !cfg.SyncsSchema() {
 		return res, nil
@@ -78,14 +81,6 @@ func SchemaDiff(ctx context.Context, cfg *config.Config, src *pgxpool.Pool, pool
 		return res, err
 	}
 	res.Shipped = shipped
-	for _, name := range cfg.TargetNames() {
-		if s, ok := syncers[name]; ok {
-			n, err := s.SyncSequences(ctx)
-			if err != nil {
-				return res, err
-			}
-			res.Sequences += n
-		}
-	}
-	return res, nil
+	res.Sequences, err = SyncSequences(ctx, cfg.Name, syncers, emf)
+	return res, err
 }

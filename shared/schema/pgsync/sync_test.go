@@ -26,6 +26,7 @@ func logger() *slog.Logger {
 type env struct {
 	t        *testing.T
 	src, dst *pgxpool.Pool
+	srcDSN   string
 	cfg      *config.Config
 	sync     *pgsync.Syncer
 }
@@ -33,7 +34,7 @@ type env struct {
 func newEnv(t *testing.T, applySchema string) *env {
 	t.Helper()
 	srcDSN, dstDSN := testenv.NewDB(t, "src"), testenv.NewDB(t, "dst")
-	e := &env{t: t, src: testenv.Pool(t, srcDSN), dst: testenv.Pool(t, dstDSN)}
+	e := &env{t: t, src: testenv.Pool(t, srcDSN), dst: testenv.Pool(t, dstDSN), srcDSN: srcDSN}
 	yaml := `
 name: sync
 source: {dsn: "` + srcDSN + `", tables: ["public.*", "shop.*"]}
