@@ -141,7 +141,9 @@ func (f *fixture) lastSent(ctx context.Context) (batch.Position, error) {
 // replicate runs the local runner until idle.
 func (f *fixture) replicate() {
 	f.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	// A hang guard, not a speed check: a 1M-row transaction on a 2-core
+	// machine busy with other work took over 90 s.
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	if err := f.local().Run(ctx, true, f.lastSent); err != nil {
 		f.t.Fatalf("replicate until idle: %v", err)
