@@ -45,18 +45,22 @@ func (p *Plan) SQL() string {
 // inputs give the same plan. Running the plan and then diffing again gives
 // an empty plan.
 //
-// Order: schemas, extensions, enums and new labels, other types and
-// functions in dependency order, sequences, then drops (foreign keys,
-// constraints, indexes, tables), renames, new tables (parents before
-// partitions), column changes, sequence ownership, constraints, indexes,
-// and foreign keys last.
+// Order: schemas, extensions, enums and new labels, drops of the views
+// and routines that are rebuilt or gone (dependents first), other types
+// and the functions that need no relation in dependency order,
+// sequences, then drops (foreign keys, constraints, indexes, tables),
+// renames, new tables (parents before partitions), column changes,
+// sequence ownership, constraints, indexes, foreign keys, then views,
+// materialized views with their indexes and the functions that need a
+// relation (row types, SQL-standard bodies) in dependency order, and the
+// drops of routines the source dropped last.
 func Diff(desired, current *Catalog, reg *Registry) *Plan {
 	if reg == nil {
 		reg = NewRegistry()
 	}
-	d := &differ{des: desired, cur: current, reg: reg, next: NewRegistry()}
+	d := &differ{des: desired, cur: current, reg: reg, next: NewRegistry(), reshaped: map[string]map[string]bool{}}
 	d.run()
-	return &Plan{Steps: d.steps(), Registry: d.next, Warnings: d.warnings}
+	return &Plan{Steps: d.steps(), Registry: d.next, Warnings: append(slices.Clone(desired.Unsynced), d.warnings...)}
 }
 
 type differ struct {
@@ -64,17 +68,25 @@ type differ struct {
 	reg, next *Registry
 	warnings  []string
 	regCols   map[uint32]map[string]int16
+	// typeNodes are the composite types and domains to create, sorted
+	// with the functions that need no relation into typesFuncs.
+	typeNodes []node
+	// reshaped are the columns the plan drops or retypes, by the target
+	// table's RelKey ("" stands for a dropped table): a view that uses
+	// one must be dropped first and rebuilt.
+	reshaped map[string]map[string]bool
 
-	schemas, exts, enums, typesFuncs, seqs                  []Step
+	schemas, exts, enums, dropObjs, typesFuncs, seqs        []Step
 	dropFKs, dropCons, dropIdx, dropTables, renames         []Step
 	creates, columns, owned, addCons, addIdx, addFKs, alter []Step
+	late, dropFuncs                                         []Step
 }
 
 func (d *differ) steps() []Step {
 	var out []Step
-	for _, part := range [][]Step{d.schemas, d.exts, d.enums, d.typesFuncs, d.alter, d.seqs,
+	for _, part := range [][]Step{d.schemas, d.exts, d.enums, d.dropObjs, d.typesFuncs, d.alter, d.seqs,
 		d.dropFKs, d.dropCons, d.dropIdx, d.dropTables, d.renames, d.creates, d.columns,
-		d.owned, d.addCons, d.addIdx, d.addFKs} {
+		d.owned, d.addCons, d.addIdx, d.addFKs, d.late, d.dropFuncs} {
 		out = append(out, part...)
 	}
 	return out
@@ -89,9 +101,10 @@ func (d *differ) warn(format string, args ...any) {
 func (d *differ) run() {
 	d.planSchemas()
 	d.planExtensions()
-	d.planTypesAndFunctions()
+	d.planTypes()
 	d.planSequences()
 	d.planTables()
+	d.planRoutinesAndViews()
 }
 
 func (d *differ) planSchemas() {
@@ -110,6 +123,9 @@ func (d *differ) planSchemas() {
 	}
 	for _, s := range d.des.Sequences {
 		want[s.Schema] = true
+	}
+	for _, v := range d.des.Views {
+		want[v.Schema] = true
 	}
 	for _, t := range d.des.Tables {
 		want[t.Schema] = true
@@ -152,7 +168,7 @@ func (d *differ) curFunction(f *Function) *Function {
 	return nil
 }
 
-func (d *differ) planTypesAndFunctions() {
+func (d *differ) planTypes() {
 	// Enums first: they depend on nothing.
 	for _, t := range d.des.Types {
 		if t.Kind != KindEnum {
@@ -168,8 +184,7 @@ func (d *differ) planTypesAndFunctions() {
 			d.enumLabels(t, c)
 		}
 	}
-	// Composite types, domains and functions in dependency order.
-	var nodes []node
+	// Composite types and domains, sorted with functions later.
 	for _, t := range d.des.Types {
 		if t.Kind == KindEnum {
 			continue
@@ -177,7 +192,7 @@ func (d *differ) planTypesAndFunctions() {
 		c := d.curType(t.QName)
 		switch {
 		case c == nil:
-			nodes = append(nodes, node{key: t.Key(), deps: t.Deps, sql: createType(t)})
+			d.typeNodes = append(d.typeNodes, node{key: t.Key(), deps: t.Deps, sql: []string{createType(t)}})
 		case c.Kind != t.Kind:
 			d.warn("type %s is a different kind of type on the target; left alone", t)
 		case t.Kind == KindComposite:
@@ -185,15 +200,6 @@ func (d *differ) planTypesAndFunctions() {
 		default:
 			d.alterDomain(t, c)
 		}
-	}
-	for _, f := range d.des.Functions {
-		c := d.curFunction(f)
-		if c == nil || c.Def != f.Def {
-			nodes = append(nodes, node{key: f.Key(), deps: f.Deps, sql: f.Def})
-		}
-	}
-	for _, n := range topoSort(nodes) {
-		add(&d.typesFuncs, n.sql)
 	}
 }
 
@@ -286,11 +292,11 @@ func (d *differ) planSequences() {
 	}
 }
 
-// node is a statement in the types-and-functions dependency graph.
+// node is an object's statements in a dependency graph.
 type node struct {
 	key  string
 	deps []string
-	sql  string
+	sql  []string
 }
 
 // topoSort orders nodes so each comes after the nodes it depends on

@@ -50,6 +50,7 @@ func (d *differ) planTables() {
 		// Foreign keys of other tables that point at it are gone on the
 		// source too, and are dropped below, before this runs.
 		add(&d.dropTables, "DROP TABLE IF EXISTS "+c.Ident())
+		d.reshape(c.QName, "")
 	}
 	// New tables: parents before partitions.
 	var news []*Table
@@ -89,6 +90,9 @@ func (d *differ) planTables() {
 		}
 		if t.Parent == nil {
 			d.planColumns(t, c)
+			for col := range d.reshaped[RelKey(t.QName)] {
+				d.reshape(c.QName, col) // target views name it as it was
+			}
 		}
 		d.objects(t, c)
 	}
@@ -149,6 +153,7 @@ func (d *differ) planColumns(t, c *Table) {
 	for _, x := range c.Columns {
 		if !claimed[x.Name] && d.registeredColumn(t.ID, x.Name) {
 			add(&d.columns, alterTable(t.QName, "DROP COLUMN IF EXISTS "+qi(x.Name)))
+			d.reshape(t.QName, x.Name)
 		}
 	}
 	// Renames, through temporary names when one rename takes a name
@@ -248,6 +253,7 @@ func (d *differ) alterColumn(t QName, want, have *Column) {
 			// A generation expression cannot change in place; the column
 			// holds only derived values, so it is rebuilt.
 			add(&d.columns, alterTable(t, "DROP COLUMN "+qi(name)))
+			d.reshape(t, name, have.Name)
 			add(&d.columns, alterTable(t, "ADD COLUMN "+columnDef(want)))
 			return
 		}
@@ -262,6 +268,7 @@ func (d *differ) alterColumn(t QName, want, have *Column) {
 			coll = " COLLATE " + want.Collation
 		}
 		add(&d.columns, alterColumn(t, name, fmt.Sprintf("TYPE %s%s USING %s::%s", want.Type, coll, qi(name), want.Type)))
+		d.reshape(t, name, have.Name)
 	}
 	if want.Identity != have.Identity {
 		switch {

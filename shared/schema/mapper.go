@@ -10,7 +10,7 @@ import (
 
 // Mapper decides where source objects live on a target. Without an apply
 // schema every object keeps its schema. With one (targets.<name>.
-// apply_schema), every replicated table and every type, function and
+// apply_schema), every replicated table and every type, function, view and
 // sequence it brings along moves into that schema; extensions and their
 // objects stay where they are.
 type Mapper struct {
@@ -47,10 +47,13 @@ func (m *Mapper) Map(c *Catalog) (*Catalog, error) {
 	for _, s := range c.Sequences {
 		m.moved[s.QName] = true
 	}
+	for _, v := range c.Views {
+		m.moved[v.QName] = true
+	}
 	if err := m.clashes(c); err != nil {
 		return nil, err
 	}
-	out := &Catalog{Extensions: c.Extensions}
+	out := &Catalog{Extensions: c.Extensions, Unsynced: c.Unsynced}
 	schemas := []string{m.ApplySchema}
 	for _, e := range c.Extensions {
 		schemas = append(schemas, e.Schema)
@@ -75,7 +78,7 @@ func (m *Mapper) Map(c *Catalog) (*Catalog, error) {
 	for _, f := range c.Functions {
 		n := *f
 		n.QName = m.name(f.QName)
-		n.Args, n.Def = m.rw(f.Args), m.rw(f.Def)
+		n.Args, n.Def, n.Result = m.rw(f.Args), m.rw(f.Def), m.rw(f.Result)
 		n.Deps = m.deps(f.Deps)
 		out.Functions = append(out.Functions, &n)
 	}
@@ -120,6 +123,23 @@ func (m *Mapper) Map(c *Catalog) (*Catalog, error) {
 		}
 		out.Tables = append(out.Tables, &n)
 	}
+	for _, v := range c.Views {
+		n := *v
+		n.QName = m.name(v.QName)
+		n.Def = m.rw(v.Def)
+		n.Columns = nil
+		for _, a := range v.Columns {
+			n.Columns = append(n.Columns, Attr{Name: a.Name, Type: m.rw(a.Type)})
+		}
+		n.Indexes = nil
+		for _, ix := range v.Indexes {
+			ii := *ix
+			ii.Using = m.rw(ix.Using)
+			n.Indexes = append(n.Indexes, &ii)
+		}
+		n.Deps = m.deps(v.Deps)
+		out.Views = append(out.Views, &n)
+	}
 	return out, nil
 }
 
@@ -148,6 +168,10 @@ func (m *Mapper) deps(keys []string) []string {
 	for i, k := range keys {
 		p := strings.Split(k, "\x00")
 		switch {
+		case len(p) == 3 && p[0] == "rel":
+			out[i] = RelKey(m.name(QName{p[1], p[2]}))
+		case len(p) == 4 && p[0] == "rel":
+			out[i] = ColumnKey(m.name(QName{p[1], p[2]}), p[3])
 		case len(p) == 3:
 			out[i] = typeKey(m.name(QName{p[1], p[2]}))
 		case len(p) == 4:
@@ -197,6 +221,14 @@ func (m *Mapper) clashes(c *Catalog) error {
 	}
 	for _, f := range c.Functions {
 		add(funcs, f.Name+"("+m.rw(f.Args)+")", "function", f.QName)
+	}
+	for _, v := range c.Views {
+		what := strings.ToLower(v.Kind())
+		add(rels, v.Name, what, v.QName)
+		add(types, v.Name, what, v.QName)
+		for _, ix := range v.Indexes {
+			add(rels, ix.Name, "index on "+v.Name, QName{v.Schema, ix.Name})
+		}
 	}
 	var msgs []string
 	for _, ns := range []map[string][]owner{rels, types, funcs} {

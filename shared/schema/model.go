@@ -27,6 +27,12 @@ type Catalog struct {
 	Functions  []*Function `json:"functions,omitempty"`
 	Sequences  []*Sequence `json:"sequences,omitempty"`
 	Tables     []*Table    `json:"tables,omitempty"`
+	Views      []*View     `json:"views,omitempty"`
+	// Unsynced names the functions and views of the covered schemas that
+	// are left out, each with the reason (a dependency that is not
+	// replicated): a target could not hold them. Only a source read
+	// fills it.
+	Unsynced []string `json:"unsynced,omitempty"`
 }
 
 // Extension is an installed extension (plpgsql is left out: every
@@ -73,15 +79,56 @@ type Check struct {
 	Def  string `json:"d"`
 }
 
-// Function is a function that a default, check, index or generated
-// column of a replicated table (or of one of its types) uses.
+// Routine kinds, as pg_proc.prokind.
+const (
+	KindFunction  = 'f'
+	KindProcedure = 'p'
+	KindAggregate = 'a'
+)
+
+// Function is a function, procedure or aggregate: every one of a covered
+// schema (see Selection.Schema), and any other that a replicated table,
+// a synced type or view, or another synced function uses.
 type Function struct {
 	QName
 	// Args are the identity arguments (pg_get_function_identity_arguments):
 	// with the name they identify the function.
 	Args string `json:"args"`
-	// Def is pg_get_functiondef: a complete CREATE OR REPLACE statement.
-	Def  string   `json:"def"`
+	Kind byte   `json:"kind,omitempty"`
+	// Def is a complete CREATE OR REPLACE statement: pg_get_functiondef,
+	// or for an aggregate one rendered from pg_aggregate.
+	Def string `json:"def"`
+	// Result (pg_get_function_result), ArgNames (proargnames) and Defaults
+	// (pronargdefaults) decide whether CREATE OR REPLACE may change the
+	// function in place: PostgreSQL refuses a new result type, renamed
+	// parameters or fewer defaults.
+	Result   string   `json:"result,omitempty"`
+	ArgNames []string `json:"argnames,omitempty"`
+	Defaults int16    `json:"defaults,omitempty"`
+	// Deps are the keys of the types, functions and relations (tables,
+	// views: RelKey) it needs to exist first.
+	Deps []string `json:"deps,omitempty"`
+}
+
+// View is a view or materialized view of a covered schema whose every
+// dependency is replicated.
+type View struct {
+	QName
+	// ID is the view's oid in the database it was read from.
+	ID           uint32 `json:"id"`
+	Materialized bool   `json:"mat,omitempty"`
+	// Columns are the view's output columns: CREATE OR REPLACE VIEW may
+	// only add columns at the end.
+	Columns []Attr `json:"cols,omitempty"`
+	// Options are a plain view's reloptions (security_barrier,
+	// check_option, security_invoker) as name=value.
+	Options []string `json:"options,omitempty"`
+	// Def is pg_get_viewdef: the query, without a trailing semicolon.
+	Def string `json:"def"`
+	// Indexes of a materialized view.
+	Indexes []*Index `json:"indexes,omitempty"`
+	// Deps are the keys of the relations (RelKey), functions and types
+	// it uses.
 	Deps []string `json:"deps,omitempty"`
 }
 
@@ -152,6 +199,25 @@ func (t *Type) Key() string { return typeKey(t.QName) }
 func (f *Function) Key() string {
 	return funcKey(f.QName, f.Args)
 }
+
+// Key identifies a view among dependencies.
+func (v *View) Key() string { return RelKey(v.QName) }
+
+// Kind is "VIEW" or "MATERIALIZED VIEW", as DDL spells it.
+func (v *View) Kind() string {
+	if v.Materialized {
+		return "MATERIALIZED VIEW"
+	}
+	return "VIEW"
+}
+
+// RelKey identifies a relation (a table or a view) among dependencies;
+// tables and views share PostgreSQL's relation namespace.
+func RelKey(q QName) string { return "rel\x00" + q.Schema + "\x00" + q.Name }
+
+// ColumnKey identifies a column of a relation among a view's
+// dependencies: a column a view uses cannot be dropped or retyped.
+func ColumnKey(q QName, col string) string { return RelKey(q) + "\x00" + col }
 
 func typeKey(q QName) string { return "type\x00" + q.Schema + "\x00" + q.Name }
 func funcKey(q QName, args string) string {

@@ -16,6 +16,14 @@ type Selection struct {
 	// root (the table itself when it is not a partition). Nil selects
 	// every table.
 	Table func(root QName) bool
+	// Schema reports whether a schema is covered even when no replicated
+	// table is in it (a pattern names it with "*"). The standalone
+	// objects of a covered schema — every function, procedure and
+	// aggregate, every view and materialized view whose dependencies are
+	// replicated, every enum, composite type and domain — are read. A
+	// schema that holds a replicated table is always covered. Nil covers
+	// only those.
+	Schema func(schema string) bool
 	// Skip lists schemas never read (pgferry's own).
 	Skip []string
 }
@@ -36,7 +44,7 @@ func Read(ctx context.Context, tx pgx.Tx, sel Selection) (*Catalog, error) {
 		r.sel.Skip = []string{}
 	}
 	for _, step := range []func(context.Context) error{r.tables, r.columns, r.constraints, r.indexes,
-		r.userTypes, r.functions, r.sequences, r.extensions, r.schemas} {
+		r.coveredSchemas, r.userTypes, r.routinesAndViews, r.sequences, r.extensions, r.schemas} {
 		if err := step(ctx); err != nil {
 			return nil, fmt.Errorf("schema: read catalog: %w", err)
 		}
@@ -55,6 +63,13 @@ type reader struct {
 	types    map[uint32]*Type
 	attrs    map[uint32][]typedAttr
 	typeOIDs []uint32
+	// typeVisit marks a type and the types it needs in typeNeed; typeOrder
+	// lists every user type in catalog order (userTypes sets them).
+	typeVisit func(uint32)
+	typeNeed  map[uint32]bool
+	typeOrder []uint32
+	// covered are the schemas whose standalone objects are read.
+	covered []string
 }
 
 func (r *reader) tables(ctx context.Context) error {
@@ -173,6 +188,19 @@ func (r *reader) constraints(ctx context.Context) error {
 }
 
 func (r *reader) indexes(ctx context.Context) error {
+	byRel, err := r.readIndexes(ctx, r.oids)
+	if err != nil {
+		return err
+	}
+	for rel, ixs := range byRel {
+		r.byOID[rel].Indexes = ixs
+	}
+	return nil
+}
+
+// readIndexes reads the indexes no constraint owns (and that are not an
+// index partition) of the relations rels.
+func (r *reader) readIndexes(ctx context.Context, rels []uint32) (map[uint32][]*Index, error) {
 	rows, err := r.tx.Query(ctx, `
 		SELECT i.indrelid, ic.relname, i.indisunique, pg_get_indexdef(i.indexrelid)
 		FROM pg_index i
@@ -180,26 +208,52 @@ func (r *reader) indexes(ctx context.Context) error {
 		WHERE i.indrelid = ANY($1)
 		  AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u', 'x'))
 		  AND NOT EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = i.indexrelid)
-		ORDER BY i.indrelid, ic.relname`, r.oids)
+		ORDER BY i.indrelid, ic.relname`, rels)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer rows.Close()
+	out := map[uint32][]*Index{}
 	for rows.Next() {
 		var rel uint32
 		var def string
 		ix := &Index{}
 		if err := rows.Scan(&rel, &ix.Name, &ix.Unique, &def); err != nil {
-			return err
+			return nil, err
 		}
 		using, ok := SplitUsing(def)
 		if !ok {
-			return fmt.Errorf("index %s: unexpected definition %q", ix.Name, def)
+			return nil, fmt.Errorf("index %s: unexpected definition %q", ix.Name, def)
 		}
 		ix.Using = using
-		r.byOID[rel].Indexes = append(r.byOID[rel].Indexes, ix)
+		out[rel] = append(out[rel], ix)
 	}
-	return rows.Err()
+	return out, rows.Err()
+}
+
+// coveredSchemas decides which schemas' standalone objects are read: on
+// a target (no table selection) every user schema; on a source those
+// holding a replicated table and those Selection.Schema covers.
+func (r *reader) coveredSchemas(ctx context.Context) error {
+	rows, err := r.tx.Query(ctx, `SELECT n.nspname FROM pg_namespace n WHERE `+userNS+` ORDER BY 1`, r.sel.Skip)
+	if err != nil {
+		return err
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return err
+	}
+	withTables := map[string]bool{}
+	for _, t := range r.c.Tables {
+		withTables[t.Schema] = true
+	}
+	r.covered = []string{}
+	for _, n := range names {
+		if r.sel.Table == nil || withTables[n] || (r.sel.Schema != nil && r.sel.Schema(n)) {
+			r.covered = append(r.covered, n)
+		}
+	}
+	return nil
 }
 
 // SplitUsing returns what follows the first " USING " outside quoted
@@ -219,7 +273,7 @@ func SplitUsing(def string) (string, bool) {
 
 // userTypes reads the enums, composite types and domains the tables need
 // (through column types, domain base types and composite attributes),
-// plus every such type in a replicated table's schema (new types).
+// plus every such type in a covered schema (new types).
 func (r *reader) userTypes(ctx context.Context) error {
 	rows, err := r.tx.Query(ctx, `
 		SELECT t.oid, n.nspname, t.typname, t.typtype::text,
@@ -259,9 +313,9 @@ func (r *reader) userTypes(ctx context.Context) error {
 	}
 	r.attrs = attrs
 	// Needed: the closure of column types through domains and composites.
-	tableSchemas := map[string]bool{}
-	for _, t := range r.c.Tables {
-		tableSchemas[t.Schema] = true
+	covered := map[string]bool{}
+	for _, s := range r.covered {
+		covered[s] = true
 	}
 	need := map[uint32]bool{}
 	var visit func(uint32)
@@ -288,11 +342,12 @@ func (r *reader) userTypes(ctx context.Context) error {
 		visit(oid)
 	}
 	for _, oid := range order {
-		if tableSchemas[all[oid].Schema] {
+		if covered[all[oid].Schema] {
 			visit(oid)
 		}
 	}
 	r.types = all
+	r.typeVisit, r.typeNeed, r.typeOrder = visit, need, order
 	var chosen []uint32
 	for _, oid := range order {
 		if need[oid] {
@@ -305,6 +360,7 @@ func (r *reader) userTypes(ctx context.Context) error {
 // useTypes adds the given types to the catalog with their attributes,
 // labels and checks.
 func (r *reader) useTypes(ctx context.Context, oids []uint32) error {
+	oids = slices.DeleteFunc(slices.Clone(oids), func(oid uint32) bool { return slices.Contains(r.typeOIDs, oid) })
 	for _, oid := range oids {
 		t := r.types[oid]
 		for _, a := range r.attrs[oid] {
@@ -379,78 +435,6 @@ func (r *reader) typeDetails(ctx context.Context, oids []uint32) error {
 		r.types[oid].Checks = append(r.types[oid].Checks, k)
 	}
 	return rows.Err()
-}
-
-// functions reads the user functions that the tables' defaults, generated
-// columns, checks, indexes and partition keys, and the chosen domains'
-// checks, call — and the functions those call, where the server tracks
-// it (SQL-standard bodies). Extension functions come with their extension.
-func (r *reader) functions(ctx context.Context) error {
-	rows, err := r.tx.Query(ctx, `
-		WITH RECURSIVE used(oid) AS (
-		    SELECT d.refobjid FROM pg_depend d
-		    WHERE d.refclassid = 'pg_proc'::regclass AND (
-		          (d.classid = 'pg_attrdef'::regclass AND d.objid IN (SELECT oid FROM pg_attrdef WHERE adrelid = ANY($2)))
-		       OR (d.classid = 'pg_constraint'::regclass AND d.objid IN (SELECT oid FROM pg_constraint WHERE conrelid = ANY($2) OR contypid = ANY($3)))
-		       OR (d.classid = 'pg_class'::regclass AND (d.objid = ANY($2) OR d.objid IN (SELECT indexrelid FROM pg_index WHERE indrelid = ANY($2)))))
-		  UNION
-		    SELECT d.refobjid FROM pg_depend d JOIN used u ON d.classid = 'pg_proc'::regclass AND d.objid = u.oid
-		    WHERE d.refclassid = 'pg_proc'::regclass
-		)
-		SELECT p.oid, n.nspname, p.proname, pg_get_function_identity_arguments(p.oid), pg_get_functiondef(p.oid),
-		       coalesce((SELECT array_agg(DISTINCT d.refobjid) FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid
-		                 AND d.refclassid IN ('pg_type'::regclass, 'pg_proc'::regclass)), '{}')
-		FROM pg_proc p
-		JOIN pg_namespace n ON n.oid = p.pronamespace
-		WHERE p.oid IN (SELECT oid FROM used) AND p.prokind IN ('f', 'p') AND `+userNS+`
-		  AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass AND e.objid = p.oid AND e.deptype = 'e')
-		ORDER BY n.nspname, p.proname, 4`, r.sel.Skip, r.oids, r.typeOIDs)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	type fn struct {
-		f    *Function
-		oid  uint32
-		deps []uint32
-	}
-	var fns []fn
-	for rows.Next() {
-		var x fn
-		x.f = &Function{}
-		if err := rows.Scan(&x.oid, &x.f.Schema, &x.f.Name, &x.f.Args, &x.f.Def, &x.deps); err != nil {
-			return err
-		}
-		fns = append(fns, x)
-	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	keys := map[uint32]string{}
-	for _, x := range fns {
-		keys[x.oid] = x.f.Key()
-	}
-	for oid, t := range r.types {
-		keys[oid] = t.Key()
-	}
-	var more []uint32
-	for _, x := range fns {
-		for _, d := range x.deps {
-			if k, ok := keys[d]; ok && k != x.f.Key() {
-				x.f.Deps = append(x.f.Deps, k)
-			}
-			// A function may take a type no table uses: bring it along.
-			if t, ok := r.types[d]; ok && !slices.Contains(r.c.Types, t) && !slices.Contains(more, d) {
-				more = append(more, d)
-			}
-		}
-		r.c.Functions = append(r.c.Functions, x.f)
-	}
-	if err := r.useTypes(ctx, more); err != nil {
-		return err
-	}
-	// Domains whose checks call a function depend on it.
-	return r.domainFunctionDeps(ctx, keys)
 }
 
 func (r *reader) domainFunctionDeps(ctx context.Context, keys map[uint32]string) error {

@@ -1,5 +1,7 @@
 package schema
 
+import "slices"
+
 // Registry records, on a target, which objects schema sync manages and
 // which source object each one stands for. It is what makes a stateless
 // diff safe and rename-aware:
@@ -7,16 +9,72 @@ package schema
 //     column's (oid, attnum), so a rename on the source is a rename on
 //     the target, never a drop plus an add;
 //   - only registered objects are ever dropped: an index, constraint,
-//     column or table that exists only on the target (added by hand) is
-//     left alone.
+//     column, table, function or view that exists only on the target
+//     (added by hand) is left alone.
 //
-// Types, functions, sequences and extensions are never dropped, so they
-// are not registered.
+// Types, sequences and extensions are never dropped, so they are not
+// registered.
 type Registry struct {
 	Tables      map[uint32]QName
 	Columns     map[ColumnID]RegColumn
 	Constraints map[ObjectID]bool
-	Indexes     map[ObjectID]bool
+	// Indexes of tables and of materialized views (by the view's ID).
+	Indexes map[ObjectID]bool
+	// Functions are the target routines sync created or adopted, by
+	// their target signature.
+	Functions map[FuncID]bool
+	// Views are the target views and materialized views sync manages,
+	// by source identity.
+	Views map[uint32]QName
+}
+
+// FuncID is a routine's signature on a target.
+type FuncID struct {
+	QName
+	Args string
+}
+
+// ID is the function's signature.
+func (f *Function) ID() FuncID { return FuncID{f.QName, f.Args} }
+
+// Equal reports whether r and o register the same objects.
+func (r *Registry) Equal(o *Registry) bool {
+	if len(r.Tables) != len(o.Tables) || len(r.Columns) != len(o.Columns) || len(r.Constraints) != len(o.Constraints) ||
+		len(r.Indexes) != len(o.Indexes) || len(r.Functions) != len(o.Functions) || len(r.Views) != len(o.Views) {
+		return false
+	}
+	for k, v := range r.Tables {
+		if w, ok := o.Tables[k]; !ok || w != v {
+			return false
+		}
+	}
+	for k, v := range r.Columns {
+		w, ok := o.Columns[k]
+		if !ok || w.Name != v.Name || !slices.Equal(w.Former, v.Former) {
+			return false
+		}
+	}
+	for k := range r.Constraints {
+		if !o.Constraints[k] {
+			return false
+		}
+	}
+	for k := range r.Indexes {
+		if !o.Indexes[k] {
+			return false
+		}
+	}
+	for k := range r.Functions {
+		if !o.Functions[k] {
+			return false
+		}
+	}
+	for k, v := range r.Views {
+		if w, ok := o.Views[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
 }
 
 // ColumnID is a source column's identity.
@@ -40,7 +98,8 @@ type RegColumn struct {
 
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry {
-	return &Registry{Tables: map[uint32]QName{}, Columns: map[ColumnID]RegColumn{}, Constraints: map[ObjectID]bool{}, Indexes: map[ObjectID]bool{}}
+	return &Registry{Tables: map[uint32]QName{}, Columns: map[ColumnID]RegColumn{}, Constraints: map[ObjectID]bool{},
+		Indexes: map[ObjectID]bool{}, Functions: map[FuncID]bool{}, Views: map[uint32]QName{}}
 }
 
 // tableID returns the source id registered for the target table q.

@@ -149,3 +149,38 @@ func dropIndex(schema, name string) string {
 
 // tmpColumn is a transient name used to swap column names.
 func tmpColumn(num int16) string { return "pgferry_rename_" + strconv.Itoa(int(num)) }
+
+// createView creates a view (CREATE OR REPLACE: it also changes one in
+// place) or a materialized view, filled from what the target holds.
+func createView(v *View) string {
+	if v.Materialized {
+		return fmt.Sprintf("CREATE MATERIALIZED VIEW %s AS\n%s\nWITH DATA", v.Ident(), v.Def)
+	}
+	with := ""
+	if len(v.Options) > 0 {
+		opts := make([]string, len(v.Options))
+		for i, o := range v.Options {
+			name, value, _ := strings.Cut(o, "=")
+			opts[i] = qi(name) + " = " + quoteLiteral(value)
+		}
+		with = " WITH (" + strings.Join(opts, ", ") + ")"
+	}
+	return fmt.Sprintf("CREATE OR REPLACE VIEW %s%s AS\n%s", v.Ident(), with, v.Def)
+}
+
+func dropView(v *View) string { return "DROP " + v.Kind() + " IF EXISTS " + v.Ident() }
+
+func dropFunction(f *Function) string {
+	kind, args := "FUNCTION", f.Args
+	switch f.Kind {
+	case KindProcedure:
+		kind = "PROCEDURE"
+	case KindAggregate:
+		kind = "AGGREGATE"
+		if args == "" {
+			args = "*"
+		}
+	}
+	// Args is the server's own deparse of the argument types.
+	return fmt.Sprintf("DROP %s IF EXISTS %s(%s)", kind, f.Ident(), args)
+}

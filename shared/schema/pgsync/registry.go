@@ -31,18 +31,21 @@ func loadRegistry(ctx context.Context, tx pgx.Tx, pipeline string) (*schema.Regi
 	if !exists {
 		return reg, nil
 	}
-	rows, err := tx.Query(ctx, `SELECT kind, src_id, obj_schema, obj_name, former FROM `+registryTable()+` WHERE pipeline = $1`, pipeline)
+	// detail came with function and view sync: read through to_jsonb so
+	// that a registry made before still loads (the install adds it).
+	rows, err := tx.Query(ctx, `SELECT kind, src_id, obj_schema, obj_name, former, coalesce(to_jsonb(o)->>'detail', '')
+		FROM `+registryTable()+` o WHERE pipeline = $1`, pipeline)
 	if err != nil {
 		return nil, fmt.Errorf("read schema registry: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var kind, id, sch, name string
+		var kind, id, sch, name, detail string
 		var former []string
-		if err := rows.Scan(&kind, &id, &sch, &name, &former); err != nil {
+		if err := rows.Scan(&kind, &id, &sch, &name, &former, &detail); err != nil {
 			return nil, err
 		}
-		if err := registryAdd(reg, kind, id, sch, name, former); err != nil {
+		if err := registryAdd(reg, kind, id, sch, name, former, detail); err != nil {
 			return nil, fmt.Errorf("schema registry row %s %s: %w", kind, id, err)
 		}
 	}
@@ -58,19 +61,27 @@ func saveRegistry(ctx context.Context, tx pgx.Tx, pipeline string, reg *schema.R
 	rows := [][]any{}
 	for _, id := range slices.Sorted(maps.Keys(reg.Tables)) {
 		q := reg.Tables[id]
-		rows = append(rows, []any{pipeline, "table", strconv.FormatUint(uint64(id), 10), q.Schema, q.Name, []string{}})
+		rows = append(rows, []any{pipeline, "table", strconv.FormatUint(uint64(id), 10), q.Schema, q.Name, []string{}, ""})
+	}
+	for _, id := range slices.Sorted(maps.Keys(reg.Views)) {
+		q := reg.Views[id]
+		rows = append(rows, []any{pipeline, "view", strconv.FormatUint(uint64(id), 10), q.Schema, q.Name, []string{}, ""})
+	}
+	for f := range reg.Functions {
+		sig := f.Ident() + "(" + f.Args + ")"
+		rows = append(rows, []any{pipeline, "function", sig, f.Schema, f.Name, []string{}, f.Args})
 	}
 	for k, c := range reg.Columns {
-		rows = append(rows, []any{pipeline, "column", fmt.Sprintf("%d.%d", k.Table, k.Num), "", c.Name, append([]string{}, c.Former...)})
+		rows = append(rows, []any{pipeline, "column", fmt.Sprintf("%d.%d", k.Table, k.Num), "", c.Name, append([]string{}, c.Former...), ""})
 	}
 	for k := range reg.Constraints {
-		rows = append(rows, []any{pipeline, "constraint", fmt.Sprintf("%d/%s", k.Table, k.Name), "", k.Name, []string{}})
+		rows = append(rows, []any{pipeline, "constraint", fmt.Sprintf("%d/%s", k.Table, k.Name), "", k.Name, []string{}, ""})
 	}
 	for k := range reg.Indexes {
-		rows = append(rows, []any{pipeline, "index", fmt.Sprintf("%d/%s", k.Table, k.Name), "", k.Name, []string{}})
+		rows = append(rows, []any{pipeline, "index", fmt.Sprintf("%d/%s", k.Table, k.Name), "", k.Name, []string{}, ""})
 	}
 	_, err := tx.CopyFrom(ctx, pgx.Identifier{Schema, "schema_objects"},
-		[]string{"pipeline", "kind", "src_id", "obj_schema", "obj_name", "former"}, pgx.CopyFromRows(rows))
+		[]string{"pipeline", "kind", "src_id", "obj_schema", "obj_name", "former", "detail"}, pgx.CopyFromRows(rows))
 	if err != nil {
 		return fmt.Errorf("write schema registry: %w", err)
 	}
@@ -78,14 +89,20 @@ func saveRegistry(ctx context.Context, tx pgx.Tx, pipeline string, reg *schema.R
 }
 
 // registryAdd fills reg from one stored row.
-func registryAdd(reg *schema.Registry, kind, id, sch, name string, former []string) error {
+func registryAdd(reg *schema.Registry, kind, id, sch, name string, former []string, detail string) error {
 	switch kind {
-	case "table":
+	case "table", "view":
 		oid, err := strconv.ParseUint(id, 10, 32)
 		if err != nil {
 			return err
 		}
-		reg.Tables[uint32(oid)] = schema.QName{Schema: sch, Name: name}
+		if kind == "view" {
+			reg.Views[uint32(oid)] = schema.QName{Schema: sch, Name: name}
+		} else {
+			reg.Tables[uint32(oid)] = schema.QName{Schema: sch, Name: name}
+		}
+	case "function":
+		reg.Functions[schema.FuncID{QName: schema.QName{Schema: sch, Name: name}, Args: detail}] = true
 	case "column":
 		t, n, ok := strings.Cut(id, ".")
 		oid, err1 := strconv.ParseUint(t, 10, 32)

@@ -10,7 +10,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"slices"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -42,8 +41,9 @@ func New(src, dst *pgxpool.Pool, cfg *config.Config, target string, log *slog.Lo
 		src: src, dst: dst, pipeline: cfg.Name, target: target,
 		applySchema: cfg.Targets[target].ApplySchema,
 		sel: schema.Selection{
-			Table: func(root schema.QName) bool { return cfg.Replicated(root.Schema, root.Name) },
-			Skip:  SourceSkip(cfg),
+			Table:  func(root schema.QName) bool { return cfg.Replicated(root.Schema, root.Name) },
+			Schema: coveredSchema(cfg),
+			Skip:   SourceSkip(cfg),
 		},
 		log: log,
 	}
@@ -189,31 +189,4 @@ func optional(ctx context.Context, tx pgx.Tx, sql string) error {
 	return sp.Commit(ctx)
 }
 
-func sameRegistry(a, b *schema.Registry) bool {
-	if len(a.Tables) != len(b.Tables) || len(a.Columns) != len(b.Columns) ||
-		len(a.Constraints) != len(b.Constraints) || len(a.Indexes) != len(b.Indexes) {
-		return false
-	}
-	for k, v := range a.Tables {
-		if b.Tables[k] != v {
-			return false
-		}
-	}
-	for k, v := range a.Columns {
-		w, ok := b.Columns[k]
-		if !ok || w.Name != v.Name || !slices.Equal(w.Former, v.Former) {
-			return false
-		}
-	}
-	for k := range a.Constraints {
-		if !b.Constraints[k] {
-			return false
-		}
-	}
-	for k := range a.Indexes {
-		if !b.Indexes[k] {
-			return false
-		}
-	}
-	return true
-}
+func sameRegistry(a, b *schema.Registry) bool { return a.Equal(b) }

@@ -18,8 +18,10 @@ import (
 // domain whose check calls a function, a function used by a default, an
 // owned sequence used by a default, identity, serial and generated
 // columns, a collation, primary, unique, check and foreign keys, a
-// partitioned table with a default partition, and unique, partial and
-// expression indexes.
+// partitioned table with a default partition, unique, partial and
+// expression indexes, a standalone function, an aggregate over it, a
+// trigger function, a procedure, a view over a view, and a materialized
+// view with an index.
 const RichDDL = `
 CREATE EXTENSION IF NOT EXISTS citext;
 CREATE EXTENSION IF NOT EXISTS hstore;
@@ -58,6 +60,15 @@ CREATE TABLE shop.events_eu PARTITION OF shop.events FOR VALUES IN ('eu');
 CREATE TABLE shop.events_other PARTITION OF shop.events DEFAULT;
 CREATE INDEX events_at ON shop.events (at);
 CREATE TABLE public.plain (id int PRIMARY KEY, v text);
+CREATE FUNCTION shop._concat(acc text, v text) RETURNS text LANGUAGE sql IMMUTABLE
+    AS $$ SELECT CASE WHEN acc IS NULL THEN v WHEN v IS NULL THEN acc ELSE acc || ', ' || v END $$;
+CREATE AGGREGATE shop.concat_all(text) (SFUNC = shop._concat, STYPE = text);
+CREATE FUNCTION shop.lower_email() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN NEW.email := lower(NEW.email); RETURN NEW; END $f$;
+CREATE PROCEDURE shop.close_orders(before date) LANGUAGE sql AS $$ UPDATE shop.orders SET status = 'shipped' WHERE false $$;
+CREATE VIEW shop.order_summary AS SELECT customer_id, count(*) AS orders, sum(qty) AS qty FROM shop.orders GROUP BY customer_id;
+CREATE VIEW shop.big_customers WITH (security_barrier) AS SELECT customer_id, orders FROM shop.order_summary WHERE orders > 2;
+CREATE MATERIALIZED VIEW shop.customer_emails AS SELECT id, shop.concat_all(email::text) OVER (ORDER BY id) AS so_far FROM shop.customers;
+CREATE UNIQUE INDEX customer_emails_id ON shop.customer_emails (id);
 `
 
 // userObjects excludes system schemas and pgferry's own.
@@ -86,6 +97,18 @@ var catalogQueries = map[string]string{
 		SELECT pg_get_functiondef(p.oid) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 		WHERE p.prokind = 'f' AND ` + userObjects + `
 		  AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass AND e.objid = p.oid AND e.deptype = 'e')`,
+	"procedures and aggregates": `
+		SELECT format('%s.%s(%s) %s %s', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid), p.prokind,
+		              coalesce((SELECT format('%s %s %s', a.aggtransfn, format_type(a.aggtranstype, NULL), a.agginitval)
+		                        FROM pg_aggregate a WHERE a.aggfnoid = p.oid), pg_get_functiondef(p.oid)))
+		FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+		WHERE p.prokind IN ('a', 'p') AND ` + userObjects + `
+		  AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass AND e.objid = p.oid AND e.deptype = 'e')`,
+	"views and materialized views": `
+		SELECT format('%s.%s %s %s %s', n.nspname, c.relname, c.relkind, c.reloptions, pg_get_viewdef(c.oid))
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relkind IN ('v', 'm') AND ` + userObjects + `
+		  AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_class'::regclass AND e.objid = c.oid AND e.deptype = 'e')`,
 	"extensions": `SELECT extname FROM pg_extension`,
 	"types": `
 		SELECT format('%s.%s %s %s', n.nspname, t.typname, t.typtype, format_type(t.typbasetype, t.typtypmod))
