@@ -1,5 +1,14 @@
 package fault
 
+// The environment of a binary built with -tags faults.
+const (
+	// EnvSpec arms one point: "point@N" crashes at its Nth hit.
+	EnvSpec = "PGFERRY_FAULT"
+	// EnvMark names a file the crash writes "point@N\n" into (synced)
+	// just before the SIGKILL, so a test counts only real crashes there.
+	EnvMark = "PGFERRY_FAULT_MARK"
+)
+
 // The fault points. Each names the moment just before the next durable
 // step, where a crash leaves the most work half done.
 const (

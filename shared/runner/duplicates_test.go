@@ -134,21 +134,25 @@ func testDuplicateDeliveries(t *testing.T, mode string) {
 
 // TestLongApplyKeepsItsMessageHidden holds a lock on the target table so an
 // apply takes several visibility timeouts: no other consumer may receive
-// the message meanwhile, and it is applied exactly once.
+// the message meanwhile, and it is applied exactly once. The visibility
+// is 4 s, not the 2 s minimum: the heartbeat extends it every half
+// timeout, and a busy machine can delay one heartbeat by a second.
 func TestLongApplyKeepsItsMessageHidden(t *testing.T) {
-	f := newFixture(t, `CREATE TABLE t (id int PRIMARY KEY, v text);`, "apply:\n  visibility: 2s\n")
+	f := newFixture(t, `CREATE TABLE t (id int PRIMARY KEY, v text);`, "apply:\n  visibility: 4s\n")
 	ctx := context.Background()
 	f.exec(`INSERT INTO t SELECT g, 'x' FROM generate_series(1, 10) g`)
 	if _, err := f.local().Drainer.Run(ctx); err != nil {
 		t.Fatal(err)
 	}
-	msgs, err := f.aws.Queue.Receive(ctx, 1, time.Second, 2*time.Second)
+	const vis = 4 * time.Second
+	msgs, err := f.aws.Queue.Receive(ctx, 1, time.Second, vis)
 	if err != nil || len(msgs) != 1 {
 		t.Fatalf("receive: %v, %d messages", err, len(msgs))
 	}
 	m := msgs[0]
 
-	// Block the apply for 6 s (three visibility timeouts).
+	// Block the apply for three visibility timeouts, counted from the
+	// start of the apply (below), so the apply surely waits that long.
 	locker, err := testenv.Pool(t, f.dstDSN).Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -156,8 +160,14 @@ func TestLongApplyKeepsItsMessageHidden(t *testing.T) {
 	if _, err := locker.Exec(ctx, `LOCK TABLE t IN ACCESS EXCLUSIVE MODE`); err != nil {
 		t.Fatal(err)
 	}
-	go func() { time.Sleep(6 * time.Second); _ = locker.Rollback(ctx) }()
 
+	l := f.local()
+	// The setup above took a while: hide the message for a full timeout
+	// again, as a runner's receive just before its apply does.
+	if err := f.aws.Queue.SetVisibility(ctx, m, vis); err != nil {
+		t.Fatal(err)
+	}
+	stop := runner.KeepHidden(ctx, f.aws.Queue, m, vis, f.log)
 	// A competing consumer polls all along.
 	var stolen atomic.Int32
 	pollCtx, stopPoll := context.WithCancel(ctx)
@@ -165,7 +175,7 @@ func TestLongApplyKeepsItsMessageHidden(t *testing.T) {
 	go func() {
 		defer close(polled)
 		for pollCtx.Err() == nil {
-			got, err := f.aws.Queue.Receive(context.WithoutCancel(pollCtx), 1, 0, 2*time.Second)
+			got, err := f.aws.Queue.Receive(context.WithoutCancel(pollCtx), 1, 0, vis)
 			if err == nil && len(got) > 0 {
 				stolen.Add(1)
 				_ = f.aws.Queue.SetVisibility(ctx, got[0], 0)
@@ -173,9 +183,8 @@ func TestLongApplyKeepsItsMessageHidden(t *testing.T) {
 			time.Sleep(200 * time.Millisecond)
 		}
 	}()
-	l := f.local()
-	stop := runner.KeepHidden(ctx, f.aws.Queue, m, 2*time.Second, f.log)
 	started := time.Now()
+	go func() { time.Sleep(3 * vis); _ = locker.Rollback(ctx) }()
 	d := l.Handler.Deliver(ctx, m, nil)
 	stop()
 	took := time.Since(started)
@@ -184,7 +193,7 @@ func TestLongApplyKeepsItsMessageHidden(t *testing.T) {
 	if d.Err != nil || !d.Result.Applied {
 		t.Fatalf("long apply: applied %v, err %v", d.Result.Applied, d.Err)
 	}
-	if took < 5*time.Second {
+	if took < 3*vis {
 		t.Fatalf("the apply took %s: the lock did not hold it up, so the test proves nothing", took)
 	}
 	if n := stolen.Load(); n > 0 {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -13,6 +14,9 @@ import (
 
 	"github.com/pgferry/pgferry/shared/fault"
 )
+
+// msgAcquired is the debug line a drain logs once it holds the lease.
+const msgAcquired = `msg="drain lease acquired"`
 
 // leaseSpan is one stretch a runner surely held the drain lease.
 type leaseSpan struct{ from, to time.Time }
@@ -25,7 +29,7 @@ func leaseSpans(t *testing.T, log string) []leaseSpan {
 	sc := bufio.NewScanner(strings.NewReader(log))
 	for sc.Scan() {
 		line := sc.Text()
-		acquired := strings.Contains(line, `msg="drain lease acquired"`)
+		acquired := strings.Contains(line, msgAcquired)
 		releasing := strings.Contains(line, `msg="drain lease releasing"`)
 		if !acquired && !releasing {
 			continue
@@ -47,7 +51,10 @@ func leaseSpans(t *testing.T, log string) []leaseSpan {
 // TestTwoRunnersNeverDrainAtTheSameTime runs two runners on one pipeline
 // under a write load: they may take turns, but the stretches in which each
 // held the drain lease must never overlap, and together they must deliver
-// everything.
+// everything. A drain keeps the lease until it catches up, so under a
+// steady load one runner may hold it throughout; after the load the test
+// waits until each runner has held it a few times, however long a busy
+// machine takes to get there.
 func TestTwoRunnersNeverDrainAtTheSameTime(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs two runners side by side for several seconds")
@@ -74,7 +81,13 @@ func TestTwoRunnersNeverDrainAtTheSameTime(t *testing.T) {
 		runners, sections = append(runners, cmd), append(sections, sec)
 	}
 	load.wait()
-	time.Sleep(2 * time.Second)
+	// Which runner wins the lease is up to the scheduler: wait for both to
+	// have drained, with a bound that only a runner that never gets the
+	// lease (a lease that is never released) exceeds.
+	const turns = 2
+	waitFor(t, 3*time.Minute, fmt.Sprintf("both runners to hold the drain lease %d times", turns), func() bool {
+		return strings.Count(sections[0].String(), msgAcquired) >= turns && strings.Count(sections[1].String(), msgAcquired) >= turns
+	})
 	for _, cmd := range runners {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		_ = cmd.Wait()
@@ -112,7 +125,10 @@ func TestCrashedHoldersLeaseExpiresAndWorkResumes(t *testing.T) {
 }
 
 func testCrashedHolder(t *testing.T, mode, bin string) {
-	f := newFixtureMode(t, mode, `CREATE TABLE t (id int PRIMARY KEY, v text);`, "  lease: 5s\napply:\n  visibility: 3s\n")
+	// The second runner must find the lease still held, so the lease must
+	// outlast its start on a busy machine: 15 s, where 5 s left a margin of
+	// a few seconds between the crash and the second runner's first try.
+	f := newFixtureMode(t, mode, `CREATE TABLE t (id int PRIMARY KEY, v text);`, "  lease: 15s\napply:\n  visibility: 3s\n")
 	cfgPath := writeConfig(t, f.cfgYAML)
 	logs := keepLogs(t)
 	f.exec(`INSERT INTO t SELECT g, 'v' FROM generate_series(1, 100) g`)

@@ -38,7 +38,9 @@ func TestLeaseIsExclusiveUntilItExpires(t *testing.T) {
 	s := newStore(t)
 	ctx := context.Background()
 
-	a, err := s.Acquire(ctx, "a", time.Second)
+	// Long enough that the second owner surely tries while it is live,
+	// however slow the emulator's answer on a busy machine.
+	a, err := s.Acquire(ctx, "a", 5*time.Second)
 	if err != nil {
 		t.Fatalf("acquire a free lease: %v", err)
 	}
@@ -49,7 +51,7 @@ func TestLeaseIsExclusiveUntilItExpires(t *testing.T) {
 		t.Fatalf("second owner acquiring a live lease: err = %v, want ErrLeaseHeld", err)
 	}
 
-	time.Sleep(1100 * time.Millisecond)
+	time.Sleep(time.Until(a.Expires) + 100*time.Millisecond)
 	b, err := s.Acquire(ctx, "b", time.Minute)
 	if err != nil {
 		t.Fatalf("acquire an expired lease: %v", err)
