@@ -29,6 +29,7 @@ const (
 	alarmRetainedWAL   = "retained-wal"
 	alarmWALUnread     = "retained-wal-unread"
 	alarmEventBacklog  = "event-backlog"
+	alarmBacklogUnread = "event-backlog-unread"
 	alarmLoadStalled   = "load-stalled"
 )
 
@@ -147,6 +148,11 @@ func (b *builder) alarms(topicARN string) {
 		add(alarmSpec{id: alarmEventBacklog, what: fmt.Sprintf("more than %d captured events wait on the source", set.eventBacklog),
 			metric: b.custom(metrics.EventBacklog, "", "Maximum", minute), threshold: float64(set.eventBacklog), op: above,
 			periods: 5, breaching: 5})
+		// As with the slot: a drain that cannot count its events leaves
+		// event-backlog without data, so that is alarmed on by itself.
+		add(alarmSpec{id: alarmBacklogUnread, what: "the drain cannot count the captured events waiting on the source, so event-backlog is blind",
+			metric: b.custom(metrics.EventBacklogReadFailures, "", "Minimum", periodCovering(set.drainEvery, 5*minute)), threshold: 1, op: atLeast,
+			periods: 2, breaching: 2, missing: awscloudwatch.TreatMissingData_IGNORE})
 	}
 
 	// Whatever dimensions the load reports progress under (per pipeline or

@@ -376,6 +376,7 @@ func TestEveryAlarmExistsWatchesItsMetricAndNotifiesTheTopic(t *testing.T) {
 		"sequence-sync-replica":   custom(metrics.SequenceSyncFailures, "replica", "GreaterThanOrEqualToThreshold", 1),
 		"sequence-sync-reporting": custom(metrics.SequenceSyncFailures, "reporting", "GreaterThanOrEqualToThreshold", 1),
 		"event-backlog":           custom(metrics.EventBacklog, "", "GreaterThanThreshold", defaultEventBacklog),
+		"event-backlog-unread":    custom(metrics.EventBacklogReadFailures, "", "GreaterThanOrEqualToThreshold", 1),
 		"dlq-not-empty":           queue(s.Stack.Resolve(s.DLQ.QueueName()), "ApproximateNumberOfMessagesVisible", 0),
 		"load-dlq-not-empty":      queue(s.Stack.Resolve(s.LoadDLQ.QueueName()), "ApproximateNumberOfMessagesVisible", 0),
 		"oldest-message":          queue(s.Stack.Resolve(s.Queue.QueueName()), "ApproximateAgeOfOldestMessage", 900),
@@ -462,8 +463,10 @@ func TestSlotModeAlarmsOnRetainedWALInsteadOfEventBacklog(t *testing.T) {
 	if !jsonEqual(got, want) {
 		t.Errorf("retained-wal-unread alarm: %v, want %v", got, want)
 	}
-	if _, ok := s.Alarms[alarmEventBacklog]; ok {
-		t.Error("slot-mode stack has an event-backlog alarm")
+	for _, id := range []string{alarmEventBacklog, alarmBacklogUnread} {
+		if _, ok := s.Alarms[id]; ok {
+			t.Errorf("slot-mode stack has a %s alarm", id)
+		}
 	}
 	if !jsonEqual(props["AlarmActions"], arr{topicARN}) {
 		t.Errorf("AlarmActions = %v, want the topic", props["AlarmActions"])

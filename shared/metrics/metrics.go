@@ -48,6 +48,10 @@ const (
 	// EventBacklog is the number of captured events not yet shipped
 	// (trigger capture).
 	EventBacklog = "EventBacklog"
+	// EventBacklogReadFailures is 1 when a drain run could not count the
+	// event backlog (so EventBacklog is missing and its alarm blind), 0
+	// when it could (trigger capture).
+	EventBacklogReadFailures = "EventBacklogReadFailures"
 	// RetainedWALBytes is the WAL the slot keeps on the source; SlotLagBytes
 	// is how far the slot's confirmed position trails the current WAL
 	// position (slot capture).

@@ -212,8 +212,9 @@ func EmitShipped(emf *metrics.EMF, b *batch.Batch) {
 }
 
 // EmitBacklog reports the source's event backlog when the drain's capture
-// can count it (trigger capture). Errors are logged, never returned:
-// a metric must not fail a drain.
+// can count it (trigger capture), and EventBacklogReadFailures = 1 when it
+// could not be counted, so a blind event-backlog alarm is itself alarmed
+// on. Errors are logged, never returned: a metric must not fail a drain.
 func EmitBacklog(ctx context.Context, emf *metrics.EMF, d Drain, pipeline string, log *slog.Logger) {
 	b, ok := d.(interface {
 		Backlog(context.Context) (int64, bool, error)
@@ -221,12 +222,15 @@ func EmitBacklog(ctx context.Context, emf *metrics.EMF, d Drain, pipeline string
 	if !ok || emf == nil {
 		return
 	}
+	dims := metrics.Dims{metrics.DimPipeline: pipeline}
 	n, can, err := b.Backlog(ctx)
 	if err != nil {
 		log.Warn("count event backlog", "err", err)
+		emf.Emit(dims, metrics.Metric{Name: metrics.EventBacklogReadFailures, Value: 1, Unit: metrics.Count})
 		return
 	}
 	if can {
-		emf.Emit(metrics.Dims{metrics.DimPipeline: pipeline}, metrics.Metric{Name: metrics.EventBacklog, Value: float64(n), Unit: metrics.Count})
+		emf.Emit(dims, metrics.Metric{Name: metrics.EventBacklog, Value: float64(n), Unit: metrics.Count},
+			metrics.Metric{Name: metrics.EventBacklogReadFailures, Value: 0, Unit: metrics.Count})
 	}
 }
