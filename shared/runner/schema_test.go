@@ -187,3 +187,28 @@ func TestScheduledDiffShipsADDLThatNoWriteFollows(t *testing.T) {
 		}
 	})
 }
+
+// A label added on the source and used by the next statements of the same
+// burst (a default, rows) reaches the target in one schema job: the label
+// must be committed there before the DDL that uses it runs.
+func TestNewEnumLabelUsedInTheSameBurstOfDDLReachesTheTarget(t *testing.T) {
+	forEachCapture(t, func(t *testing.T, mode string) {
+		f, syncers := newSchemaFixture(t, mode, schematest.RichDDL, "")
+		l := schemaLocal(f, syncers)
+		replicateWith(t, l, f)
+		f.exec(richRows)
+		replicateWith(t, l, f)
+		// Separate statements, as a migration tool sends them; the runner
+		// is stopped, so its next drain finds them all in one change.
+		f.exec(`ALTER TYPE shop.status ADD VALUE 'held' AFTER 'paid'`)
+		f.exec(`CREATE TABLE shop.holds (id int PRIMARY KEY, order_id int REFERENCES shop.orders (id), status shop.status NOT NULL DEFAULT 'held')`)
+		f.exec(`INSERT INTO shop.holds (id, order_id) SELECT id, id FROM shop.orders WHERE id % 4 = 0`)
+		f.exec(`UPDATE shop.orders SET status = 'held' WHERE id % 4 = 0`)
+		replicateWith(t, l, f)
+		schematest.AssertSameCatalog(t, f.src, f.dst)
+		f.assertSame()
+		if n := f.targetInt(`SELECT count(*) FROM shop.holds WHERE status = 'held'`); n != 15 {
+			t.Errorf("shop.holds has %d rows with the new label on the target, want 15", n)
+		}
+	})
+}

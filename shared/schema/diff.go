@@ -14,6 +14,10 @@ type Step struct {
 	// on a target that does not offer the extension or the privilege);
 	// they run under a savepoint and a failure is reported as a warning.
 	Optional bool
+	// CommitFirst steps must be committed before later steps of the plan
+	// may use what they make (see txsafety.go); a runner that can commit
+	// runs them in a transaction of their own ahead of the rest.
+	CommitFirst bool
 }
 
 // Plan is the ordered DDL that brings a target from its current catalog
@@ -204,11 +208,11 @@ func (d *differ) enumLabels(t, c *Type) {
 		}
 		switch {
 		case i > 0:
-			add(&d.enums, addEnumLabel(t.QName, l, "", t.Labels[i-1]))
+			addCommitFirst(&d.enums, addEnumLabel(t.QName, l, "", t.Labels[i-1]))
 		case len(c.Labels) > 0:
-			add(&d.enums, addEnumLabel(t.QName, l, c.Labels[0], ""))
+			addCommitFirst(&d.enums, addEnumLabel(t.QName, l, c.Labels[0], ""))
 		default:
-			add(&d.enums, addEnumLabel(t.QName, l, "", ""))
+			addCommitFirst(&d.enums, addEnumLabel(t.QName, l, "", ""))
 		}
 	}
 	for _, l := range c.Labels {
