@@ -178,6 +178,18 @@ func (d *differ) planColumns(t, c *Table) {
 	for _, r := range renames {
 		add(&d.columns, alterTable(t.QName, "RENAME COLUMN "+qi(r.from)+" TO "+qi(r.to)))
 	}
+	// A generated column whose expression changed is rebuilt (its values
+	// are derived): dropped before any other change to the table's columns
+	// and added after them, because a column it uses may be retyped, which
+	// PostgreSQL refuses while the generated column exists (the source had
+	// to drop it first too).
+	var rebuilt []*Column
+	for _, col := range t.Columns {
+		if x := match[col]; x != nil && rebuild(col, x) {
+			add(&d.columns, alterTable(t.QName, "DROP COLUMN "+qi(col.Name)))
+			rebuilt = append(rebuilt, col)
+		}
+	}
 	for _, col := range t.Columns {
 		rc := RegColumn{Name: col.Name}
 		if old, ok := d.reg.Columns[ColumnID{t.ID, col.Num}]; ok {
@@ -187,11 +199,16 @@ func (d *differ) planColumns(t, c *Table) {
 			if x.Name != col.Name && !slices.Contains(rc.Former, x.Name) {
 				rc.Former = append(rc.Former, x.Name)
 			}
-			d.alterColumn(t.QName, col, x)
+			if !rebuild(col, x) {
+				d.alterColumn(t.QName, col, x)
+			}
 		} else {
 			add(&d.columns, alterTable(t.QName, "ADD COLUMN "+columnDef(col)))
 		}
 		d.next.Columns[ColumnID{t.ID, col.Num}] = rc
+	}
+	for _, col := range rebuilt {
+		add(&d.columns, alterTable(t.QName, "ADD COLUMN "+columnDef(col)))
 	}
 }
 
@@ -237,20 +254,18 @@ func (d *differ) desTable(id uint32) *Table {
 	return nil
 }
 
-// alterColumn plans the changes of one matched column (already renamed).
+// rebuild reports whether a matched column must be dropped and added
+// again: a generation expression cannot be set or changed in place.
+func rebuild(want, have *Column) bool {
+	return want.Generated != "" && want.Generated != have.Generated
+}
+
+// alterColumn plans the changes of one matched column (already renamed and
+// not rebuilt).
 func (d *differ) alterColumn(t QName, want, have *Column) {
 	name := want.Name
-	if (want.Generated == "") != (have.Generated == "") || want.Generated != have.Generated {
-		switch {
-		case want.Generated == "" && have.Generated != "":
-			add(&d.columns, alterColumn(t, name, "DROP EXPRESSION"))
-		default:
-			// A generation expression cannot change in place; the column
-			// holds only derived values, so it is rebuilt.
-			add(&d.columns, alterTable(t, "DROP COLUMN "+qi(name)))
-			add(&d.columns, alterTable(t, "ADD COLUMN "+columnDef(want)))
-			return
-		}
+	if want.Generated == "" && have.Generated != "" {
+		add(&d.columns, alterColumn(t, name, "DROP EXPRESSION"))
 	}
 	if want.Type != have.Type || want.Collation != have.Collation {
 		if have.Default != "" && want.Generated == "" {
