@@ -30,6 +30,9 @@ func (d *differ) planTables() {
 			matched[t] = c
 		}
 		d.next.Tables[t.ID] = t.QName
+		if f := d.reg.FormerTables[t.ID]; len(f) > 0 {
+			d.next.FormerTables[t.ID] = slices.Clone(f)
+		}
 	}
 	// Drops: registered target tables whose source table is gone.
 	var drops []*Table
@@ -72,6 +75,9 @@ func (d *differ) planTables() {
 			continue
 		}
 		if c.QName != t.QName {
+			if !slices.Contains(d.next.FormerTables[t.ID], c.QName) {
+				d.next.FormerTables[t.ID] = append(d.next.FormerTables[t.ID], c.QName)
+			}
 			at := c.QName
 			if c.Schema != t.Schema {
 				add(&d.renames, alterTable(at, "SET SCHEMA "+qi(t.Schema)))

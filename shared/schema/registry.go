@@ -1,5 +1,7 @@
 package schema
 
+import "slices"
+
 // Registry records, on a target, which objects schema sync manages and
 // which source object each one stands for. It is what makes a stateless
 // diff safe and rename-aware:
@@ -13,10 +15,13 @@ package schema
 // Types, functions, sequences and extensions are never dropped, so they
 // are not registered.
 type Registry struct {
-	Tables      map[uint32]QName
-	Columns     map[ColumnID]RegColumn
-	Constraints map[ObjectID]bool
-	Indexes     map[ObjectID]bool
+	Tables map[uint32]QName
+	// FormerTables are the earlier target names of renamed tables, oldest
+	// first: a batch captured before a rename may still use one.
+	FormerTables map[uint32][]QName
+	Columns      map[ColumnID]RegColumn
+	Constraints  map[ObjectID]bool
+	Indexes      map[ObjectID]bool
 }
 
 // ColumnID is a source column's identity.
@@ -40,7 +45,7 @@ type RegColumn struct {
 
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry {
-	return &Registry{Tables: map[uint32]QName{}, Columns: map[ColumnID]RegColumn{}, Constraints: map[ObjectID]bool{}, Indexes: map[ObjectID]bool{}}
+	return &Registry{Tables: map[uint32]QName{}, FormerTables: map[uint32][]QName{}, Columns: map[ColumnID]RegColumn{}, Constraints: map[ObjectID]bool{}, Indexes: map[ObjectID]bool{}}
 }
 
 // tableID returns the source id registered for the target table q.
@@ -69,4 +74,15 @@ func (r *Registry) FormerNames(q QName) map[string]string {
 		}
 	}
 	return out
+}
+
+// RenamedTo returns the current target name of the table that was named q
+// before a rename, if sync renamed one.
+func (r *Registry) RenamedTo(q QName) (QName, bool) {
+	for id, former := range r.FormerTables {
+		if cur, ok := r.Tables[id]; ok && cur != q && slices.Contains(former, q) {
+			return cur, true
+		}
+	}
+	return QName{}, false
 }

@@ -22,8 +22,8 @@ import (
 //     (new enum labels that later DDL uses commit just before, see job);
 //   - with apply_schema, batches are written into that schema;
 //   - a batch that fails because the target is behind (ErrSchemaBehind,
-//     an unknown enum label, a type mismatch or a value the old type
-//     cannot hold) triggers a sync and is retried once, in a new
+//     an unknown enum label, a type mismatch, a value the old type
+//     cannot hold, a constraint the source dropped or relaxed) triggers a sync and is retried once, in a new
 //     transaction, after its columns are adapted (see adapt). Only if the
 //     sync changed nothing, or the retry fails too, does the error go on
 //     to the normal retry and dead-letter path.
@@ -97,7 +97,11 @@ func behind(err error) bool {
 			"42804",                   // datatype mismatch
 			"22001",                   // string too long for a column the source widened
 			"22003",                   // numeric out of range for a column the source widened
-			"23502",                   // not-null violation on a column the source made nullable
+			"23502",                   // not-null violation on a column (or domain) the source made nullable
+			"23514",                   // check violation: a check (or domain check) the source dropped or relaxed
+			"23505",                   // unique violation: a unique constraint or index the source dropped
+			"23503",                   // foreign key violation: a foreign key the source dropped
+			"23P01",                   // exclusion violation: an exclusion constraint the source dropped
 			"42P01", "42703", "42704": // undefined table, column, object
 			return true
 		}

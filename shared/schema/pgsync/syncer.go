@@ -242,7 +242,7 @@ func sameRegistry(a, b *schema.Registry) bool {
 		return false
 	}
 	for k, v := range a.Tables {
-		if b.Tables[k] != v {
+		if b.Tables[k] != v || !slices.Equal(a.FormerTables[k], b.FormerTables[k]) {
 			return false
 		}
 	}

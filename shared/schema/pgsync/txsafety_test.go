@@ -220,3 +220,69 @@ func TestRenderedPlansStayInsideATransaction(t *testing.T) {
 	testenv.Exec(t, e.src, richChanges)
 	scan("after every kind of change")
 }
+
+func TestRenamedCompositeAttributeKeepsItsPositionAndData(t *testing.T) {
+	e := newEnv(t, "")
+	ctx := context.Background()
+	testenv.Exec(t, e.src, `CREATE TYPE trio AS (a text, b text, c text); CREATE TABLE t (id int PRIMARY KEY, v trio)`)
+	e.syncOnce()
+	a := e.applier()
+	tbl := batch.Table{Schema: "public", Name: "t"}
+	if _, err := a.Apply(ctx, rowsBatch(1, tbl, []string{"id", "v"}, []string{"id"}, []string{"1", "(x,y,z)"})); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Exec(t, e.src, `ALTER TYPE trio RENAME ATTRIBUTE b TO b2`)
+	if ddl := e.syncOnce(); ddl != "ALTER TYPE \"public\".\"trio\" RENAME ATTRIBUTE \"b\" TO \"b2\";\n" {
+		t.Fatalf("plan:\n%s\nwant a rename", ddl)
+	}
+	// Values keep arriving as text, by position.
+	if _, err := a.Apply(ctx, rowsBatch(2, tbl, []string{"id", "v"}, []string{"id"}, []string{"2", "(p,q,r)"})); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.targetString(`SELECT string_agg((v).b2 || (v).c, ',' ORDER BY id) FROM t`); got != "yz,qr" {
+		t.Fatalf("(v).b2 || (v).c = %q, want yz,qr (data kept, positions unchanged)", got)
+	}
+	e.assertNothingToDo()
+	schematest.AssertSameDetails(t, e.src, e.dst)
+}
+
+func TestBatchCapturedBeforeATableRenameIsWrittenToTheRenamedTable(t *testing.T) {
+	e := newEnv(t, "")
+	ctx := context.Background()
+	testenv.Exec(t, e.src, `CREATE TABLE items (id int PRIMARY KEY, name text)`)
+	e.syncOnce()
+	a := e.applier()
+	testenv.Exec(t, e.src, `ALTER TABLE items RENAME TO products`)
+	testenv.Exec(t, e.src, `ALTER TABLE products RENAME COLUMN name TO title`)
+	e.syncOnce()
+	// A batch captured under the old names arrives after the renames.
+	old := rowsBatch(1, batch.Table{Schema: "public", Name: "items"}, []string{"id", "name"}, []string{"id"}, []string{"1", "kept"})
+	if res, err := a.Apply(ctx, old); err != nil || !res.Applied {
+		t.Fatalf("batch from before the rename: applied %v, err %v", res.Applied, err)
+	}
+	if got := e.targetString(`SELECT coalesce(string_agg(id || '=' || title, ','), '') FROM products`); got != "1=kept" {
+		t.Fatalf("products holds %q, want 1=kept (changes to the old name were lost)", got)
+	}
+	e.assertNothingToDo()
+}
+
+func TestBatchViolatingAConstraintTheSourceDroppedIsRetriedAfterTheDDL(t *testing.T) {
+	e := newEnv(t, "")
+	ctx := context.Background()
+	testenv.Exec(t, e.src, `CREATE DOMAIN sku AS text CHECK (VALUE ~ '^[A-Z]');
+		CREATE TABLE t (id int PRIMARY KEY, v int CONSTRAINT v_positive CHECK (v > 0), s sku, u int UNIQUE)`)
+	e.syncOnce()
+	a := e.applier()
+	tbl := batch.Table{Schema: "public", Name: "t"}
+	testenv.Exec(t, e.src, `ALTER TABLE t DROP CONSTRAINT v_positive; ALTER DOMAIN sku DROP CONSTRAINT sku_check; ALTER TABLE t DROP CONSTRAINT t_u_key`)
+	for i, b := range []*batch.Batch{
+		rowsBatch(1, tbl, []string{"id", "v"}, []string{"id"}, []string{"1", "0"}),
+		rowsBatch(2, tbl, []string{"id", "s"}, []string{"id"}, []string{"2", "lower"}),
+		rowsBatch(3, tbl, []string{"id", "u"}, []string{"id"}, []string{"3", "7"}, []string{"4", "7"}),
+	} {
+		if res, err := a.Apply(ctx, b); err != nil || !res.Applied {
+			t.Fatalf("batch %d: applied %v, err %v", i+1, res.Applied, err)
+		}
+	}
+	e.assertNothingToDo()
+}
