@@ -14,6 +14,10 @@ type Step struct {
 	// on a target that does not offer the extension or the privilege);
 	// they run under a savepoint and a failure is reported as a warning.
 	Optional bool
+	// CommitFirst steps must be committed before later steps of the plan
+	// may use what they make (see txsafety.go); a runner that can commit
+	// runs them in a transaction of their own ahead of the rest.
+	CommitFirst bool
 }
 
 // Plan is the ordered DDL that brings a target from its current catalog
@@ -210,11 +214,11 @@ func (d *differ) enumLabels(t, c *Type) {
 		}
 		switch {
 		case i > 0:
-			add(&d.enums, addEnumLabel(t.QName, l, "", t.Labels[i-1]))
+			addCommitFirst(&d.enums, addEnumLabel(t.QName, l, "", t.Labels[i-1]))
 		case len(c.Labels) > 0:
-			add(&d.enums, addEnumLabel(t.QName, l, c.Labels[0], ""))
+			addCommitFirst(&d.enums, addEnumLabel(t.QName, l, c.Labels[0], ""))
 		default:
-			add(&d.enums, addEnumLabel(t.QName, l, "", ""))
+			addCommitFirst(&d.enums, addEnumLabel(t.QName, l, "", ""))
 		}
 	}
 	for _, l := range c.Labels {
@@ -226,6 +230,11 @@ func (d *differ) enumLabels(t, c *Type) {
 
 func (d *differ) alterComposite(t, c *Type) {
 	pre := "ALTER TYPE " + t.Ident() + " "
+	if from, to, ok := renamedAttr(t.Attrs, c.Attrs); ok {
+		add(&d.alter, pre+"RENAME ATTRIBUTE "+qi(from)+" TO "+qi(to))
+		c = &Type{Attrs: slices.Clone(c.Attrs)}
+		c.Attrs[slices.IndexFunc(c.Attrs, func(x Attr) bool { return x.Name == from })].Name = to
+	}
 	for _, a := range c.Attrs {
 		if !slices.ContainsFunc(t.Attrs, func(x Attr) bool { return x.Name == a.Name }) {
 			add(&d.alter, pre+"DROP ATTRIBUTE IF EXISTS "+qi(a.Name))
@@ -240,6 +249,31 @@ func (d *differ) alterComposite(t, c *Type) {
 			add(&d.alter, pre+"ALTER ATTRIBUTE "+qi(a.Name)+" TYPE "+a.Type)
 		}
 	}
+}
+
+// renamedAttr recognises a renamed composite attribute: exactly one
+// attribute only the target has and one only the source has, at the same
+// position and of the same type. Composite values travel as text, by
+// position, so planning a rename as a drop plus an add would move the
+// attribute to the end (every later value would land in the wrong
+// attribute) and empty it in rows no batch rewrites. Attributes have no
+// identity the target remembers, so any other combination stays drops and
+// adds.
+func renamedAttr(want, have []Attr) (from, to string, ok bool) {
+	only := func(a, b []Attr) []int {
+		var out []int
+		for i, x := range a {
+			if !slices.ContainsFunc(b, func(y Attr) bool { return y.Name == x.Name }) {
+				out = append(out, i)
+			}
+		}
+		return out
+	}
+	w, h := only(want, have), only(have, want)
+	if len(w) != 1 || len(h) != 1 || w[0] != h[0] || want[w[0]].Type != have[h[0]].Type {
+		return "", "", false
+	}
+	return have[h[0]].Name, want[w[0]].Name, true
 }
 
 func (d *differ) alterDomain(t, c *Type) {

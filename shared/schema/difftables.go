@@ -30,6 +30,9 @@ func (d *differ) planTables() {
 			matched[t] = c
 		}
 		d.next.Tables[t.ID] = t.QName
+		if f := d.reg.FormerTables[t.ID]; len(f) > 0 {
+			d.next.FormerTables[t.ID] = slices.Clone(f)
+		}
 	}
 	// Drops: registered target tables whose source table is gone.
 	var drops []*Table
@@ -73,6 +76,9 @@ func (d *differ) planTables() {
 			continue
 		}
 		if c.QName != t.QName {
+			if !slices.Contains(d.next.FormerTables[t.ID], c.QName) {
+				d.next.FormerTables[t.ID] = append(d.next.FormerTables[t.ID], c.QName)
+			}
 			at := c.QName
 			if c.Schema != t.Schema {
 				add(&d.renames, alterTable(at, "SET SCHEMA "+qi(t.Schema)))
@@ -183,6 +189,19 @@ func (d *differ) planColumns(t, c *Table) {
 	for _, r := range renames {
 		add(&d.columns, alterTable(t.QName, "RENAME COLUMN "+qi(r.from)+" TO "+qi(r.to)))
 	}
+	// A generated column whose expression changed is rebuilt (its values
+	// are derived): dropped before any other change to the table's columns
+	// and added after them, because a column it uses may be retyped, which
+	// PostgreSQL refuses while the generated column exists (the source had
+	// to drop it first too).
+	var rebuilt []*Column
+	for _, col := range t.Columns {
+		if x := match[col]; x != nil && rebuildGenerated(col, x) {
+			add(&d.columns, alterTable(t.QName, "DROP COLUMN "+qi(col.Name)))
+			d.reshape(t.QName, col.Name, x.Name)
+			rebuilt = append(rebuilt, col)
+		}
+	}
 	for _, col := range t.Columns {
 		rc := RegColumn{Name: col.Name}
 		if old, ok := d.reg.Columns[ColumnID{t.ID, col.Num}]; ok {
@@ -192,11 +211,16 @@ func (d *differ) planColumns(t, c *Table) {
 			if x.Name != col.Name && !slices.Contains(rc.Former, x.Name) {
 				rc.Former = append(rc.Former, x.Name)
 			}
-			d.alterColumn(t.QName, col, x)
+			if !rebuildGenerated(col, x) {
+				d.alterColumn(t.QName, col, x)
+			}
 		} else {
 			add(&d.columns, alterTable(t.QName, "ADD COLUMN "+columnDef(col)))
 		}
 		d.next.Columns[ColumnID{t.ID, col.Num}] = rc
+	}
+	for _, col := range rebuilt {
+		add(&d.columns, alterTable(t.QName, "ADD COLUMN "+columnDef(col)))
 	}
 }
 
@@ -242,21 +266,18 @@ func (d *differ) desTable(id uint32) *Table {
 	return nil
 }
 
-// alterColumn plans the changes of one matched column (already renamed).
+// rebuildGenerated reports whether a matched column must be dropped and added
+// again: a generation expression cannot be set or changed in place.
+func rebuildGenerated(want, have *Column) bool {
+	return want.Generated != "" && want.Generated != have.Generated
+}
+
+// alterColumn plans the changes of one matched column (already renamed and
+// not rebuilt).
 func (d *differ) alterColumn(t QName, want, have *Column) {
 	name := want.Name
-	if (want.Generated == "") != (have.Generated == "") || want.Generated != have.Generated {
-		switch {
-		case want.Generated == "" && have.Generated != "":
-			add(&d.columns, alterColumn(t, name, "DROP EXPRESSION"))
-		default:
-			// A generation expression cannot change in place; the column
-			// holds only derived values, so it is rebuilt.
-			add(&d.columns, alterTable(t, "DROP COLUMN "+qi(name)))
-			d.reshape(t, name, have.Name)
-			add(&d.columns, alterTable(t, "ADD COLUMN "+columnDef(want)))
-			return
-		}
+	if want.Generated == "" && have.Generated != "" {
+		add(&d.columns, alterColumn(t, name, "DROP EXPRESSION"))
 	}
 	if want.Type != have.Type || want.Collation != have.Collation {
 		if have.Default != "" && want.Generated == "" {

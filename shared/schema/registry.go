@@ -15,9 +15,12 @@ import "slices"
 // Types, sequences and extensions are never dropped, so they are not
 // registered.
 type Registry struct {
-	Tables      map[uint32]QName
-	Columns     map[ColumnID]RegColumn
-	Constraints map[ObjectID]bool
+	Tables map[uint32]QName
+	// FormerTables are the earlier target names of renamed tables, oldest
+	// first: a batch captured before a rename may still use one.
+	FormerTables map[uint32][]QName
+	Columns      map[ColumnID]RegColumn
+	Constraints  map[ObjectID]bool
 	// Indexes of tables and of materialized views (by the view's ID).
 	Indexes map[ObjectID]bool
 	// Functions are the target routines sync created or adopted, by
@@ -44,7 +47,7 @@ func (r *Registry) Equal(o *Registry) bool {
 		return false
 	}
 	for k, v := range r.Tables {
-		if w, ok := o.Tables[k]; !ok || w != v {
+		if w, ok := o.Tables[k]; !ok || w != v || !slices.Equal(r.FormerTables[k], o.FormerTables[k]) {
 			return false
 		}
 	}
@@ -98,8 +101,8 @@ type RegColumn struct {
 
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry {
-	return &Registry{Tables: map[uint32]QName{}, Columns: map[ColumnID]RegColumn{}, Constraints: map[ObjectID]bool{},
-		Indexes: map[ObjectID]bool{}, Functions: map[FuncID]bool{}, Views: map[uint32]QName{}}
+	return &Registry{Tables: map[uint32]QName{}, FormerTables: map[uint32][]QName{}, Columns: map[ColumnID]RegColumn{},
+		Constraints: map[ObjectID]bool{}, Indexes: map[ObjectID]bool{}, Functions: map[FuncID]bool{}, Views: map[uint32]QName{}}
 }
 
 // tableID returns the source id registered for the target table q.
@@ -128,4 +131,15 @@ func (r *Registry) FormerNames(q QName) map[string]string {
 		}
 	}
 	return out
+}
+
+// RenamedTo returns the current target name of the table that was named q
+// before a rename, if sync renamed one.
+func (r *Registry) RenamedTo(q QName) (QName, bool) {
+	for id, former := range r.FormerTables {
+		if cur, ok := r.Tables[id]; ok && cur != q && slices.Contains(former, q) {
+			return cur, true
+		}
+	}
+	return QName{}, false
 }

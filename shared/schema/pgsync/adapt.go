@@ -18,6 +18,8 @@ import (
 //     names) is written under the new name;
 //   - a column neither the target nor the current source has (the source
 //     dropped it, and sync dropped it on the target) is left out;
+//   - changes to a table the target has since renamed (the registry
+//     remembers former table names) are written to its new name;
 //   - changes to a table neither has any more (dropped) are left out.
 //
 // Nothing else is touched: a column the source still has but the target
@@ -32,6 +34,8 @@ func (a *Applier) adapt(ctx context.Context, b *batch.Batch) (*batch.Batch, []st
 		exists bool
 		cols   []string
 		former map[string]string
+		// renamed is the table's current name when sync renamed it.
+		renamed *batch.Table
 	}
 	targets := map[batch.Table]*target{}
 	err = pgx.BeginTxFunc(ctx, a.dst, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
@@ -44,16 +48,26 @@ func (a *Applier) adapt(ctx context.Context, b *batch.Batch) (*batch.Batch, []st
 				return nil
 			}
 			tg := &target{}
-			rows, err := tx.Query(ctx, `SELECT a.attname::text FROM pg_attribute a
-				WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`, pgx.Identifier{t.Schema, t.Name}.Sanitize())
-			if err != nil {
-				return err
+			name := schema.QName{Schema: t.Schema, Name: t.Name}
+			for try := 0; try < 2; try++ {
+				rows, err := tx.Query(ctx, `SELECT a.attname::text FROM pg_attribute a
+				WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`, name.Ident())
+				if err != nil {
+					return err
+				}
+				if tg.cols, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+					return err
+				}
+				tg.exists = len(tg.cols) > 0
+				to, ok := reg.RenamedTo(name)
+				if tg.exists || !ok {
+					break
+				}
+				// Captured before a rename the target has since made.
+				name = to
+				tg.renamed = &batch.Table{Schema: to.Schema, Name: to.Name}
 			}
-			if tg.cols, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
-				return err
-			}
-			tg.exists = len(tg.cols) > 0
-			tg.former = reg.FormerNames(schema.QName{Schema: t.Schema, Name: t.Name})
+			tg.former = reg.FormerNames(name)
 			targets[t] = tg
 			return nil
 		}
@@ -79,6 +93,14 @@ func (a *Applier) adapt(ctx context.Context, b *batch.Batch) (*batch.Batch, []st
 		tg := targets[t]
 		return tg != nil && !tg.exists && des.Table(schema.QName{Schema: t.Schema, Name: t.Name}) == nil
 	}
+	// to is the table's name on the target now (renamed or not).
+	to := func(t batch.Table) batch.Table {
+		if tg := targets[t]; tg != nil && tg.exists && tg.renamed != nil {
+			changes = append(changes, fmt.Sprintf("changes to %s written to %s (renamed)", t, *tg.renamed))
+			return *tg.renamed
+		}
+		return t
+	}
 	out := *b
 	out.Epochs = nil
 	for _, ep := range b.Epochs {
@@ -88,7 +110,7 @@ func (a *Applier) adapt(ctx context.Context, b *batch.Batch) (*batch.Batch, []st
 				changes = append(changes, fmt.Sprintf("truncate of dropped table %s left out", t))
 				continue
 			}
-			ne.Truncate = append(ne.Truncate, t)
+			ne.Truncate = append(ne.Truncate, to(t))
 		}
 		for _, s := range ep.Segments {
 			tg := targets[s.Table]
@@ -98,6 +120,7 @@ func (a *Applier) adapt(ctx context.Context, b *batch.Batch) (*batch.Batch, []st
 			case gone(s.Table):
 				changes = append(changes, fmt.Sprintf("%d changes to dropped table %s left out", len(s.Upserts)+len(s.Deletes), s.Table))
 			case tg.exists:
+				s.Table = to(s.Table)
 				src := des.Table(schema.QName{Schema: s.Table.Schema, Name: s.Table.Name})
 				ns, c := adaptSegment(s, tg.cols, tg.former, src)
 				changes = append(changes, c...)

@@ -18,11 +18,12 @@ import (
 // Applier decorates a target's applier with schema sync:
 //   - a schema job (batch.Batch.Schema) runs the diff and its DDL in one
 //     transaction with the job's watermark, so it takes effect exactly
-//     between the batches it was queued between, and a replay is a no-op;
+//     between the batches it was queued between, and a replay is a no-op
+//     (new enum labels that later DDL uses commit just before, see job);
 //   - with apply_schema, batches are written into that schema;
 //   - a batch that fails because the target is behind (ErrSchemaBehind,
-//     an unknown enum label, a type mismatch or a value the old type
-//     cannot hold) triggers a sync and is retried once, in a new
+//     an unknown enum label, a type mismatch, a value the old type
+//     cannot hold, a constraint the source dropped or relaxed) triggers a sync and is retried once, in a new
 //     transaction, after its columns are adapted (see adapt). Only if the
 //     sync changed nothing, or the retry fails too, does the error go on
 //     to the normal retry and dead-letter path.
@@ -96,7 +97,11 @@ func behind(err error) bool {
 			"42804",                   // datatype mismatch
 			"22001",                   // string too long for a column the source widened
 			"22003",                   // numeric out of range for a column the source widened
-			"23502",                   // not-null violation on a column the source made nullable
+			"23502",                   // not-null violation on a column (or domain) the source made nullable
+			"23514",                   // check violation: a check (or domain check) the source dropped or relaxed
+			"23505",                   // unique violation: a unique constraint or index the source dropped
+			"23503",                   // foreign key violation: a foreign key the source dropped
+			"23P01",                   // exclusion violation: an exclusion constraint the source dropped
 			"42P01", "42703", "42704": // undefined table, column, object
 			return true
 		}
@@ -134,7 +139,11 @@ func (a *Applier) mapBatch(b *batch.Batch) *batch.Batch {
 }
 
 // job runs a schema job: under the group's watermark lock, the same
-// replay and gap rules as a batch, then the sync, then the watermark.
+// replay and gap rules as a batch, then the sync, then the watermark, in
+// one transaction. New enum labels that later DDL of the plan uses are
+// the exception: they commit first, in a transaction of their own under
+// the same lock and rules (see Syncer.SyncTx), and the rest follows in
+// the next one.
 func (a *Applier) job(ctx context.Context, b *batch.Batch) (apply.Result, error) {
 	des, err := a.sync.Desired(ctx)
 	if err != nil {
@@ -142,38 +151,54 @@ func (a *Applier) job(ctx context.Context, b *batch.Batch) (apply.Result, error)
 	}
 	group := batch.Group(b.Pipeline, b.Target)
 	var res apply.Result
-	err = pgx.BeginFunc(ctx, a.dst, func(tx pgx.Tx) error {
-		wm, lineage, err := lockWatermark(ctx, tx, b.Pipeline, group)
-		if err != nil {
-			return err
-		}
-		if lineage != "" && lineage != b.Lineage {
-			return fmt.Errorf("%w: schema job %d has lineage %q, the target follows %q", apply.ErrLineage, b.Seq, b.Lineage, lineage)
-		}
-		if b.To.Compare(wm) <= 0 {
-			return nil
-		}
-		if wm.Less(b.From) {
-			return fmt.Errorf("%w: schema job %d covers %s..%s but the target is at %s", apply.ErrGap, b.Seq, b.From, b.To, wm)
-		}
-		plan, err := a.sync.SyncTx(ctx, tx, des)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `UPDATE `+pgx.Identifier{Schema, "watermarks"}.Sanitize()+`
+	var ran int
+	for round := 1; ; round++ {
+		more := false
+		err = pgx.BeginFunc(ctx, a.dst, func(tx pgx.Tx) error {
+			wm, lineage, err := lockWatermark(ctx, tx, b.Pipeline, group)
+			if err != nil {
+				return err
+			}
+			if lineage != "" && lineage != b.Lineage {
+				return fmt.Errorf("%w: schema job %d has lineage %q, the target follows %q", apply.ErrLineage, b.Seq, b.Lineage, lineage)
+			}
+			if b.To.Compare(wm) <= 0 {
+				return nil
+			}
+			if wm.Less(b.From) {
+				return fmt.Errorf("%w: schema job %d covers %s..%s but the target is at %s", apply.ErrGap, b.Seq, b.From, b.To, wm)
+			}
+			plan, m, err := a.sync.SyncTx(ctx, tx, des)
+			if err != nil {
+				return err
+			}
+			ran += len(plan.Steps)
+			if more = m; more {
+				return nil // commit what must commit first; the rest comes next round
+			}
+			if _, err := tx.Exec(ctx, `UPDATE `+pgx.Identifier{Schema, "watermarks"}.Sanitize()+`
 			SET tick = $3, tx = $4, seq = $5, lineage = $6, applied_at = now() WHERE pipeline = $1 AND msg_group = $2`,
-			b.Pipeline, group, b.To.Tick, b.To.Tx, b.Seq, b.Lineage); err != nil {
-			return fmt.Errorf("write watermark: %w", err)
+				b.Pipeline, group, b.To.Tick, b.To.Tx, b.Seq, b.Lineage); err != nil {
+				return fmt.Errorf("write watermark: %w", err)
+			}
+			res = apply.Result{Applied: true, Rows: 0}
+			return nil
+		})
+		if ran > 0 {
+			a.forget()
 		}
-		res = apply.Result{Applied: true, Rows: 0}
-		if !plan.Empty() {
-			defer a.forget()
-			a.log.Info("schema job applied", "seq", b.Seq, "statements", len(plan.Steps), "reason", b.Schema.Reason)
+		if err != nil {
+			return apply.Result{}, fmt.Errorf("pgsync: schema job %d (%s..%s): %w", b.Seq, b.From, b.To, err)
 		}
-		return nil
-	})
-	if err != nil {
-		return apply.Result{}, fmt.Errorf("pgsync: schema job %d (%s..%s): %w", b.Seq, b.From, b.To, err)
+		if !more {
+			break
+		}
+		if round == maxRounds {
+			return apply.Result{}, fmt.Errorf("pgsync: schema job %d (%s..%s): still had steps to commit first after %d transactions", b.Seq, b.From, b.To, round)
+		}
+	}
+	if ran > 0 {
+		a.log.Info("schema job applied", "seq", b.Seq, "statements", ran, "reason", b.Schema.Reason)
 	}
 	return res, nil
 }

@@ -61,7 +61,12 @@ func saveRegistry(ctx context.Context, tx pgx.Tx, pipeline string, reg *schema.R
 	rows := [][]any{}
 	for _, id := range slices.Sorted(maps.Keys(reg.Tables)) {
 		q := reg.Tables[id]
-		rows = append(rows, []any{pipeline, "table", strconv.FormatUint(uint64(id), 10), q.Schema, q.Name, []string{}, ""})
+		// A table's former names are stored as schema, name pairs.
+		former := []string{}
+		for _, f := range reg.FormerTables[id] {
+			former = append(former, f.Schema, f.Name)
+		}
+		rows = append(rows, []any{pipeline, "table", strconv.FormatUint(uint64(id), 10), q.Schema, q.Name, former, ""})
 	}
 	for _, id := range slices.Sorted(maps.Keys(reg.Views)) {
 		q := reg.Views[id]
@@ -98,8 +103,11 @@ func registryAdd(reg *schema.Registry, kind, id, sch, name string, former []stri
 		}
 		if kind == "view" {
 			reg.Views[uint32(oid)] = schema.QName{Schema: sch, Name: name}
-		} else {
-			reg.Tables[uint32(oid)] = schema.QName{Schema: sch, Name: name}
+			break
+		}
+		reg.Tables[uint32(oid)] = schema.QName{Schema: sch, Name: name}
+		for i := 0; i+1 < len(former); i += 2 {
+			reg.FormerTables[uint32(oid)] = append(reg.FormerTables[uint32(oid)], schema.QName{Schema: former[i], Name: former[i+1]})
 		}
 	case "function":
 		reg.Functions[schema.FuncID{QName: schema.QName{Schema: sch, Name: name}, Args: detail}] = true

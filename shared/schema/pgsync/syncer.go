@@ -1,7 +1,8 @@
 // Package pgsync keeps a PostgreSQL target's schema in step with the
 // source: it reads both catalogs, plans the DDL with package schema and
 // runs it on the target in one transaction, together with the registry
-// that ties target objects to source identities. It also decorates an
+// that ties target objects to source identities (new enum labels that
+// later DDL uses commit in a transaction of their own first). It also decorates an
 // applier so that schema jobs run in stream order and a batch that fails
 // because the target is behind is retried after the DDL (see Applier).
 package pgsync
@@ -108,50 +109,105 @@ func (s *Syncer) Plan(ctx context.Context) (*schema.Plan, error) {
 	return plan, nil
 }
 
-// Sync brings the target's schema up to the source's in one target
-// transaction and returns the plan it ran (empty when the target already
-// matched). Idempotent: a second Sync right after finds nothing to do.
+// maxRounds bounds the transactions of one sync: one for the steps that
+// must commit first, one for the rest (a third only if another process
+// changed the target in between).
+const maxRounds = 3
+
+// Sync brings the target's schema up to the source's and returns the plan
+// it ran (empty when the target already matched). The plan runs in one
+// target transaction, except new enum labels: they commit in a transaction
+// of their own first when later steps use them (see SyncTx). Idempotent: a
+// second Sync right after finds nothing to do.
 func (s *Syncer) Sync(ctx context.Context) (*schema.Plan, error) {
 	des, err := s.Desired(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var plan *schema.Plan
-	err = pgx.BeginFunc(ctx, s.dst, func(tx pgx.Tx) error {
-		plan, err = s.SyncTx(ctx, tx, des)
-		return err
-	})
-	return plan, err
+	var ran []schema.Step
+	for round := 1; ; round++ {
+		var plan *schema.Plan
+		var more bool
+		err = pgx.BeginFunc(ctx, s.dst, func(tx pgx.Tx) error {
+			plan, more, err = s.SyncTx(ctx, tx, des)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		ran = append(ran, plan.Steps...)
+		if !more {
+			plan.Steps = ran
+			return plan, nil
+		}
+		if round == maxRounds {
+			return nil, fmt.Errorf("targets.%s: schema sync still had steps to commit first after %d transactions", s.target, round)
+		}
+	}
 }
 
 // SyncTx is Sync inside the caller's target transaction, against an
 // already read desired catalog. It leaves the transaction's search_path
 // empty.
-func (s *Syncer) SyncTx(ctx context.Context, tx pgx.Tx, des *schema.Catalog) (*schema.Plan, error) {
+//
+// When the plan holds steps that later steps can only use once they are
+// committed (schema.Step.CommitFirst: new enum labels) and other steps,
+// SyncTx runs only the former, returns them as the plan and more = true:
+// the caller commits and calls SyncTx again, in a new transaction, for
+// the rest (the diff is stateless, so the second call plans only what is
+// still missing). Otherwise it runs the whole plan and more is false.
+func (s *Syncer) SyncTx(ctx context.Context, tx pgx.Tx, des *schema.Catalog) (plan *schema.Plan, more bool, err error) {
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(lockKey)); err != nil {
-		return nil, fmt.Errorf("targets.%s: schema sync lock: %w", s.target, err)
+		return nil, false, fmt.Errorf("targets.%s: schema sync lock: %w", s.target, err)
 	}
 	// Function bodies may name tables created later in the plan; literals
 	// are rendered for standard strings; DDL waits for locks, but not forever.
 	if _, err := tx.Exec(ctx, `SET LOCAL check_function_bodies = off; SET LOCAL standard_conforming_strings = on; SET LOCAL lock_timeout = '60s'`); err != nil {
-		return nil, fmt.Errorf("targets.%s: schema sync: %w", s.target, err)
+		return nil, false, fmt.Errorf("targets.%s: schema sync: %w", s.target, err)
 	}
 	cur, err := schema.Read(ctx, tx, targetSel)
 	if err != nil {
-		return nil, fmt.Errorf("targets.%s: %w", s.target, err)
+		return nil, false, fmt.Errorf("targets.%s: %w", s.target, err)
 	}
 	reg, err := loadRegistry(ctx, tx, s.pipeline)
 	if err != nil {
-		return nil, fmt.Errorf("targets.%s: %w", s.target, err)
+		return nil, false, fmt.Errorf("targets.%s: %w", s.target, err)
 	}
-	plan := schema.Diff(des, cur, reg)
+	plan = schema.Diff(des, cur, reg)
+	if first, rest := plan.Split(); len(first) > 0 && len(rest) > 0 {
+		// New labels only: nothing is registered for them, and the
+		// registry is saved with the rest.
+		if err := s.run(ctx, tx, plan, first); err != nil {
+			return nil, false, err
+		}
+		s.log.Info("schema sync committed new enum labels ahead of the DDL that uses them", "target", s.target, "statements", len(first))
+		return &schema.Plan{Steps: first, Registry: reg}, true, nil
+	}
 	if plan.Empty() && sameRegistry(reg, plan.Registry) {
-		return plan, nil
+		return plan, false, nil
 	}
 	if _, err := tx.Exec(ctx, sqlfiles.SchemaRegistry(Schema)); err != nil {
-		return nil, fmt.Errorf("targets.%s: install schema registry: %w", s.target, err)
+		return nil, false, fmt.Errorf("targets.%s: install schema registry: %w", s.target, err)
 	}
-	for i, st := range plan.Steps {
+	if err := s.run(ctx, tx, plan, plan.Steps); err != nil {
+		return nil, false, err
+	}
+	if err := saveRegistry(ctx, tx, s.pipeline, plan.Registry); err != nil {
+		return nil, false, fmt.Errorf("targets.%s: %w", s.target, err)
+	}
+	for _, w := range plan.Warnings {
+		s.log.Warn("schema sync: left alone", "target", s.target, "what", w)
+	}
+	if !plan.Empty() {
+		s.log.Info("schema sync applied DDL", "target", s.target, "statements", len(plan.Steps))
+	}
+	return plan, false, nil
+}
+
+// run executes steps (some or all of plan's) in tx; a failed optional
+// step becomes a warning of plan.
+func (s *Syncer) run(ctx context.Context, tx pgx.Tx, plan *schema.Plan, steps []schema.Step) error {
+	for i, st := range steps {
 		if st.Optional {
 			if err := optional(ctx, tx, st.SQL); err != nil {
 				plan.Warnings = append(plan.Warnings, fmt.Sprintf("skipped %q: %v", st.SQL, err))
@@ -160,19 +216,10 @@ func (s *Syncer) SyncTx(ctx context.Context, tx pgx.Tx, des *schema.Catalog) (*s
 			continue
 		}
 		if _, err := tx.Exec(ctx, st.SQL); err != nil {
-			return nil, fmt.Errorf("targets.%s: schema sync step %d of %d (%s): %w", s.target, i+1, len(plan.Steps), st.SQL, err)
+			return fmt.Errorf("targets.%s: schema sync step %d of %d (%s): %w", s.target, i+1, len(steps), st.SQL, err)
 		}
 	}
-	if err := saveRegistry(ctx, tx, s.pipeline, plan.Registry); err != nil {
-		return nil, fmt.Errorf("targets.%s: %w", s.target, err)
-	}
-	for _, w := range plan.Warnings {
-		s.log.Warn("schema sync: left alone", "target", s.target, "what", w)
-	}
-	if !plan.Empty() {
-		s.log.Info("schema sync applied DDL", "target", s.target, "statements", len(plan.Steps))
-	}
-	return plan, nil
+	return nil
 }
 
 // optional runs sql under a savepoint, so that its failure (an extension
