@@ -98,11 +98,13 @@ func (e *SwitchError) Error() string {
 	if o := e.Objects.Triggers; o != "" && other == config.CaptureTrigger {
 		fmt.Fprintf(&b, ". The triggers keep writing every change into %s.events until they are removed", o)
 	}
-	fmt.Fprintf(&b, ". Nothing was installed or sent. To switch: keep source.capture: %s in %s, run `go run ./functions/local --config %s --reset` "+
-		"(drops the slot, publication and capture schema with its triggers on the source, purges the queues, deletes the checkpoint and the targets' watermarks; target data stays), "+
-		"then `go run ./functions/local --config %s --initial-load --until-idle` to reload the targets under %q capture (writes may go on meanwhile). "+
+	fmt.Fprintf(&b, ". Nothing was installed or sent. To switch: keep source.capture: %s in %s; "+
+		"run `go run ./functions/local --config %s --reset` (drops the slot, publication and capture schema with its triggers on the source, "+
+		"purges the queues, deletes the checkpoint and the targets' watermarks; target rows stay); "+
+		"TRUNCATE on every target the replicated tables without a primary key (capture copies them whole, they would end up twice); "+
+		"then run `go run ./functions/local --config %s --initial-load --until-idle` to reload the targets (writes may go on meanwhile). "+
 		"To keep the current mode instead, set source.capture: %s",
-		e.Requested, cfg, cfg, cfg, e.Requested, other)
+		e.Requested, cfg, cfg, cfg, other)
 	return b.String()
 }
 

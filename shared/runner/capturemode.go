@@ -20,11 +20,11 @@ func CaptureProbe(cfg *config.Config, src *pgxpool.Pool) drain.Probe {
 	log := slog.New(slog.DiscardHandler)
 	return func(ctx context.Context) (drain.Objects, error) {
 		var o drain.Objects
-		st, err := slot.New(src, cfg, log).Status(ctx)
+		exists, err := slot.New(src, cfg, log).Exists(ctx)
 		if err != nil {
 			return o, err
 		}
-		if st.Exists {
+		if exists {
 			o.Slot = cfg.SlotName()
 		}
 		installed, err := trigger.New(src, cfg, log).Installed(ctx)

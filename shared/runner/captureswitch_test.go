@@ -16,6 +16,7 @@ import (
 	"github.com/pgferry/pgferry/shared/drain"
 	"github.com/pgferry/pgferry/shared/queue/sqsadmin"
 	"github.com/pgferry/pgferry/shared/runner"
+	"github.com/pgferry/pgferry/shared/testenv"
 )
 
 const switchDDL = `CREATE TABLE a (id int PRIMARY KEY, v text);
@@ -32,9 +33,9 @@ func otherMode(mode string) string {
 // livePipeline is a pipeline under capture mode from that has replicated
 // inserts, updates and deletes, with more of each committed on the source
 // but not yet drained.
-func livePipeline(t *testing.T, from string) *fixture {
+func livePipeline(t *testing.T, from, ddl string) *fixture {
 	t.Helper()
-	f := newFixtureMode(t, from, switchDDL, "")
+	f := newFixtureMode(t, from, ddl, "")
 	f.exec(`INSERT INTO a SELECT g, 'v' || g FROM generate_series(1, 50) g`)
 	f.exec(`INSERT INTO b SELECT g, g FROM generate_series(1, 50) g`)
 	f.replicate()
@@ -137,7 +138,7 @@ func TestSwitchingCaptureModeOnALivePipelineIsRefused(t *testing.T) {
 	bin := buildLocalRunner(t)
 	forEachCapture(t, func(t *testing.T, from string) {
 		to := otherMode(from)
-		f := livePipeline(t, from)
+		f := livePipeline(t, from, switchDDL)
 		ctx := context.Background()
 		yaml := switchedYAML(f, to)
 		cfgPath := writeConfig(t, yaml)
@@ -150,7 +151,7 @@ func TestSwitchingCaptureModeOnALivePipelineIsRefused(t *testing.T) {
 			t.Fatalf("checkpoint mode = %q, want %q", got, from)
 		}
 
-		want := []string{"source.capture", `captures with "` + from + `"`, `asks for "` + to + `"`, "--reset", "--initial-load", cfgPath}
+		want := []string{"source.capture", `captures with "` + from + `"`, `asks for "` + to + `"`, "--reset", "TRUNCATE", "without a primary key", "--initial-load", cfgPath}
 		if from == config.CaptureSlot {
 			want = append(want, "replication slot "+f.cfg.SlotName()+" keeps holding WAL")
 		}
@@ -206,5 +207,84 @@ func TestSwitchingCaptureModeOnALivePipelineIsRefused(t *testing.T) {
 		// the pending changes, deletes included.
 		f.replicate()
 		f.assertSame()
+	})
+}
+
+// TestSwitchingCaptureModeByResetAndReloadEndsEqual follows the procedure
+// the refusal prints, on a live pipeline with changes (deletes among them)
+// captured but never shipped, more made after the reset, and writes going
+// on during the reload: set the new mode, --reset, then --initial-load
+// --until-idle. The old mode's objects are gone, the checkpoint records
+// the new mode, and every table ends equal to the source.
+func TestSwitchingCaptureModeByResetAndReloadEndsEqual(t *testing.T) {
+	bin := buildLocalRunner(t)
+	forEachCapture(t, func(t *testing.T, from string) {
+		to := otherMode(from)
+		f := livePipeline(t, from, switchDDL+"CREATE TABLE k (v text);")
+		f.exec(`INSERT INTO k SELECT 'k' || g FROM generate_series(1, 20) g`)
+		f.replicate()
+		f.exec(`DELETE FROM k WHERE v IN ('k1', 'k2')`) // pending too
+		ctx := context.Background()
+		yaml := switchedYAML(f, to)
+		cfgPath := writeConfig(t, yaml)
+
+		if err, out := runBin(t, bin, "--config", cfgPath, "--reset"); err != nil {
+			t.Fatalf("--reset: %v\n%s", err, out)
+		}
+		if got := sourceCapture(t, f); got != "" {
+			t.Fatalf("capture objects left on the source after --reset: %s", got)
+		}
+		// The tables without a primary key, which capture copies whole.
+		testenv.Exec(t, f.dst, `TRUNCATE k`)
+		// Made while nothing captures: only the reload can bring them.
+		f.exec(`DELETE FROM a WHERE id BETWEEN 31 AND 35`)
+		f.exec(`UPDATE b SET n = 1000 WHERE id BETWEEN 6 AND 10`)
+		f.exec(`INSERT INTO a VALUES (200, 'after reset')`)
+		f.exec(`DELETE FROM k WHERE v = 'k3'`)
+
+		// Writes go on while the reload starts (--until-idle waits for a
+		// pause in the writes, so they stop after a while).
+		wctx, stop := context.WithTimeout(ctx, 4*time.Second)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for i := 0; wctx.Err() == nil; i++ {
+				_, _ = f.src.Exec(wctx, `INSERT INTO b VALUES ($1, $2)`, 1000+i, i)
+				_, _ = f.src.Exec(wctx, `DELETE FROM a WHERE id = $1`, 36+i%10)
+				_, _ = f.src.Exec(wctx, `UPDATE b SET n = n + 1 WHERE id = $1`, 1+i%40)
+				time.Sleep(20 * time.Millisecond)
+			}
+		}()
+		err, out := runBin(t, bin, "--config", cfgPath, "--initial-load", "--until-idle", "--timeout", "150s")
+		stop()
+		<-done
+		if err != nil {
+			t.Fatalf("--initial-load --until-idle: %v\n%s", err, out)
+		}
+		var written int
+		if err := f.src.QueryRow(ctx, `SELECT count(*) FROM b WHERE id >= 1000`).Scan(&written); err != nil || written == 0 {
+			t.Fatalf("the writer wrote %d rows during the reload (err %v)", written, err)
+		}
+
+		// From here the pipeline runs under the new mode.
+		f.cfg = parse(t, yaml)
+		f.exec(`DELETE FROM b WHERE id BETWEEN 11 AND 15`)
+		f.exec(`INSERT INTO k VALUES ('after')`)
+		f.replicate()
+		f.assertSame()
+		cp, err := f.aws.State.Load(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cp.Capture != to {
+			t.Errorf("checkpoint records capture %q, want %q", cp.Capture, to)
+		}
+		objs := sourceCapture(t, f)
+		if old := "slots: " + f.cfg.SlotName(); to == config.CaptureTrigger && strings.Contains(objs, old) {
+			t.Errorf("the old slot is still on the source: %s", objs)
+		}
+		if to == config.CaptureSlot && strings.Contains(objs, "triggers:") {
+			t.Errorf("the old triggers are still on the source: %s", objs)
+		}
 	})
 }
