@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgferry/pgferry/shared/config"
@@ -111,6 +114,21 @@ func targetState(t *testing.T, dst *pgxpool.Pool) string {
 	return s
 }
 
+// forgetRecordedMode removes the capture mode from f's checkpoint item,
+// as a version that did not record it would have left it.
+func forgetRecordedMode(t *testing.T, f *fixture) {
+	t.Helper()
+	db := dynamodb.NewFromConfig(testenv.AWSConfig(t))
+	_, err := db.UpdateItem(context.Background(), &dynamodb.UpdateItemInput{
+		TableName:        &f.cfg.AWS.Table,
+		Key:              map[string]types.AttributeValue{"id": &types.AttributeValueMemberS{Value: "drain#" + f.cfg.Name}},
+		UpdateExpression: aws.String("REMOVE capture"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // runBin runs the local runner binary and returns its exit error and
 // output.
 func runBin(t *testing.T, bin string, args ...string) (error, string) {
@@ -142,18 +160,25 @@ func TestSwitchingCaptureModeOnALivePipelineIsRefused(t *testing.T) {
 		ctx := context.Background()
 		yaml := switchedYAML(f, to)
 		cfgPath := writeConfig(t, yaml)
+		if from == config.CaptureTrigger {
+			// As saved before the mode was recorded: the refusal must read
+			// it from the checkpoint's shape.
+			forgetRecordedMode(t, f)
+		}
 		srcBefore, dstBefore := sourceCapture(t, f), targetState(t, f.dst)
 		cpBefore, err := f.aws.State.Load(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, _ := cpBefore.Mode(); got != from {
-			t.Fatalf("checkpoint mode = %q, want %q", got, from)
+		if got, inferred := cpBefore.Mode(); got != from || inferred != (from == config.CaptureTrigger) {
+			t.Fatalf("checkpoint mode = %q (inferred %v), want %q", got, inferred, from)
 		}
 
 		want := []string{"source.capture", `captures with "` + from + `"`, `asks for "` + to + `"`, "--reset", "TRUNCATE", "without a primary key", "--initial-load", cfgPath}
 		if from == config.CaptureSlot {
 			want = append(want, "replication slot "+f.cfg.SlotName()+" keeps holding WAL")
+		} else {
+			want = append(want, "mode read from its positions")
 		}
 		for _, args := range [][]string{
 			{"--until-idle", "--timeout", "60s"},
@@ -204,9 +229,12 @@ func TestSwitchingCaptureModeOnALivePipelineIsRefused(t *testing.T) {
 		}
 
 		// Nothing was lost: back on its own mode the pipeline delivers
-		// the pending changes, deletes included.
+		// the pending changes, deletes included, and records its mode.
 		f.replicate()
 		f.assertSame()
+		if cp, err := f.aws.State.Load(ctx); err != nil || cp.Capture != from {
+			t.Errorf("checkpoint records capture %q (err %v), want %q", cp.Capture, err, from)
+		}
 	})
 }
 
