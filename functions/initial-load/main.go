@@ -59,6 +59,10 @@ func main() {
 		if req.Action == "status" {
 			return runner.LoadProgress(ctx, cfg, c.Source, c.Targets, c.Store, req, emf)
 		}
+		// A switched source.capture is refused before any target changes.
+		if err := runner.CheckCaptureEnv(ctx, cfg, c.Source); err != nil {
+			return runner.LoadResponse{}, err
+		}
 		// Tables are created (or brought up to the source's schema) before
 		// any is planned or copied, on every target with schema sync.
 		if err := runner.SyncSchemas(ctx, cfg, syncers); err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/pgferry/pgferry/shared/apply"
 	"github.com/pgferry/pgferry/shared/batch"
 	"github.com/pgferry/pgferry/shared/config"
+	"github.com/pgferry/pgferry/shared/drain"
 	"github.com/pgferry/pgferry/shared/metrics"
 	"github.com/pgferry/pgferry/shared/runner"
 )
@@ -101,6 +102,14 @@ func run() error {
 
 	if *reset {
 		return runner.Reset(ctx, cfg, aws, src, pools, log)
+	}
+	// A switch of source.capture on a live pipeline is refused before
+	// anything is installed, sent or changed on a target.
+	if err := runner.CheckCapture(ctx, cfg, aws.State, src); err != nil {
+		if sw := (*drain.SwitchError)(nil); errors.As(err, &sw) {
+			sw.Config = *cfgPath
+		}
+		return err
 	}
 	// Schema sync: wrap the appliers, and bring empty or lagging targets
 	// up to the source's schema before anything is applied or loaded.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pgferry/pgferry/shared/batch"
+	"github.com/pgferry/pgferry/shared/config"
 )
 
 // Checkpoint is the drain's progress for one pipeline.
@@ -35,6 +36,33 @@ type Checkpoint struct {
 	// when the catalog's fingerprint differs, the drain puts a schema job
 	// in the stream (see drain.Options.Schema).
 	Schema string
+	// Capture is the capture mode (config.CaptureTrigger or
+	// config.CaptureSlot) whose positions this checkpoint holds. Positions
+	// of one mode mean nothing to the other, so a drain of the other mode
+	// must not continue from it (see Mode). "" in checkpoints saved before
+	// the mode was recorded.
+	Capture string
+	// Saved is when the checkpoint was last written (zero if unknown). It
+	// is read, never written, by the caller: the store sets it.
+	Saved time.Time
+}
+
+// Mode returns the capture mode the checkpoint belongs to: the recorded
+// one, or, for a checkpoint saved before the mode was recorded (inferred
+// is then true), the one its shape shows. Trigger capture stores the
+// snapshot ending its last window (Prev, or Window while one is open)
+// from its very first save; slot capture never stores a snapshot (its
+// positions are LSNs). A checkpoint that was never saved has no mode ("").
+func (cp Checkpoint) Mode() (mode string, inferred bool) {
+	switch {
+	case cp.Capture != "":
+		return cp.Capture, false
+	case cp.Prev != "" || cp.Window != "":
+		return config.CaptureTrigger, true
+	case cp.Lineage != "" || cp.Pos != (batch.Position{}):
+		return config.CaptureSlot, true
+	}
+	return "", false
 }
 
 // Lease is a held drain lease. Gen increases every time the lease changes

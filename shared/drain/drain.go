@@ -13,6 +13,7 @@ import (
 	"github.com/pgferry/pgferry/shared/batch"
 	"github.com/pgferry/pgferry/shared/capture/trigger"
 	"github.com/pgferry/pgferry/shared/checkpoint"
+	"github.com/pgferry/pgferry/shared/config"
 	"github.com/pgferry/pgferry/shared/fault"
 	"github.com/pgferry/pgferry/shared/queue"
 )
@@ -62,6 +63,10 @@ type Options struct {
 	// run (default 1s); it is always called at the start of a run.
 	Schema      func(context.Context) (string, error)
 	SchemaEvery time.Duration
+	// Probe, if set, reports the capture objects on the source; a run
+	// refuses to start when the other capture mode's are there (see
+	// CheckCapture). The checkpoint's mode is checked either way.
+	Probe Probe
 }
 
 // Drainer drains one pipeline.
@@ -98,6 +103,17 @@ func (d *Drainer) Run(ctx context.Context) (Stats, error) {
 		return st, err
 	}
 	defer release()
+	// Before anything is installed or sent: a checkpoint of slot capture
+	// holds LSNs, not snapshot windows; continuing from it would start at
+	// this capture's install snapshot and skip what was committed since
+	// the slot was last read.
+	cp, err := d.cps.Load(ctx)
+	if err != nil {
+		return st, err
+	}
+	if err := CheckCapture(ctx, cp, config.CaptureTrigger, d.opts.Probe); err != nil {
+		return st, err
+	}
 	if err := d.src.Install(ctx); err != nil {
 		return st, err
 	}
@@ -169,6 +185,7 @@ func (r *run) window(ctx context.Context) (bool, error) {
 		// Saved with the window-open checkpoint, before any batch leaves.
 		cp.Lineage = newLineage()
 	}
+	cp.Capture = config.CaptureTrigger // recorded (or kept) by every save
 	r.cp = cp
 	opened := cp.Window != ""
 	if !opened && r.schema.due(r.opts, !r.started) {

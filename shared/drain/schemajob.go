@@ -7,6 +7,7 @@ import (
 
 	"github.com/pgferry/pgferry/shared/batch"
 	"github.com/pgferry/pgferry/shared/checkpoint"
+	"github.com/pgferry/pgferry/shared/config"
 	"github.com/pgferry/pgferry/shared/queue"
 )
 
@@ -107,6 +108,15 @@ func ShipSchemaJob(ctx context.Context, cps Checkpoints, pub queue.Publisher, op
 	if err != nil {
 		return false, err
 	}
+	mode := config.CaptureTrigger
+	if slot {
+		mode = config.CaptureSlot
+	}
+	// Positions of the other mode cannot place a job in this mode's stream.
+	if err := CheckCapture(ctx, cp, mode, nil); err != nil {
+		return false, err
+	}
+	cp.Capture = mode
 	if cp.Lineage == "" || (!slot && cp.Window != "") {
 		// Nothing shipped yet (the first drain run ships the first job
 		// itself), or a trigger window is half shipped.

@@ -9,6 +9,7 @@ import (
 	"github.com/pgferry/pgferry/shared/batch"
 	"github.com/pgferry/pgferry/shared/capture/slot"
 	"github.com/pgferry/pgferry/shared/checkpoint"
+	"github.com/pgferry/pgferry/shared/config"
 	"github.com/pgferry/pgferry/shared/fault"
 	"github.com/pgferry/pgferry/shared/metrics"
 	"github.com/pgferry/pgferry/shared/queue"
@@ -66,6 +67,14 @@ func (d *SlotDrainer) Run(ctx context.Context) (Stats, error) {
 	if err != nil {
 		return st, err
 	}
+	// Before the publication or the slot is created, and before anything
+	// is sent: a trigger checkpoint's positions are snapshot windows, and
+	// a slot created now would start after whatever the triggers captured
+	// but the drain had not yet shipped.
+	if err := CheckCapture(ctx, cp, config.CaptureSlot, d.opts.Probe); err != nil {
+		return st, err
+	}
+	cp.Capture = config.CaptureSlot // recorded (or kept) by every save
 	info, err := d.src.Install(ctx, cp.Lineage != "")
 	if err != nil {
 		return st, err

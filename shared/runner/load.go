@@ -68,6 +68,17 @@ func NewLoadStore(ctx context.Context, cfg *config.Config) (*loadstore.Store, er
 	return loadstore.New(dynamodb.NewFromConfig(ac), cfg.AWS.Table), nil
 }
 
+// CheckCaptureEnv is CheckCapture with the state table reached through
+// the standard AWS SDK environment, for callers that hold no AWS clients
+// (the initial load).
+func CheckCaptureEnv(ctx context.Context, cfg *config.Config, src *pgxpool.Pool) error {
+	ac, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRetryMaxAttempts(8))
+	if err != nil {
+		return fmt.Errorf("aws: %w", err)
+	}
+	return CheckCapture(ctx, cfg, dynamo.New(dynamodb.NewFromConfig(ac), cfg.AWS.Table, cfg.Name), src)
+}
+
 // LoadTables lists the configured tables that match patterns (all of them
 // when patterns is empty), plain tables and partitioned roots.
 func LoadTables(ctx context.Context, cfg *config.Config, src *pgxpool.Pool, patterns []string) ([]batch.Table, error) {
@@ -139,6 +150,9 @@ func InitialLoad(ctx context.Context, cfg *config.Config, src *pgxpool.Pool, tar
 func installForLoad(ctx context.Context, cfg *config.Config, src *pgxpool.Pool, log *slog.Logger) (load.Capture, error) {
 	capture, err := LoadCapture(cfg, src, log)
 	if err != nil {
+		return nil, err
+	}
+	if err := CheckCaptureEnv(ctx, cfg, src); err != nil {
 		return nil, err
 	}
 	// Capture before any copy: every change after this reaches the stream.

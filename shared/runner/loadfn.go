@@ -82,6 +82,9 @@ func StartLoad(ctx context.Context, cfg *config.Config, src *pgxpool.Pool, targe
 	if err != nil {
 		return resp, err
 	}
+	if err := CheckCaptureEnv(ctx, cfg, src); err != nil {
+		return resp, err
+	}
 	if err := capture.Install(ctx); err != nil {
 		return resp, err
 	}

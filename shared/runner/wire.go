@@ -132,6 +132,7 @@ func NewDrainer(cfg *config.Config, src *pgxpool.Pool, a *AWS, owner string, log
 		Margin:    30 * time.Second,
 		MinWindow: cfg.Drain.MinWindow.Duration,
 		OnShip:    onShip,
+		Probe:     CaptureProbe(cfg, src),
 	}
 	if cfg.SyncsSchema() {
 		skip := pgsync.SourceSkip(cfg)

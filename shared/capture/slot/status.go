@@ -93,3 +93,15 @@ func sleep(ctx context.Context, ms int) error {
 		return nil
 	}
 }
+
+// Exists reports whether this pipeline's slot exists in the source
+// database (a slot of the same name in another database is not its). It
+// changes nothing.
+func (c *Capture) Exists(ctx context.Context) (bool, error) {
+	var ok bool
+	err := c.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND database = current_database())`, c.slot).Scan(&ok)
+	if err != nil {
+		return false, fmt.Errorf("slot: look for slot %s: %w", c.slot, err)
+	}
+	return ok, nil
+}

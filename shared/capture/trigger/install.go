@@ -242,3 +242,14 @@ func explainPrivilege(err error) error {
 	}
 	return err
 }
+
+// Installed reports whether trigger capture is installed on the source
+// (its install state exists in the capture schema). It changes nothing.
+func (c *Capture) Installed(ctx context.Context) (bool, error) {
+	var exists bool
+	state := pgx.Identifier{c.schema, "state"}.Sanitize()
+	if err := c.pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", state).Scan(&exists); err != nil {
+		return false, fmt.Errorf("trigger: look for capture schema %s: %w", c.schema, err)
+	}
+	return exists, nil
+}

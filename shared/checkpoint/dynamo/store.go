@@ -119,26 +119,36 @@ func (s *Store) Load(ctx context.Context) (checkpoint.Checkpoint, error) {
 	}
 	cp.Seq, _ = strconv.ParseUint(ddb.NumberOf(it["seq"]), 10, 64)
 	cp.Prev, cp.Window, cp.Lineage = ddb.StringOf(it["prev"]), ddb.StringOf(it["window"]), ddb.StringOf(it["lineage"])
-	cp.Schema = ddb.StringOf(it["schema_fp"])
+	cp.Schema, cp.Capture = ddb.StringOf(it["schema_fp"]), ddb.StringOf(it["capture"])
+	if ms, err := strconv.ParseInt(ddb.NumberOf(it["updated_at"]), 10, 64); err == nil {
+		cp.Saved = time.UnixMilli(ms)
+	}
 	return cp, nil
 }
 
 // Save stores cp if l still holds the lease and cp.Pos is strictly after
 // the stored position. It returns checkpoint.ErrLeaseLost or
 // checkpoint.ErrStale when the condition fails; when it returns nil the
-// write is durable.
+// write is durable. cp.Capture is stored when set; an empty one leaves the
+// stored mode as it is.
 func (s *Store) Save(ctx context.Context, l checkpoint.Lease, cp checkpoint.Checkpoint) error {
+	set := "SET pos = :p, last_sent = :ls, seq = :seq, prev = :prev, #w = :w, lineage = :lin, schema_fp = :fp, updated_at = :now"
+	vals := map[string]types.AttributeValue{
+		":p": ddb.S(cp.Pos.String()), ":ls": ddb.S(cp.LastSent.String()), ":seq": ddb.N(int64(cp.Seq)),
+		":prev": ddb.S(cp.Prev), ":w": ddb.S(cp.Window), ":lin": ddb.S(cp.Lineage), ":fp": ddb.S(cp.Schema), ":now": ddb.N(s.now().UnixMilli()),
+		":o": ddb.S(l.Owner), ":g": ddb.N(l.Gen),
+	}
+	if cp.Capture != "" {
+		set += ", capture = :cap"
+		vals[":cap"] = ddb.S(cp.Capture)
+	}
 	_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                &s.table,
-		Key:                      s.key(),
-		UpdateExpression:         aws.String("SET pos = :p, last_sent = :ls, seq = :seq, prev = :prev, #w = :w, lineage = :lin, schema_fp = :fp, updated_at = :now"),
-		ConditionExpression:      aws.String("lease_owner = :o AND lease_gen = :g AND (attribute_not_exists(pos) OR pos < :p)"),
-		ExpressionAttributeNames: map[string]string{"#w": "window"},
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":p": ddb.S(cp.Pos.String()), ":ls": ddb.S(cp.LastSent.String()), ":seq": ddb.N(int64(cp.Seq)),
-			":prev": ddb.S(cp.Prev), ":w": ddb.S(cp.Window), ":lin": ddb.S(cp.Lineage), ":fp": ddb.S(cp.Schema), ":now": ddb.N(s.now().UnixMilli()),
-			":o": ddb.S(l.Owner), ":g": ddb.N(l.Gen),
-		},
+		TableName:                 &s.table,
+		Key:                       s.key(),
+		UpdateExpression:          aws.String(set),
+		ConditionExpression:       aws.String("lease_owner = :o AND lease_gen = :g AND (attribute_not_exists(pos) OR pos < :p)"),
+		ExpressionAttributeNames:  map[string]string{"#w": "window"},
+		ExpressionAttributeValues: vals,
 	})
 	if err == nil {
 		return nil

@@ -213,9 +213,12 @@ func TestLoadReturnsWhatSaveStored(t *testing.T) {
 		{Pos: pos(7, 1234), LastSent: pos(7, 1234), Seq: 42, Prev: "100:105:101,103", Window: "104:110:104,107", Lineage: "0123456789abcdef"},
 		// The window closed.
 		{Pos: pos(7, batch.TxEnd), LastSent: pos(7, 1234), Seq: 42, Prev: "104:110:104,107", Window: "", Lineage: "0123456789abcdef"},
+		// The capture mode is recorded.
+		{Pos: pos(8, batch.TxEnd), LastSent: pos(7, 1234), Seq: 42, Prev: "104:110:104,107", Lineage: "0123456789abcdef", Capture: "trigger"},
 		// Extremes survive the round trip.
-		{Pos: pos(1<<63, batch.TxEnd), LastSent: pos(1<<63, batch.TxEnd-1), Seq: 1<<62 + 1, Prev: "1:1:"},
+		{Pos: pos(1<<63, batch.TxEnd), LastSent: pos(1<<63, batch.TxEnd-1), Seq: 1<<62 + 1, Prev: "1:1:", Capture: "slot"},
 	} {
+		before := time.Now().Add(-time.Second)
 		if err := s.Save(ctx, l, want); err != nil {
 			t.Fatalf("save %+v: %v", want, err)
 		}
@@ -223,8 +226,38 @@ func TestLoadReturnsWhatSaveStored(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if got.Saved.Before(before) || got.Saved.After(time.Now().Add(time.Second)) {
+			t.Fatalf("loaded checkpoint saved at %v, want about now", got.Saved)
+		}
+		got.Saved = time.Time{}
 		if got != want {
 			t.Fatalf("load after save:\n got %+v\nwant %+v", got, want)
 		}
+	}
+}
+
+// A save without a mode (a caller that does not know it) keeps the mode
+// already recorded: the mode is what tells a drain of the other capture
+// mode to stop.
+func TestSaveWithoutModeKeepsTheRecordedMode(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := context.Background()
+	l, err := s.Acquire(ctx, "a", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Save(ctx, l, checkpoint.Checkpoint{Pos: pos(1, 0), Lineage: "x", Capture: "slot"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Save(ctx, l, checkpoint.Checkpoint{Pos: pos(2, 0), Lineage: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Capture != "slot" {
+		t.Fatalf("capture after a save without one = %q, want %q", got.Capture, "slot")
 	}
 }
