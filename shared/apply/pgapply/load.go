@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgferry/pgferry/shared/batch"
 	"github.com/pgferry/pgferry/shared/pgtext"
@@ -134,21 +135,56 @@ type Chunk struct {
 	// Where is an SQL predicate over the table's columns selecting exactly
 	// the chunk's rows; it is evaluated on the target to clear the range.
 	Where string
-	// Binary: the source writes COPY's binary format, else text.
+	// Binary: copy in COPY's binary format, else text. A binary chunk
+	// that either side rejects as data (see rejectsBinary) is copied
+	// again in text.
 	Binary bool
 }
 
 // CopyChunk copies one chunk in one target transaction: it clears the
-// chunk's key range, streams the rows src writes (COPY data in the
-// chunk's format) into the table with COPY, and records the chunk as
+// chunk's key range, streams the rows src writes (COPY data in the format
+// binary says) into the table with COPY, and records the chunk as
 // copied. src runs concurrently with the COPY and must write until done
-// or fail; nothing is buffered beyond the pipe.
+// or fail; nothing is buffered beyond the pipe. If a binary copy fails
+// because a side cannot write or read a value in binary (PostgreSQL does
+// not read back every value it writes, e.g. an empty tsquery), the chunk
+// is copied again in text in a new transaction: a value the source holds
+// never stops a table.
 //
 // It is idempotent: a chunk already recorded, or of a load that is not
 // the table's current one, or of a table already handed over, is not
 // copied again (copied false, and rows is what the first copy wrote). Two
 // concurrent calls for the same chunk serialise on an advisory lock.
-func (a *Applier) CopyChunk(ctx context.Context, c Chunk, src func(ctx context.Context, w io.Writer) error) (rows int64, copied bool, err error) {
+func (a *Applier) CopyChunk(ctx context.Context, c Chunk, src func(ctx context.Context, w io.Writer, binary bool) error) (rows int64, copied bool, err error) {
+	rows, copied, err = a.copyChunk(ctx, c, src)
+	var pgErr *pgconn.PgError
+	if c.Binary && errors.As(err, &pgErr) && rejectsBinary(pgErr) {
+		a.log.Info("chunk rejected in COPY binary format; copying it in text", "table", c.Table, "chunk", c.N, "load", c.LoadID,
+			"err", pgErr.Message, "sqlstate", pgErr.Code, "where", pgErr.Where)
+		c.Binary = false
+		rows, copied, err = a.copyChunk(ctx, c, src)
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("pgapply: copy chunk %d of %s: %w", c.N, c.Table, err)
+	}
+	return rows, copied, nil
+}
+
+// rejectsBinary reports errors that a binary COPY may meet on a value
+// that text carries: a data exception (class 22), an internal error
+// raised by a type's receive function (XX000, as tsquery's is), no binary
+// I/O function for a type (42883), or a feature not supported (0A000).
+// Anything else would fail in text as well, and is left to the caller's
+// retries.
+func rejectsBinary(e *pgconn.PgError) bool {
+	switch {
+	case strings.HasPrefix(e.Code, "22"), e.Code == "XX000", e.Code == "42883", e.Code == "0A000":
+		return true
+	}
+	return false
+}
+
+func (a *Applier) copyChunk(ctx context.Context, c Chunk, src func(ctx context.Context, w io.Writer, binary bool) error) (rows int64, copied bool, err error) {
 	sch := pgx.Identifier{Schema}.Sanitize()
 	err = pgx.BeginFunc(ctx, a.pool, func(tx pgx.Tx) error {
 		settings := pgtext.SessionSettings
@@ -188,14 +224,11 @@ func (a *Applier) CopyChunk(ctx context.Context, c Chunk, src func(ctx context.C
 		_, err = tx.Exec(ctx, fmt.Sprintf(`INSERT INTO %s.load_chunks (load_id, chunk, rows) VALUES ($1, $2, $3)`, sch), c.LoadID, c.N, rows)
 		return err
 	})
-	if err != nil {
-		return 0, false, fmt.Errorf("pgapply: copy chunk %d of %s: %w", c.N, c.Table, err)
-	}
-	return rows, copied, nil
+	return rows, copied, err
 }
 
 // copyIn runs COPY FROM STDIN fed by src through a pipe.
-func copyIn(ctx context.Context, tx pgx.Tx, c Chunk, src func(context.Context, io.Writer) error) (int64, error) {
+func copyIn(ctx context.Context, tx pgx.Tx, c Chunk, src func(context.Context, io.Writer, bool) error) (int64, error) {
 	format := ""
 	if c.Binary {
 		format = " (FORMAT binary)"
@@ -203,7 +236,7 @@ func copyIn(ctx context.Context, tx pgx.Tx, c Chunk, src func(context.Context, i
 	pr, pw := io.Pipe()
 	srcErr := make(chan error, 1)
 	go func() {
-		err := src(ctx, pw)
+		err := src(ctx, pw, c.Binary)
 		pw.CloseWithError(err) // nil: EOF for the COPY
 		srcErr <- err
 	}()

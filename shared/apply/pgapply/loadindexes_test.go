@@ -48,7 +48,7 @@ func handOver(t *testing.T, a *pgapply.Applier, loadID string, seq uint64) {
 	t.Helper()
 	ctx := context.Background()
 	if _, _, err := a.CopyChunk(ctx, pgapply.Chunk{Table: tbl, LoadID: loadID, N: 0, Columns: []string{"id", "v", "w"}, Where: "true"},
-		func(context.Context, io.Writer) error { return nil }); err != nil {
+		func(context.Context, io.Writer, bool) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.RebuildIndexes(ctx, tbl); err != nil {
