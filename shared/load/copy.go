@@ -13,11 +13,11 @@ import (
 	"github.com/pgferry/pgferry/shared/pgtext"
 )
 
-// CopyOut writes the COPY data of c's rows of t to w: binary or text as
-// t.Binary says, straight from the source's COPY TO STDOUT, so nothing is
+// CopyOut writes the COPY data of c's rows of t to w, in binary or text
+// format, straight from the source's COPY TO STDOUT, so nothing is
 // held in memory beyond the driver's read buffer. The query runs in a
 // read-only transaction: the chunk is one consistent snapshot.
-func CopyOut(ctx context.Context, src *pgxpool.Pool, t Table, c Chunk, w io.Writer) error {
+func CopyOut(ctx context.Context, src *pgxpool.Pool, t Table, c Chunk, binary bool, w io.Writer) error {
 	cols := make([]string, len(t.Columns))
 	for i, col := range t.Columns {
 		cols[i] = pgx.Identifier{col}.Sanitize()
@@ -27,7 +27,7 @@ func CopyOut(ctx context.Context, src *pgxpool.Pool, t Table, c Chunk, w io.Writ
 		only = ""
 	}
 	format := ""
-	if t.Binary {
+	if binary {
 		format = " (FORMAT binary)"
 	}
 	q := fmt.Sprintf("COPY (SELECT %s FROM %s%s WHERE %s) TO STDOUT%s", strings.Join(cols, ", "), only,

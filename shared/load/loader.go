@@ -58,7 +58,7 @@ func (p *Plan) Jobs(done map[int]bool) []Job {
 // Target is a target database as the load writes it (pgapply.Applier).
 type Target interface {
 	BeginLoad(ctx context.Context, group string, t batch.Table, loadID string, chunks int, dropIndexes bool) error
-	CopyChunk(ctx context.Context, c pgapply.Chunk, src func(context.Context, io.Writer) error) (int64, bool, error)
+	CopyChunk(ctx context.Context, c pgapply.Chunk, src func(ctx context.Context, w io.Writer, binary bool) error) (int64, bool, error)
 	RebuildIndexes(ctx context.Context, t batch.Table) error
 	LoadStatus(ctx context.Context, t batch.Table) (pgapply.LoadState, bool, error)
 }
@@ -163,6 +163,9 @@ func (l *Loader) Prepare(ctx context.Context, target string, tables []batch.Tabl
 			}
 			l.Log.Info("table load planned", "target", target, "table", t, "load", p.LoadID, "chunks", len(p.Chunks), "est_rows", p.Table.EstRows)
 		}
+		if !p.Table.Binary {
+			l.Log.Info("table copied in COPY text format (slower than binary)", "target", target, "table", t, "columns", p.Table.TextBecause)
+		}
 		if err := tgt.BeginLoad(ctx, batch.Group(l.Pipeline, target), t, p.LoadID, len(p.Chunks), opts.DropIndexes); err != nil {
 			return nil, err
 		}
@@ -196,12 +199,14 @@ func (l *Loader) Copy(ctx context.Context, j Job) error {
 	rows, copied, err := tgt.CopyChunk(ctx, pgapply.Chunk{
 		Table: j.Table.Table, LoadID: j.LoadID, N: j.Chunk.N, Columns: j.Table.Columns,
 		Where: Where(j.Table.Key, j.Chunk), Binary: j.Table.Binary,
-	}, func(ctx context.Context, w io.Writer) error {
+	}, func(ctx context.Context, w io.Writer, binary bool) error {
+		// A chunk copied again in text starts its count again.
+		bytes.Store(0)
 		// The source sends one COPY message per row; batch them into 64 KiB
 		// writes, so the target receives large COPY messages and the pipe
 		// hands over a buffer at a time, not a row at a time.
 		bw := bufio.NewWriterSize(countingWriter{w: w, n: &bytes}, 64<<10)
-		if err := CopyOut(ctx, l.Src, j.Table, j.Chunk, bw); err != nil {
+		if err := CopyOut(ctx, l.Src, j.Table, j.Chunk, binary, bw); err != nil {
 			return err
 		}
 		return bw.Flush()

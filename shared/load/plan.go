@@ -35,10 +35,12 @@ type Table struct {
 	// which the target computes.
 	Columns []string `json:"columns"`
 	// Binary: every column's type has the same binary form on both sides
-	// (built-in types and enums). Otherwise COPY uses text, because the
-	// binary form of arrays and composites of user types names type OIDs,
-	// which differ between databases.
+	// and PostgreSQL reads back whatever it writes in it (see
+	// textColumns). Otherwise COPY uses text.
 	Binary bool `json:"binary"`
+	// TextBecause names each column that makes the table use text, and
+	// why (empty when Binary).
+	TextBecause []string `json:"text_because,omitempty"`
 	// Partitioned: a partitioned root, copied with its partitions.
 	Partitioned bool  `json:"partitioned,omitempty"`
 	EstRows     int64 `json:"est_rows"`
@@ -79,18 +81,10 @@ func Describe(ctx context.Context, src *pgxpool.Pool, t batch.Table) (Table, err
 		return out, fmt.Errorf("load: describe %s: %w", t, err)
 	}
 	out.Partitioned = relkind == "p"
-	// Binary only when every column's base type is built in or an enum.
-	err = src.QueryRow(ctx, `
-		WITH RECURSIVE base(oid) AS (
-		    SELECT a.atttypid FROM pg_attribute a
-		    WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
-		    UNION
-		    SELECT t.typbasetype FROM base b JOIN pg_type t ON t.oid = b.oid WHERE t.typtype = 'd')
-		SELECT coalesce(bool_and(t.typtype = 'd' OR t.oid < 16384 OR t.typtype = 'e'), true)
-		FROM base b JOIN pg_type t ON t.oid = b.oid`, pgx.Identifier{t.Schema, t.Name}.Sanitize()).Scan(&out.Binary)
-	if err != nil {
-		return out, fmt.Errorf("load: describe column types of %s: %w", t, err)
+	if out.TextBecause, err = textColumns(ctx, src, t); err != nil {
+		return out, err
 	}
+	out.Binary = len(out.TextBecause) == 0
 	// The estimate scales the last measured density (reltuples/relpages)
 	// to the table's current size, as the planner does. A table holding
 	// pages but never measured (reltuples -1, or 0 from an index built
@@ -249,4 +243,61 @@ func Literal(s string) string {
 	s = strings.ReplaceAll(s, `\`, `\\`)
 	s = strings.ReplaceAll(s, `'`, `''`)
 	return "E'" + s + "'"
+}
+
+// textColumns returns the columns of t whose type COPY must carry as text,
+// each with the reason, by the column's type and, through domains and
+// arrays, the types it is made of:
+//   - a type that is not built in (but enums, whose binary form is the
+//     label): the binary form of arrays and composites names type OIDs,
+//     which differ between databases;
+//   - a built-in type without binary input or output (aclitem);
+//   - a built-in type whose binary input rejects values its binary output
+//     writes: tsquery (an empty query: "malformed tsquery: operand not
+//     found"), int2vector and oidvector (an empty vector: "invalid
+//     int2vector data");
+//   - the reg* types, whose binary form is the OID of the object they
+//     name: an OID differs between databases, the name does not (and the
+//     change stream carries the name too).
+//
+// The format is the whole COPY's, so one such column makes the table's
+// chunks text; a chunk the target still rejects in binary is copied
+// again in text (pgapply.CopyChunk), so a value never stops a table.
+func textColumns(ctx context.Context, src *pgxpool.Pool, t batch.Table) ([]string, error) {
+	rows, err := src.Query(ctx, `
+		WITH RECURSIVE parts(col, oid) AS (
+		    SELECT a.attname::text, a.atttypid FROM pg_attribute a
+		    WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+		    UNION
+		    SELECT p.col, CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.typelem END
+		    FROM parts p JOIN pg_type t ON t.oid = p.oid
+		    WHERE t.typtype = 'd' OR (t.typcategory = 'A' AND t.typelem <> 0))
+		SELECT p.col, format_type(t.oid, NULL),
+		       CASE WHEN t.oid >= 16384 AND t.typtype <> 'e' AND t.typtype <> 'd' THEN 'is not built in: its binary form names type OIDs, which differ between databases'
+		            WHEN t.typreceive = 0 OR t.typsend = 0 THEN 'has no binary input or output'
+		            WHEN t.oid IN ('tsquery'::regtype, 'int2vector'::regtype, 'oidvector'::regtype) THEN 'is not always read back from its own binary form (an empty value)'
+		            WHEN t.typname LIKE 'reg%' AND t.typnamespace = 'pg_catalog'::regnamespace AND t.typcategory = 'N' AND t.oid < 16384
+		                THEN 'is an object OID in binary, which differs between databases'
+		       END
+		FROM parts p JOIN pg_type t ON t.oid = p.oid
+		ORDER BY p.col, t.oid`, pgx.Identifier{t.Schema, t.Name}.Sanitize())
+	if err != nil {
+		return nil, fmt.Errorf("load: describe column types of %s: %w", t, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var col, typ string
+		var why *string
+		if err := rows.Scan(&col, &typ, &why); err != nil {
+			return nil, fmt.Errorf("load: describe column types of %s: %w", t, err)
+		}
+		if why != nil {
+			out = append(out, fmt.Sprintf("%s: type %s %s", col, typ, *why))
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load: describe column types of %s: %w", t, err)
+	}
+	return out, nil
 }

@@ -51,3 +51,11 @@ CREATE TABLE IF NOT EXISTS @schema@.load_indexes (
     at_handover boolean NOT NULL,
     PRIMARY KEY (pipeline, tbl_schema, index_name)
 );
+-- What the rebuild compares an object of the same name with, when one is
+-- there already (schema sync or an earlier attempt made it): kind is
+-- 'index' or 'constraint'; def is an index's definition after USING, a
+-- constraint's pg_get_constraintdef. NULL in rows an older version saved.
+-- Schema sync keeps ddl and def in step with the source while the load
+-- holds the object (pgsync's loadheld.go).
+ALTER TABLE @schema@.load_indexes ADD COLUMN IF NOT EXISTS kind text CHECK (kind IN ('index', 'constraint'));
+ALTER TABLE @schema@.load_indexes ADD COLUMN IF NOT EXISTS def text;

@@ -265,7 +265,7 @@ func (w *writer) handOver(ctx context.Context, t batch.Table, loadID string, pen
 			return false, err
 		}
 	}
-	if err := rebuildIndexes(ctx, w.tx, w.a.pipeline, t, true); err != nil {
+	if err := rebuildIndexes(ctx, w.tx, w.a.log, w.a.pipeline, t, true); err != nil {
 		return false, err
 	}
 	if _, err := w.tx.Exec(ctx, fmt.Sprintf(`DELETE FROM %s.load_held WHERE pipeline = $1 AND tbl_schema = $2 AND tbl_name = $3`, sch),

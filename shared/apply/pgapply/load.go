@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgferry/pgferry/shared/batch"
 	"github.com/pgferry/pgferry/shared/pgtext"
@@ -37,8 +39,9 @@ var ErrForeignKeys = errors.New("pgapply: cannot load a table with foreign keys 
 // restarts t's load. On a new load it drops t's unique secondary indexes
 // (chunks copied at different moments may collide on them) and, with
 // dropIndexes, its other secondary indexes, saving their definitions in
-// pgferry.load_indexes. The primary key stays: chunks are deleted and
-// copied by key range.
+// pgferry.load_indexes, under schema sync's lock (loadindexes.go says how
+// the load and schema sync share them). The primary key stays: chunks are
+// deleted and copied by key range.
 func (a *Applier) BeginLoad(ctx context.Context, group string, t batch.Table, loadID string, chunks int, dropIndexes bool) error {
 	sch := pgx.Identifier{Schema}.Sanitize()
 	err := pgx.BeginFunc(ctx, a.pool, func(tx pgx.Tx) error {
@@ -79,105 +82,6 @@ func (a *Applier) BeginLoad(ctx context.Context, group string, t batch.Table, lo
 	return nil
 }
 
-// dropIndexesForLoad saves and drops t's secondary indexes: always the
-// unique ones (rebuilt at hand-over), the others with all. A unique
-// constraint that a foreign key depends on is kept.
-func dropIndexesForLoad(ctx context.Context, tx pgx.Tx, pipeline string, t batch.Table, all bool) error {
-	rows, err := tx.Query(ctx, `
-		SELECT ic.relname::text, pg_get_indexdef(i.indexrelid), i.indisunique OR con.oid IS NOT NULL,
-		       con.conname::text, CASE WHEN con.oid IS NULL THEN '' ELSE pg_get_constraintdef(con.oid) END,
-		       EXISTS (SELECT 1 FROM pg_constraint f WHERE f.contype = 'f' AND f.conindid = i.indexrelid)
-		FROM pg_index i
-		JOIN pg_class ic ON ic.oid = i.indexrelid
-		LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid AND con.contype IN ('u', 'x')
-		WHERE i.indrelid = to_regclass($1) AND NOT i.indisprimary`, ident(t))
-	if err != nil {
-		return err
-	}
-	type idx struct {
-		name, def, con, condef string
-		unique, referenced     bool
-	}
-	var all_ []idx
-	for rows.Next() {
-		var x idx
-		var con *string
-		if err := rows.Scan(&x.name, &x.def, &x.unique, &con, &x.condef, &x.referenced); err != nil {
-			rows.Close()
-			return err
-		}
-		if con != nil {
-			x.con = *con
-		}
-		all_ = append(all_, x)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	save := fmt.Sprintf(`INSERT INTO %s.load_indexes (pipeline, tbl_schema, tbl_name, index_name, ddl, at_handover)
-		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (pipeline, tbl_schema, index_name) DO UPDATE SET ddl = EXCLUDED.ddl, at_handover = EXCLUDED.at_handover`,
-		pgx.Identifier{Schema}.Sanitize())
-	for _, x := range all_ {
-		var ddl, drop string
-		switch {
-		case x.referenced:
-			continue
-		case x.con != "":
-			ddl = fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s %s", ident(t), pgx.Identifier{x.con}.Sanitize(), x.condef)
-			drop = fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT %s", ident(t), pgx.Identifier{x.con}.Sanitize())
-		case x.unique || all:
-			ddl = x.def
-			drop = "DROP INDEX " + pgx.Identifier{t.Schema, x.name}.Sanitize()
-		default:
-			continue
-		}
-		if _, err := tx.Exec(ctx, save, pipeline, t.Schema, t.Name, x.name, ddl, x.unique); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, drop); err != nil {
-			return fmt.Errorf("drop index %s for the load: %w", x.name, err)
-		}
-	}
-	return nil
-}
-
-// rebuildIndexes recreates t's saved indexes (only those not kept for
-// hand-over, unless handover) and forgets them, in tx.
-func rebuildIndexes(ctx context.Context, tx pgx.Tx, pipeline string, t batch.Table, handover bool) error {
-	sch := pgx.Identifier{Schema}.Sanitize()
-	rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT index_name, ddl FROM %s.load_indexes
-		WHERE pipeline = $1 AND tbl_schema = $2 AND tbl_name = $3 AND (NOT at_handover OR $4) ORDER BY index_name
-		FOR UPDATE`, sch), // a concurrent rebuild waits, then finds the rows gone
-		pipeline, t.Schema, t.Name, handover)
-	if err != nil {
-		return err
-	}
-	var names, ddls []string
-	for rows.Next() {
-		var n, d string
-		if err := rows.Scan(&n, &d); err != nil {
-			rows.Close()
-			return err
-		}
-		names, ddls = append(names, n), append(ddls, d)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	for i, ddl := range ddls {
-		if _, err := tx.Exec(ctx, ddl); err != nil {
-			return fmt.Errorf("rebuild index %s of %s: %w", names[i], t, err)
-		}
-		if _, err := tx.Exec(ctx, fmt.Sprintf(`DELETE FROM %s.load_indexes WHERE pipeline = $1 AND tbl_schema = $2 AND index_name = $3`, sch),
-			pipeline, t.Schema, names[i]); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // RebuildIndexes recreates the non-unique secondary indexes dropped for
 // t's load. Call it once every chunk is copied, before the load's mark is
 // written: the unique ones follow at hand-over. Idempotent.
@@ -187,7 +91,7 @@ func (a *Applier) RebuildIndexes(ctx context.Context, t batch.Table) error {
 		if _, err := tx.Exec(ctx, "SET LOCAL maintenance_work_mem = '256MB'"); err != nil {
 			return err
 		}
-		return rebuildIndexes(ctx, tx, a.pipeline, t, false)
+		return rebuildIndexes(ctx, tx, a.log, a.pipeline, t, false)
 	})
 	if err != nil {
 		return fmt.Errorf("pgapply: %w", err)
@@ -231,21 +135,56 @@ type Chunk struct {
 	// Where is an SQL predicate over the table's columns selecting exactly
 	// the chunk's rows; it is evaluated on the target to clear the range.
 	Where string
-	// Binary: the source writes COPY's binary format, else text.
+	// Binary: copy in COPY's binary format, else text. A binary chunk
+	// that either side rejects as data (see rejectsBinary) is copied
+	// again in text.
 	Binary bool
 }
 
 // CopyChunk copies one chunk in one target transaction: it clears the
-// chunk's key range, streams the rows src writes (COPY data in the
-// chunk's format) into the table with COPY, and records the chunk as
+// chunk's key range, streams the rows src writes (COPY data in the format
+// binary says) into the table with COPY, and records the chunk as
 // copied. src runs concurrently with the COPY and must write until done
-// or fail; nothing is buffered beyond the pipe.
+// or fail; nothing is buffered beyond the pipe. If a binary copy fails
+// because a side cannot write or read a value in binary (PostgreSQL does
+// not read back every value it writes, e.g. an empty tsquery), the chunk
+// is copied again in text in a new transaction: a value the source holds
+// never stops a table.
 //
 // It is idempotent: a chunk already recorded, or of a load that is not
 // the table's current one, or of a table already handed over, is not
 // copied again (copied false, and rows is what the first copy wrote). Two
 // concurrent calls for the same chunk serialise on an advisory lock.
-func (a *Applier) CopyChunk(ctx context.Context, c Chunk, src func(ctx context.Context, w io.Writer) error) (rows int64, copied bool, err error) {
+func (a *Applier) CopyChunk(ctx context.Context, c Chunk, src func(ctx context.Context, w io.Writer, binary bool) error) (rows int64, copied bool, err error) {
+	rows, copied, err = a.copyChunk(ctx, c, src)
+	var pgErr *pgconn.PgError
+	if c.Binary && errors.As(err, &pgErr) && rejectsBinary(pgErr) {
+		a.log.Info("chunk rejected in COPY binary format; copying it in text", "table", c.Table, "chunk", c.N, "load", c.LoadID,
+			"err", pgErr.Message, "sqlstate", pgErr.Code, "where", pgErr.Where)
+		c.Binary = false
+		rows, copied, err = a.copyChunk(ctx, c, src)
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("pgapply: copy chunk %d of %s: %w", c.N, c.Table, err)
+	}
+	return rows, copied, nil
+}
+
+// rejectsBinary reports errors that a binary COPY may meet on a value
+// that text carries: a data exception (class 22), an internal error
+// raised by a type's receive function (XX000, as tsquery's is), no binary
+// I/O function for a type (42883), or a feature not supported (0A000).
+// Anything else would fail in text as well, and is left to the caller's
+// retries.
+func rejectsBinary(e *pgconn.PgError) bool {
+	switch {
+	case strings.HasPrefix(e.Code, "22"), e.Code == "XX000", e.Code == "42883", e.Code == "0A000":
+		return true
+	}
+	return false
+}
+
+func (a *Applier) copyChunk(ctx context.Context, c Chunk, src func(ctx context.Context, w io.Writer, binary bool) error) (rows int64, copied bool, err error) {
 	sch := pgx.Identifier{Schema}.Sanitize()
 	err = pgx.BeginFunc(ctx, a.pool, func(tx pgx.Tx) error {
 		settings := pgtext.SessionSettings
@@ -285,14 +224,11 @@ func (a *Applier) CopyChunk(ctx context.Context, c Chunk, src func(ctx context.C
 		_, err = tx.Exec(ctx, fmt.Sprintf(`INSERT INTO %s.load_chunks (load_id, chunk, rows) VALUES ($1, $2, $3)`, sch), c.LoadID, c.N, rows)
 		return err
 	})
-	if err != nil {
-		return 0, false, fmt.Errorf("pgapply: copy chunk %d of %s: %w", c.N, c.Table, err)
-	}
-	return rows, copied, nil
+	return rows, copied, err
 }
 
 // copyIn runs COPY FROM STDIN fed by src through a pipe.
-func copyIn(ctx context.Context, tx pgx.Tx, c Chunk, src func(context.Context, io.Writer) error) (int64, error) {
+func copyIn(ctx context.Context, tx pgx.Tx, c Chunk, src func(context.Context, io.Writer, bool) error) (int64, error) {
 	format := ""
 	if c.Binary {
 		format = " (FORMAT binary)"
@@ -300,7 +236,7 @@ func copyIn(ctx context.Context, tx pgx.Tx, c Chunk, src func(context.Context, i
 	pr, pw := io.Pipe()
 	srcErr := make(chan error, 1)
 	go func() {
-		err := src(ctx, pw)
+		err := src(ctx, pw, c.Binary)
 		pw.CloseWithError(err) // nil: EOF for the COPY
 		srcErr <- err
 	}()
@@ -349,7 +285,7 @@ func ResetLoads(ctx context.Context, pool interface {
 		}
 		rows.Close()
 		for _, t := range tables {
-			if err := rebuildIndexes(ctx, tx, pipeline, t, true); err != nil {
+			if err := rebuildIndexes(ctx, tx, slog.Default(), pipeline, t, true); err != nil {
 				return err
 			}
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgferry/pgferry/shared/apply/pgapply"
 	"github.com/pgferry/pgferry/shared/config"
 	"github.com/pgferry/pgferry/shared/schema"
 	sqlfiles "github.com/pgferry/pgferry/sql"
@@ -23,7 +24,9 @@ import (
 // lockKey serialises schema syncs on one target database (a job, a
 // retry-after-DDL and a start-up sync may race); pg_advisory_xact_lock
 // holds it until the DDL's transaction ends.
-const lockKey = 0x7067_6665_7272_7953 // "pgferrySc"…
+// An initial load takes it too while it drops a table's indexes (see
+// loadheld.go).
+const lockKey = pgapply.SchemaSyncLock
 
 // Syncer syncs one target's schema from the source. It is safe for
 // concurrent use.
@@ -92,8 +95,15 @@ func (s *Syncer) Plan(ctx context.Context) (*schema.Plan, error) {
 	}
 	var plan *schema.Plan
 	err = pgx.BeginTxFunc(ctx, s.dst, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		held, err := pgapply.HeldIndexes(ctx, tx, false)
+		if err != nil {
+			return err
+		}
 		cur, err := schema.Read(ctx, tx, targetSel)
 		if err != nil {
+			return err
+		}
+		if err := holdForLoad(ctx, tx, s.pipeline, des, cur, held, false); err != nil {
 			return err
 		}
 		reg, err := loadRegistry(ctx, tx, s.pipeline)
@@ -160,6 +170,13 @@ func (s *Syncer) SyncTx(ctx context.Context, tx pgx.Tx, des *schema.Catalog) (pl
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(lockKey)); err != nil {
 		return nil, false, fmt.Errorf("targets.%s: schema sync lock: %w", s.target, err)
 	}
+	// The objects a load holds, read (and locked) before the catalog: a
+	// rebuild in flight commits first, and its indexes are then read.
+	// Before lock_timeout is set: a big table's rebuild may take longer.
+	held, err := pgapply.HeldIndexes(ctx, tx, true)
+	if err != nil {
+		return nil, fmt.Errorf("targets.%s: indexes held by a load: %w", s.target, err)
+	}
 	// Function bodies may name tables created later in the plan; literals
 	// are rendered for standard strings; DDL waits for locks, but not forever.
 	if _, err := tx.Exec(ctx, `SET LOCAL check_function_bodies = off; SET LOCAL standard_conforming_strings = on; SET LOCAL lock_timeout = '60s'`); err != nil {
@@ -168,6 +185,9 @@ func (s *Syncer) SyncTx(ctx context.Context, tx pgx.Tx, des *schema.Catalog) (pl
 	cur, err := schema.Read(ctx, tx, targetSel)
 	if err != nil {
 		return nil, false, fmt.Errorf("targets.%s: %w", s.target, err)
+	}
+	if err := holdForLoad(ctx, tx, s.pipeline, des, cur, held, true); err != nil {
+		return nil, fmt.Errorf("targets.%s: %w", s.target, err)
 	}
 	reg, err := loadRegistry(ctx, tx, s.pipeline)
 	if err != nil {
