@@ -175,7 +175,7 @@ func (s *Syncer) SyncTx(ctx context.Context, tx pgx.Tx, des *schema.Catalog) (pl
 	// Before lock_timeout is set: a big table's rebuild may take longer.
 	held, err := pgapply.HeldIndexes(ctx, tx, true)
 	if err != nil {
-		return nil, fmt.Errorf("targets.%s: indexes held by a load: %w", s.target, err)
+		return nil, false, fmt.Errorf("targets.%s: indexes held by a load: %w", s.target, err)
 	}
 	// Function bodies may name tables created later in the plan; literals
 	// are rendered for standard strings; DDL waits for locks, but not forever.
@@ -187,7 +187,7 @@ func (s *Syncer) SyncTx(ctx context.Context, tx pgx.Tx, des *schema.Catalog) (pl
 		return nil, false, fmt.Errorf("targets.%s: %w", s.target, err)
 	}
 	if err := holdForLoad(ctx, tx, s.pipeline, des, cur, held, true); err != nil {
-		return nil, fmt.Errorf("targets.%s: %w", s.target, err)
+		return nil, false, fmt.Errorf("targets.%s: %w", s.target, err)
 	}
 	reg, err := loadRegistry(ctx, tx, s.pipeline)
 	if err != nil {
