@@ -56,8 +56,14 @@ func (a *Applier) BeginLoad(ctx context.Context, group string, t batch.Table, lo
 				return err
 			}
 			if len(fks) > 0 {
-				return fmt.Errorf("%w: %s has foreign keys %s on the target; grant the role that may set it (superuser, rds_superuser) or drop them for the load",
-					ErrForeignKeys, t, strings.Join(fks, ", "))
+				var role string
+				if err := tx.QueryRow(ctx, `SELECT current_user::text`).Scan(&role); err != nil {
+					return err
+				}
+				return fmt.Errorf("%w: %s has foreign keys %s on the target, and role %q may not set session_replication_role: "+
+					"on PostgreSQL 15 or later run GRANT SET ON PARAMETER session_replication_role TO %s; otherwise use a superuser "+
+					"(rds_superuser on RDS), or drop the foreign keys for the load",
+					ErrForeignKeys, t, strings.Join(fks, ", "), role, pgx.Identifier{role}.Sanitize())
 			}
 		}
 		tag, err := tx.Exec(ctx, fmt.Sprintf(`INSERT INTO %[1]s.loads AS l (pipeline, tbl_schema, tbl_name, load_id, state, chunks)

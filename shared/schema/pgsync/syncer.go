@@ -236,7 +236,7 @@ func (s *Syncer) run(ctx context.Context, tx pgx.Tx, plan *schema.Plan, steps []
 			continue
 		}
 		if _, err := tx.Exec(ctx, st.SQL); err != nil {
-			return fmt.Errorf("targets.%s: schema sync step %d of %d (%s): %w", s.target, i+1, len(steps), st.SQL, err)
+			return fmt.Errorf("targets.%s: schema sync step %d of %d (%s): %w", s.target, i+1, len(steps), st.SQL, explainDenied(ctx, s.dst, plan, err))
 		}
 	}
 	return nil
