@@ -199,10 +199,17 @@ func (d *differ) planTypes() {
 			d.typeNodes = append(d.typeNodes, node{key: t.Key(), deps: t.Deps, sql: []string{createType(t)}})
 		case c.Kind != t.Kind:
 			d.warn("type %s is a different kind of type on the target; left alone", t)
+			continue
 		case t.Kind == KindComposite:
 			d.alterComposite(t, c)
 		default:
 			d.alterDomain(t, c)
+		}
+		// Once the plan ran, the target's attributes are the source's.
+		for _, a := range t.Attrs {
+			if t.Kind == KindComposite && t.ID != 0 {
+				d.next.Columns[ColumnID{t.ID, a.Num}] = RegColumn{Name: a.Name}
+			}
 		}
 	}
 }
@@ -230,35 +237,100 @@ func (d *differ) enumLabels(t, c *Type) {
 
 func (d *differ) alterComposite(t, c *Type) {
 	pre := "ALTER TYPE " + t.Ident() + " "
-	if from, to, ok := renamedAttr(t.Attrs, c.Attrs); ok {
-		add(&d.alter, pre+"RENAME ATTRIBUTE "+qi(from)+" TO "+qi(to))
-		c = &Type{Attrs: slices.Clone(c.Attrs)}
-		c.Attrs[slices.IndexFunc(c.Attrs, func(x Attr) bool { return x.Name == from })].Name = to
+	match := d.matchAttrs(t, c)
+	claimed := map[string]bool{}
+	for _, j := range match {
+		if j >= 0 {
+			claimed[c.Attrs[j].Name] = true
+		}
 	}
+	// Drops first: a dropped attribute may free a name a rename takes.
 	for _, a := range c.Attrs {
-		if !slices.ContainsFunc(t.Attrs, func(x Attr) bool { return x.Name == a.Name }) {
+		if !claimed[a.Name] {
 			add(&d.alter, pre+"DROP ATTRIBUTE IF EXISTS "+qi(a.Name))
 		}
 	}
-	for _, a := range t.Attrs {
-		i := slices.IndexFunc(c.Attrs, func(x Attr) bool { return x.Name == a.Name })
-		switch {
-		case i < 0:
+	// Renames, through temporary names when one rename takes a name
+	// another frees (a swap).
+	type rename struct{ from, to, tmp string }
+	var renames []rename
+	swap := false
+	for i, a := range t.Attrs {
+		if j := match[i]; j >= 0 && c.Attrs[j].Name != a.Name {
+			renames = append(renames, rename{c.Attrs[j].Name, a.Name, tmpColumn(int16(i + 1))})
+			swap = swap || claimed[a.Name]
+		}
+	}
+	if swap {
+		for i, r := range renames {
+			add(&d.alter, pre+"RENAME ATTRIBUTE "+qi(r.from)+" TO "+qi(r.tmp))
+			renames[i].from = r.tmp
+		}
+	}
+	for _, r := range renames {
+		add(&d.alter, pre+"RENAME ATTRIBUTE "+qi(r.from)+" TO "+qi(r.to))
+	}
+	for i, a := range t.Attrs {
+		switch j := match[i]; {
+		case j < 0:
 			add(&d.alter, pre+"ADD ATTRIBUTE "+qi(a.Name)+" "+a.Type)
-		case c.Attrs[i].Type != a.Type:
+		case c.Attrs[j].Type != a.Type:
 			add(&d.alter, pre+"ALTER ATTRIBUTE "+qi(a.Name)+" TYPE "+a.Type)
 		}
 	}
 }
 
-// renamedAttr recognises a renamed composite attribute: exactly one
-// attribute only the target has and one only the source has, at the same
-// position and of the same type. Composite values travel as text, by
-// position, so planning a rename as a drop plus an add would move the
-// attribute to the end (every later value would land in the wrong
-// attribute) and empty it in rows no batch rewrites. Attributes have no
-// identity the target remembers, so any other combination stays drops and
-// adds.
+// matchAttrs matches each source attribute of a composite type to a
+// target attribute (the index in c.Attrs, or -1 for none). By registered
+// identity first, as columns are, because one plan may cover several
+// changes (a schema job runs after every DDL that committed before it)
+// and an attribute renamed among them must stay a rename: composite
+// values travel as text, by position, so a drop plus an add would move it
+// to the end and empty it in rows no batch rewrites. Then by name, unless
+// the target attribute is registered for another source attribute (one
+// the source dropped: a new attribute of the same name is not it). A type
+// with no registered attribute (a registry from before attributes were
+// registered, or a type sync adopted) falls back to renamedAttr.
+func (d *differ) matchAttrs(t, c *Type) []int {
+	match := make([]int, len(t.Attrs))
+	claimed := map[string]bool{}
+	registered := map[string]bool{}
+	find := func(name string) int { return slices.IndexFunc(c.Attrs, func(x Attr) bool { return x.Name == name }) }
+	if t.ID != 0 {
+		for k, rc := range d.reg.Columns {
+			if k.Table == t.ID {
+				registered[rc.Name] = true
+			}
+		}
+	}
+	for i, a := range t.Attrs {
+		match[i] = -1
+		if rc, ok := d.reg.Columns[ColumnID{t.ID, a.Num}]; ok && t.ID != 0 && !claimed[rc.Name] {
+			if j := find(rc.Name); j >= 0 {
+				match[i], claimed[rc.Name] = j, true
+			}
+		}
+	}
+	if len(registered) == 0 {
+		if from, to, ok := renamedAttr(t.Attrs, c.Attrs); ok {
+			match[slices.IndexFunc(t.Attrs, func(x Attr) bool { return x.Name == to })], claimed[from] = find(from), true
+		}
+	}
+	for i, a := range t.Attrs {
+		if match[i] >= 0 || claimed[a.Name] || registered[a.Name] {
+			continue
+		}
+		if j := find(a.Name); j >= 0 {
+			match[i], claimed[a.Name] = j, true
+		}
+	}
+	return match
+}
+
+// renamedAttr recognises a renamed composite attribute when the registry
+// has no identities for the type's attributes: exactly one attribute only
+// the target has and one only the source has, at the same position and of
+// the same type. Any other combination stays drops and adds.
 func renamedAttr(want, have []Attr) (from, to string, ok bool) {
 	only := func(a, b []Attr) []int {
 		var out []int

@@ -66,7 +66,7 @@ func (m *Mapper) Map(c *Catalog) (*Catalog, error) {
 		n.Base, n.Default = m.rw(t.Base), m.rw(t.Default)
 		n.Attrs = nil
 		for _, a := range t.Attrs {
-			n.Attrs = append(n.Attrs, Attr{Name: a.Name, Type: m.rw(a.Type)})
+			n.Attrs = append(n.Attrs, Attr{Num: a.Num, Name: a.Name, Type: m.rw(a.Type)})
 		}
 		n.Checks = nil
 		for _, k := range t.Checks {

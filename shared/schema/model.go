@@ -53,6 +53,10 @@ const (
 type Type struct {
 	QName
 	Kind byte `json:"k"`
+	// ID is a composite type's row type (pg_type.typrelid, a pg_class
+	// oid like a table's) in the database it was read from: on the
+	// source, with an attribute's Num, the attribute's identity.
+	ID uint32 `json:"id,omitempty"`
 	// Labels of an enum, in sort order.
 	Labels []string `json:"labels,omitempty"`
 	// Attrs of a composite type.
@@ -67,8 +71,10 @@ type Type struct {
 	Deps []string `json:"deps,omitempty"`
 }
 
-// Attr is one attribute of a composite type.
+// Attr is one attribute of a composite type. Num is its attnum in the
+// database it was read from (see Type.ID).
 type Attr struct {
+	Num  int16  `json:"num,omitempty"`
 	Name string `json:"n"`
 	Type string `json:"t"`
 }

@@ -276,7 +276,7 @@ func SplitUsing(def string) (string, bool) {
 // plus every such type in a covered schema (new types).
 func (r *reader) userTypes(ctx context.Context) error {
 	rows, err := r.tx.Query(ctx, `
-		SELECT t.oid, n.nspname, t.typname, t.typtype::text,
+		SELECT t.oid, n.nspname, t.typname, t.typtype::text, t.typrelid,
 		       coalesce(CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod) END, ''),
 		       t.typnotnull, coalesce(pg_get_expr(t.typdefaultbin, 0), ''),
 		       coalesce((SELECT CASE WHEN b.typcategory = 'A' THEN b.typelem ELSE b.oid END FROM pg_type b WHERE b.oid = t.typbasetype), 0)
@@ -296,7 +296,7 @@ func (r *reader) userTypes(ctx context.Context) error {
 		t := &Type{}
 		var kind string
 		var oid, b uint32
-		if err := rows.Scan(&oid, &t.Schema, &t.Name, &kind, &t.Base, &t.NotNull, &t.Default, &b); err != nil {
+		if err := rows.Scan(&oid, &t.Schema, &t.Name, &kind, &t.ID, &t.Base, &t.NotNull, &t.Default, &b); err != nil {
 			rows.Close()
 			return err
 		}
@@ -379,7 +379,7 @@ type typedAttr struct {
 
 func (r *reader) compositeAttrs(ctx context.Context, oids []uint32) (map[uint32][]typedAttr, error) {
 	rows, err := r.tx.Query(ctx, `
-		SELECT t.oid, a.attname, format_type(a.atttypid, a.atttypmod),
+		SELECT t.oid, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod),
 		       CASE WHEN at.typcategory = 'A' THEN at.typelem ELSE at.oid END
 		FROM pg_type t
 		JOIN pg_attribute a ON a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped
@@ -394,7 +394,7 @@ func (r *reader) compositeAttrs(ctx context.Context, oids []uint32) (map[uint32]
 	for rows.Next() {
 		var oid uint32
 		var a typedAttr
-		if err := rows.Scan(&oid, &a.Name, &a.Type, &a.elem); err != nil {
+		if err := rows.Scan(&oid, &a.Num, &a.Name, &a.Type, &a.elem); err != nil {
 			return nil, err
 		}
 		out[oid] = append(out[oid], a)

@@ -8,12 +8,15 @@ import "slices"
 //   - a table is tied to its source table's oid, a column to the source
 //     column's (oid, attnum), so a rename on the source is a rename on
 //     the target, never a drop plus an add;
+//   - so is a composite type's attribute, in Columns under its row
+//     type's (typrelid, attnum) (typrelid is a pg_class oid, so it never
+//     collides with a table's);
 //   - only registered objects are ever dropped: an index, constraint,
 //     column, table, function or view that exists only on the target
 //     (added by hand) is left alone.
 //
 // Types, sequences and extensions are never dropped, so they are not
-// registered.
+// registered (only composite attributes are, for their renames).
 type Registry struct {
 	Tables map[uint32]QName
 	// FormerTables are the earlier target names of renamed tables, oldest

@@ -246,6 +246,40 @@ func TestRenamedCompositeAttributeKeepsItsPositionAndData(t *testing.T) {
 	schematest.AssertSameDetails(t, e.src, e.dst)
 }
 
+// Several attribute changes that one sync sees together (a schema job
+// runs after all the DDL that committed before it) still keep every
+// renamed attribute's values: a rename must not become a drop plus an add.
+func TestCompositeAttributeRenamedAmongOtherChangesInOneSyncKeepsItsData(t *testing.T) {
+	for _, c := range []struct {
+		name, ddl, got, want string
+	}{
+		{"added, then renamed", `ALTER TYPE trio ADD ATTRIBUTE d text; ALTER TYPE trio RENAME ATTRIBUTE b TO b2`,
+			`SELECT format('%s,%s,%s,%s', (v).a, (v).b2, (v).c, (v).d) FROM t`, "x,y,z,"},
+		{"dropped, then another renamed", `ALTER TYPE trio DROP ATTRIBUTE b; ALTER TYPE trio RENAME ATTRIBUTE c TO c2`,
+			`SELECT format('%s,%s', (v).a, (v).c2) FROM t`, "x,z"},
+		{"two renamed in a swap", `ALTER TYPE trio RENAME ATTRIBUTE a TO tmp; ALTER TYPE trio RENAME ATTRIBUTE c TO a; ALTER TYPE trio RENAME ATTRIBUTE tmp TO c`,
+			`SELECT format('%s,%s,%s', (v).c, (v).b, (v).a) FROM t`, "x,y,z"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t, "")
+			ctx := context.Background()
+			testenv.Exec(t, e.src, `CREATE TYPE trio AS (a text, b text, c text); CREATE TABLE t (id int PRIMARY KEY, v trio)`)
+			e.syncOnce()
+			tbl := batch.Table{Schema: "public", Name: "t"}
+			if _, err := e.applier().Apply(ctx, rowsBatch(1, tbl, []string{"id", "v"}, []string{"id"}, []string{"1", "(x,y,z)"})); err != nil {
+				t.Fatal(err)
+			}
+			testenv.Exec(t, e.src, c.ddl)
+			ddl := e.syncOnce()
+			if got := e.targetString(c.got); got != c.want {
+				t.Fatalf("%s = %q on the target, want %q (values lost or moved); plan:\n%s", c.got, got, c.want, ddl)
+			}
+			e.assertNothingToDo()
+			schematest.AssertSameDetails(t, e.src, e.dst)
+		})
+	}
+}
+
 func TestBatchCapturedBeforeATableRenameIsWrittenToTheRenamedTable(t *testing.T) {
 	e := newEnv(t, "")
 	ctx := context.Background()
