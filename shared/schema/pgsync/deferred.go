@@ -18,9 +18,10 @@ import (
 // backfill does, even where no schema-diff runs (the local runner).
 
 // Waits between retries of deferred steps after batches: the first retry
-// follows the next batch, later ones back off to maxDeferredWait, since a
-// violation the stream will never fix (rows only the target has) would
-// otherwise cost a catalog diff per batch.
+// follows the next batch, and so does the one after a retry that ran some
+// of them (the backfill is arriving); a retry that ran none backs off, up
+// to maxDeferredWait, since a violation the stream will never fix (rows
+// only the target has) would otherwise cost a catalog diff per batch.
 const (
 	firstDeferredWait = time.Second
 	maxDeferredWait   = 5 * time.Minute
@@ -49,6 +50,13 @@ func (d *deferredState) outcome(deferred bool) {
 		d.next = now.Add(d.wait)
 		d.wait = min(2*d.wait, maxDeferredWait)
 	}
+}
+
+// retryNow makes the next retry due at once, with the first wait.
+func (d *deferredState) retryNow() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.next, d.wait = time.Now(), firstDeferredWait
 }
 
 func (d *deferredState) due() bool {
@@ -97,8 +105,13 @@ func (s *Syncer) RetryDeferred(ctx context.Context) (int, error) {
 		if err := s.run(ctx, tx, plan, plan.Steps); err != nil {
 			return err
 		}
-		s.deferred.outcome(len(plan.Deferred) > 0)
 		ran = len(plan.Steps)
+		if ran > 0 && len(plan.Deferred) > 0 {
+			// Progress: the rest may need only the next batch.
+			s.deferred.retryNow()
+		} else {
+			s.deferred.outcome(len(plan.Deferred) > 0)
+		}
 		return nil
 	})
 	if err != nil {
