@@ -399,3 +399,38 @@ func (f *fixture) waitTarget(cond string, timeout time.Duration) {
 		}
 	}
 }
+
+// A backfill and the DDL that needs it, as separate statements while the
+// runner is stopped: the drain's next run ships the schema job ahead of
+// the backfill's rows, so the target's rows still violate the new NOT NULL
+// and CHECK when the job runs. The job defers them instead of being
+// dead-lettered; they run once the backfill has arrived (after a batch,
+// or at the latest through the scheduled schema-diff's job). A column
+// added without a default and given one later keeps NULL in the existing
+// rows, as on the source.
+func TestConstraintRightAfterItsBackfillFollowsTheStream(t *testing.T) {
+	forEachCapture(t, func(t *testing.T, mode string) {
+		f, syncers := newSchemaFixture(t, mode, schematest.RichDDL, "")
+		ctx := context.Background()
+		l := schemaLocal(f, syncers)
+		f.exec(richRows)
+		f.exec(`INSERT INTO shop.customers (email) VALUES ('untagged1@example.com'), ('untagged2@example.com')`)
+		replicateWith(t, l, f)
+		f.exec(`UPDATE shop.customers SET tags = '' WHERE tags IS NULL`)
+		f.exec(`ALTER TABLE shop.customers ALTER COLUMN tags SET NOT NULL`)
+		f.exec(`UPDATE shop.orders SET qty = 3 WHERE qty > 3`)
+		f.exec(`ALTER TABLE shop.orders ADD CONSTRAINT qty_small CHECK (qty <= 3)`)
+		f.exec(`ALTER TABLE public.plain ADD COLUMN later int`)
+		f.exec(`ALTER TABLE public.plain ALTER COLUMN later SET DEFAULT 5`)
+		replicateWith(t, l, f)
+		if _, err := runner.SchemaDiff(ctx, f.cfg, f.src, []*pgxpool.Pool{f.dst}, f.aws, runner.InstanceID(), false, nil, f.log); err != nil {
+			t.Fatal(err)
+		}
+		replicateWith(t, l, f)
+		schematest.AssertSameCatalog(t, f.src, f.dst)
+		f.assertSame()
+		if n := f.targetInt(`SELECT count(*) FROM public.plain WHERE later IS NOT NULL`); n != 0 {
+			t.Errorf("%d existing rows of public.plain got the later default on the target; the source's read NULL", n)
+		}
+	})
+}

@@ -18,6 +18,43 @@ type Step struct {
 	// may use what they make (see txsafety.go); a runner that can commit
 	// runs them in a transaction of their own ahead of the rest.
 	CommitFirst bool
+	// Tightening steps only add a rule the existing rows must satisfy
+	// (SET NOT NULL, a constraint, an index, a domain's NOT NULL or
+	// CHECK); no other step and no row needs them to apply. Schema jobs
+	// are ordered with the data only approximately, so such a rule can
+	// reach a target before the rows of the backfill that made the source
+	// satisfy it. A runner runs each under a savepoint and, when the
+	// target's rows violate it, rolls it back, reports it and leaves it
+	// to a later sync (the diff is stateless: every later plan holds it
+	// until it succeeds). See Deferrable.
+	Tightening bool
+	// RowsWarning, when set, is logged if Table holds rows when the step
+	// runs (a column added with a volatile default).
+	RowsWarning string
+	Table       QName
+	// Move, when set, is run by the runner instead of SQL (which then only
+	// describes it): see RowMove.
+	Move *RowMove
+}
+
+// RowMove moves the rows of From, a default partition the plan detached
+// from Parent, that fall within the bounds of To, a partition the plan
+// just created, into To (they are deleted from From and inserted through
+// Parent). PostgreSQL refuses to create a partition while the default
+// partition holds rows of its range, and the stream may have put rows of
+// the new range there first. The condition is the new partition's
+// constraint (pg_get_partition_constraintdef) on the target, so it can
+// only be built when the step runs.
+type RowMove struct {
+	Parent, From, To QName
+}
+
+// Deferrable reports whether a failed Tightening step with SQLSTATE code
+// may be left for a later sync: a violation by existing rows (class 23),
+// a data error while checking them (class 22), or a foreign key whose
+// referenced unique constraint was itself deferred (42830).
+func Deferrable(code string) bool {
+	return strings.HasPrefix(code, "23") || strings.HasPrefix(code, "22") || code == "42830"
 }
 
 // Plan is the ordered DDL that brings a target from its current catalog
@@ -28,6 +65,10 @@ type Plan struct {
 	// Warnings name differences the plan leaves alone (a dropped enum
 	// label, a changed partition bound …).
 	Warnings []string
+	// Deferred are the Tightening steps a runner planned but left for a
+	// later sync because the target's rows violate them; Steps then holds
+	// only what ran.
+	Deferred []Step
 }
 
 // Empty reports whether the target already matches.
@@ -97,6 +138,9 @@ func (d *differ) steps() []Step {
 }
 
 func add(list *[]Step, sql string) { *list = append(*list, Step{SQL: sql}) }
+
+// tighten appends a Tightening step.
+func tighten(list *[]Step, sql string) { *list = append(*list, Step{SQL: sql, Tightening: true}) }
 
 func (d *differ) warn(format string, args ...any) {
 	d.warnings = append(d.warnings, fmt.Sprintf(format, args...))
@@ -362,7 +406,7 @@ func (d *differ) alterDomain(t, c *Type) {
 	}
 	if t.NotNull != c.NotNull {
 		if t.NotNull {
-			add(&d.alter, pre+"SET NOT NULL")
+			tighten(&d.alter, pre+"SET NOT NULL")
 		} else {
 			add(&d.alter, pre+"DROP NOT NULL")
 		}
@@ -376,7 +420,7 @@ func (d *differ) alterDomain(t, c *Type) {
 	for _, k := range t.Checks {
 		i := slices.IndexFunc(c.Checks, func(x Check) bool { return x.Name == k.Name })
 		if i < 0 || c.Checks[i].Def != k.Def {
-			add(&d.alter, pre+"ADD CONSTRAINT "+qi(k.Name)+" "+k.Def)
+			tighten(&d.alter, pre+"ADD CONSTRAINT "+qi(k.Name)+" "+k.Def)
 		}
 	}
 }

@@ -49,7 +49,9 @@ func (d *differ) planTables() {
 		}
 		return drops[i].String() < drops[j].String()
 	})
+	dropped := map[QName]bool{}
 	for _, c := range drops {
+		dropped[c.QName] = true
 		// Foreign keys of other tables that point at it are gone on the
 		// source too, and are dropped below, before this runs.
 		add(&d.dropTables, "DROP TABLE IF EXISTS "+c.Ident())
@@ -63,12 +65,39 @@ func (d *differ) planTables() {
 		}
 	}
 	sort.SliceStable(news, func(i, j int) bool { return depth(news[i], d.des) < depth(news[j], d.des) })
+	// A new partition of a parent whose default partition on the target
+	// may hold rows of the new range (they reached the target before the
+	// schema job): the default is detached first, its rows of each new
+	// range moved after the creates (through the parent, into the new
+	// partition and its sub-partitions), and it is attached again.
+	desiredOf := map[QName]QName{}
+	for t, c := range matched {
+		desiredOf[c.QName] = t.QName
+	}
+	detached := map[QName]QName{}
+	var parents []QName
+	var moves []Step
 	for _, t := range news {
+		if t.Parent != nil && t.Bound != "DEFAULT" {
+			if dflt, ok := d.targetDefault(*t.Parent, matched, desiredOf, dropped); ok {
+				if _, done := detached[*t.Parent]; !done {
+					detached[*t.Parent] = dflt
+					parents = append(parents, *t.Parent)
+					add(&d.creates, alterTable(*t.Parent, "DETACH PARTITION "+dflt.Ident()))
+				}
+				m := &RowMove{Parent: *t.Parent, From: dflt, To: t.QName}
+				moves = append(moves, Step{SQL: m.describe(), Move: m})
+			}
+		}
 		add(&d.creates, createTable(t))
 		for _, col := range t.Columns {
 			d.next.Columns[ColumnID{t.ID, col.Num}] = RegColumn{Name: col.Name}
 		}
 		d.objects(t, nil)
+	}
+	d.creates = append(d.creates, moves...)
+	for _, p := range parents {
+		add(&d.creates, alterTable(p, "ATTACH PARTITION "+detached[p].Ident()+" DEFAULT"))
 	}
 	for _, t := range d.des.Tables {
 		c := matched[t]
@@ -102,6 +131,30 @@ func (d *differ) planTables() {
 		}
 		d.objects(t, c)
 	}
+}
+
+// targetDefault returns the name, once the plan's renames ran, of the
+// default partition that the target's table matched to the desired
+// partitioned table parent has and keeps (one the plan drops does not
+// count).
+func (d *differ) targetDefault(parent QName, matched map[*Table]*Table, desiredOf map[QName]QName, dropped map[QName]bool) (QName, bool) {
+	pt := d.des.Table(parent)
+	if pt == nil || matched[pt] == nil {
+		return QName{}, false
+	}
+	c := matched[pt]
+	for _, x := range d.cur.Tables {
+		if x.Parent == nil || *x.Parent != c.QName || x.Bound != "DEFAULT" {
+			continue
+		}
+		if q, ok := desiredOf[x.QName]; ok {
+			return q, true
+		}
+		if !dropped[x.QName] {
+			return x.QName, true
+		}
+	}
+	return QName{}, false
 }
 
 func (d *differ) desiredID(id uint32) bool {
@@ -215,7 +268,7 @@ func (d *differ) planColumns(t, c *Table) {
 				d.alterColumn(t.QName, col, x)
 			}
 		} else {
-			add(&d.columns, alterTable(t.QName, "ADD COLUMN "+columnDef(col)))
+			d.addColumn(t.QName, col)
 		}
 		d.next.Columns[ColumnID{t.ID, col.Num}] = rc
 	}
@@ -318,7 +371,7 @@ func (d *differ) alterColumn(t QName, want, have *Column) {
 	}
 	if want.NotNull != have.NotNull {
 		if want.NotNull {
-			add(&d.columns, alterColumn(t, name, "SET NOT NULL"))
+			tighten(&d.columns, alterColumn(t, name, "SET NOT NULL"))
 		} else {
 			add(&d.columns, alterColumn(t, name, "DROP NOT NULL"))
 		}
@@ -359,9 +412,9 @@ func (d *differ) objects(t, c *Table) {
 			continue
 		}
 		if k.Kind == 'f' {
-			add(&d.addFKs, addConstraint(t.QName, k))
+			tighten(&d.addFKs, addConstraint(t.QName, k))
 		} else {
-			add(&d.addCons, addConstraint(t.QName, k))
+			tighten(&d.addCons, addConstraint(t.QName, k))
 		}
 	}
 	for _, ix := range haveIdx {
@@ -378,6 +431,69 @@ func (d *differ) objects(t, c *Table) {
 		if i >= 0 && haveIdx[i].Using == ix.Using && haveIdx[i].Unique == ix.Unique {
 			continue
 		}
-		add(&d.addIdx, createIndex(t.QName, ix))
+		tighten(&d.addIdx, createIndex(t.QName, ix))
 	}
+}
+
+// addColumn adds a source column to an existing target table so that the
+// target's existing rows read what the source's read. ADD COLUMN … DEFAULT
+// fills them with the default, which is right only when the source's rows
+// got a value from the default too: then the source has a missing value
+// (atthasmissing), which is what is rendered, since the default may have
+// been changed or dropped since (ADD COLUMN c DEFAULT 5, then SET DEFAULT
+// 7 leaves 5 in the old rows). A column added without a default and given
+// one later (ADD COLUMN c, then SET DEFAULT 5) left its rows NULL: it is
+// added without a default, which is set after. A NOT NULL column with a
+// default but no missing value (a volatile default, or a table rewritten
+// since) must be filled, and is added with its default.
+func (d *differ) addColumn(t QName, col *Column) {
+	if col.Generated != "" || col.Identity != 0 || (col.Default == "" && !col.HasMissing) {
+		add(&d.columns, alterTable(t, "ADD COLUMN "+columnDef(col)))
+		return
+	}
+	first := *col
+	switch {
+	case col.HasMissing:
+		if !sameValue(col.Default, col.Missing, col.Type) {
+			first.Default = quoteLiteral(col.Missing) + "::" + col.Type
+		}
+	case !col.NotNull:
+		first.Default = ""
+	}
+	step := Step{SQL: alterTable(t, "ADD COLUMN "+columnDef(&first))}
+	if col.VolatileDefault && !col.HasMissing {
+		got := "NULL"
+		if first.Default != "" {
+			got = "the default as evaluated on the target"
+		}
+		step.Table = t
+		step.RowsWarning = fmt.Sprintf("column %s.%s has a volatile default (%s): adding it rewrote the source's existing rows "+
+			"with values no capture sees, so this target's existing rows read %s instead; reload the table to copy them "+
+			"(--initial-load --load-tables %s --reload)", t, col.Name, col.Default, got, t)
+	}
+	d.columns = append(d.columns, step)
+	switch {
+	case first.Default == col.Default:
+	case col.Default == "":
+		add(&d.columns, alterColumn(t, col.Name, "DROP DEFAULT"))
+	default:
+		add(&d.columns, alterColumn(t, col.Name, "SET DEFAULT "+col.Default))
+	}
+}
+
+// sameValue reports whether the default expression def is the constant
+// whose text is missing, as the server deparses one of type typ (5,
+// 'x'::text, false), so that the plan can say DEFAULT def once instead of
+// the missing value and then the default. A false answer only costs a
+// statement.
+func sameValue(def, missing, typ string) bool {
+	switch {
+	case def == "":
+		return false
+	case def == missing, def == quoteLiteral(missing)+"::"+typ:
+		return true
+	case typ == "boolean":
+		return (def == "true" && missing == "t") || (def == "false" && missing == "f")
+	}
+	return false
 }

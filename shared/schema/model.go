@@ -180,6 +180,18 @@ type Column struct {
 	Identity  byte   `json:"identity,omitempty"`  // 'a' always, 'd' by default, 0 none
 	Generated string `json:"generated,omitempty"` // stored generation expression
 	Collation string `json:"collation,omitempty"` // quoted, when not the type's default
+	// HasMissing and Missing are pg_attribute.atthasmissing and the text
+	// of attmissingval: the value rows that existed when the column was
+	// added with a non-volatile default read for it (the default was
+	// evaluated once, then, and may since have changed or been dropped).
+	// A column added without a default, or with one set later, has none:
+	// its existing rows read NULL. A table rewrite clears it.
+	HasMissing bool   `json:"hasmissing,omitempty"`
+	Missing    string `json:"missing,omitempty"`
+	// VolatileDefault is set when the default calls a volatile function
+	// (clock_timestamp(), random(), nextval …): adding such a column
+	// rewrote every existing row with values no capture saw.
+	VolatileDefault bool `json:"volatile_default,omitempty"`
 }
 
 // Constraint is a primary key, unique, check, exclusion or foreign key.

@@ -123,7 +123,11 @@ func (r *reader) columns(ctx context.Context) error {
 		       coalesce(pg_get_expr(d.adbin, d.adrelid), ''), a.attidentity::text, a.attgenerated::text,
 		       CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation
 		            THEN quote_ident(cn.nspname) || '.' || quote_ident(co.collname) ELSE '' END,
-		       CASE WHEN t.typcategory = 'A' THEN t.typelem ELSE t.oid END
+		       CASE WHEN t.typcategory = 'A' THEN t.typelem ELSE t.oid END,
+		       a.atthasmissing, coalesce((a.attmissingval::text::text[])[1], ''),
+		       coalesce((SELECT bool_or(p.provolatile = 'v')
+		                 FROM regexp_matches(d.adbin::text, ':(?:op)?funcid (\d+)', 'g') f
+		                 JOIN pg_proc p ON p.oid = f[1]::oid), false)
 		FROM pg_attribute a
 		JOIN pg_type t ON t.oid = a.atttypid
 		LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
@@ -139,7 +143,8 @@ func (r *reader) columns(ctx context.Context) error {
 		var rel, typ uint32
 		var identity, generated string
 		c := &Column{}
-		if err := rows.Scan(&rel, &c.Num, &c.Name, &c.Type, &c.NotNull, &c.Default, &identity, &generated, &c.Collation, &typ); err != nil {
+		if err := rows.Scan(&rel, &c.Num, &c.Name, &c.Type, &c.NotNull, &c.Default, &identity, &generated, &c.Collation, &typ,
+			&c.HasMissing, &c.Missing, &c.VolatileDefault); err != nil {
 			return err
 		}
 		if identity != "" {

@@ -184,3 +184,12 @@ func dropFunction(f *Function) string {
 	// Args is the server's own deparse of the argument types.
 	return fmt.Sprintf("DROP %s IF EXISTS %s(%s)", kind, f.Ident(), args)
 }
+
+// describe is what a plan shows for a RowMove: a comment (the runner
+// builds the statement when it runs), kept on one line whatever the
+// names hold.
+func (m *RowMove) describe() string {
+	s := fmt.Sprintf("-- move the rows of %s within the bounds of %s into it (deleted there, inserted through %s)",
+		m.From.Ident(), m.To.Ident(), m.Parent.Ident())
+	return strings.NewReplacer("\n", `\n`, "\r", `\r`).Replace(s)
+}

@@ -23,10 +23,15 @@ import (
 //   - with apply_schema, batches are written into that schema;
 //   - a batch that fails because the target is behind (ErrSchemaBehind,
 //     an unknown enum label, a type mismatch, a value the old type
-//     cannot hold, a constraint the source dropped or relaxed) triggers a sync and is retried once, in a new
-//     transaction, after its columns are adapted (see adapt). Only if the
-//     sync changed nothing, or the retry fails too, does the error go on
-//     to the normal retry and dead-letter path.
+//     cannot hold, a constraint the source dropped or relaxed, a key the
+//     target has no unique index for yet) triggers a sync and is retried
+//     once, in a new transaction, after its columns are adapted (see
+//     adapt). Only if the sync changed nothing (a deferred constraint
+//     that is still violated does not count), or the retry fails too,
+//     does the error go on to the normal retry and dead-letter path;
+//   - after a batch commits, constraints a sync deferred because the
+//     target's rows violated them are tried again when due (see
+//     Syncer.RetryDeferred).
 type Applier struct {
 	next     apply.Applier
 	sync     *Syncer
@@ -58,7 +63,11 @@ func (a *Applier) Apply(ctx context.Context, b *batch.Batch) (apply.Result, erro
 	}
 	mb := a.mapBatch(b)
 	res, err := a.next.Apply(ctx, mb)
-	if err == nil || !behind(err) {
+	if err == nil {
+		a.retryDeferred(ctx)
+		return res, nil
+	}
+	if !behind(err) {
 		return res, err
 	}
 	plan, serr := a.sync.Sync(ctx)
@@ -82,7 +91,23 @@ func (a *Applier) Apply(ctx context.Context, b *batch.Batch) (apply.Result, erro
 	if rerr != nil {
 		return res, fmt.Errorf("%w (after schema sync: %d statements, batch adapted: %v)", rerr, len(plan.Steps), changes)
 	}
+	a.retryDeferred(ctx)
 	return res, nil
+}
+
+// retryDeferred runs, after a batch committed, the constraints a sync
+// deferred because the target's rows violated them, if a retry is due:
+// the batch may have brought the backfill they waited for. Its failure
+// does not fail the batch (which is committed); it is logged, and the
+// next sync plans the steps again.
+func (a *Applier) retryDeferred(ctx context.Context) {
+	n, err := a.sync.RetryDeferred(ctx)
+	if err != nil {
+		a.log.Warn("schema sync: retrying deferred steps failed; the next sync plans them again", "err", err)
+	}
+	if n > 0 {
+		a.forget()
+	}
 }
 
 // behind reports failures that a schema sync may cure.
@@ -102,6 +127,7 @@ func behind(err error) bool {
 			"23505",                   // unique violation: a unique constraint or index the source dropped
 			"23503",                   // foreign key violation: a foreign key the source dropped
 			"23P01",                   // exclusion violation: an exclusion constraint the source dropped
+			"42P10",                   // no unique index for ON CONFLICT: a key constraint not created yet (or deferred)
 			"42P01", "42703", "42704": // undefined table, column, object
 			return true
 		}

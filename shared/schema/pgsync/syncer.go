@@ -9,10 +9,14 @@ package pgsync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgferry/pgferry/shared/apply/pgapply"
@@ -37,6 +41,7 @@ type Syncer struct {
 	applySchema string
 	sel         schema.Selection
 	log         *slog.Logger
+	deferred    deferredState
 }
 
 // New returns a syncer for cfg's target named target.
@@ -167,33 +172,10 @@ func (s *Syncer) Sync(ctx context.Context) (*schema.Plan, error) {
 // the rest (the diff is stateless, so the second call plans only what is
 // still missing). Otherwise it runs the whole plan and more is false.
 func (s *Syncer) SyncTx(ctx context.Context, tx pgx.Tx, des *schema.Catalog) (plan *schema.Plan, more bool, err error) {
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(lockKey)); err != nil {
-		return nil, false, fmt.Errorf("targets.%s: schema sync lock: %w", s.target, err)
-	}
-	// The objects a load holds, read (and locked) before the catalog: a
-	// rebuild in flight commits first, and its indexes are then read.
-	// Before lock_timeout is set: a big table's rebuild may take longer.
-	held, err := pgapply.HeldIndexes(ctx, tx, true)
+	plan, reg, err := s.planTx(ctx, tx, des)
 	if err != nil {
-		return nil, false, fmt.Errorf("targets.%s: indexes held by a load: %w", s.target, err)
+		return nil, false, err
 	}
-	// Function bodies may name tables created later in the plan; literals
-	// are rendered for standard strings; DDL waits for locks, but not forever.
-	if _, err := tx.Exec(ctx, `SET LOCAL check_function_bodies = off; SET LOCAL standard_conforming_strings = on; SET LOCAL lock_timeout = '60s'`); err != nil {
-		return nil, false, fmt.Errorf("targets.%s: schema sync: %w", s.target, err)
-	}
-	cur, err := schema.Read(ctx, tx, targetSel)
-	if err != nil {
-		return nil, false, fmt.Errorf("targets.%s: %w", s.target, err)
-	}
-	if err := holdForLoad(ctx, tx, s.pipeline, des, cur, held, true); err != nil {
-		return nil, false, fmt.Errorf("targets.%s: %w", s.target, err)
-	}
-	reg, err := loadRegistry(ctx, tx, s.pipeline)
-	if err != nil {
-		return nil, false, fmt.Errorf("targets.%s: %w", s.target, err)
-	}
-	plan = schema.Diff(des, cur, reg)
 	if first, rest := plan.Split(); len(first) > 0 && len(rest) > 0 {
 		// New labels only: nothing is registered for them, and the
 		// registry is saved with the rest.
@@ -204,6 +186,7 @@ func (s *Syncer) SyncTx(ctx context.Context, tx pgx.Tx, des *schema.Catalog) (pl
 		return &schema.Plan{Steps: first, Registry: reg}, true, nil
 	}
 	if plan.Empty() && sameRegistry(reg, plan.Registry) {
+		s.deferred.outcome(false)
 		return plan, false, nil
 	}
 	if _, err := tx.Exec(ctx, sqlfiles.SchemaRegistry(Schema)); err != nil {
@@ -212,6 +195,7 @@ func (s *Syncer) SyncTx(ctx context.Context, tx pgx.Tx, des *schema.Catalog) (pl
 	if err := s.run(ctx, tx, plan, plan.Steps); err != nil {
 		return nil, false, err
 	}
+	s.deferred.outcome(len(plan.Deferred) > 0)
 	if err := saveRegistry(ctx, tx, s.pipeline, plan.Registry); err != nil {
 		return nil, false, fmt.Errorf("targets.%s: %w", s.target, err)
 	}
@@ -224,22 +208,138 @@ func (s *Syncer) SyncTx(ctx context.Context, tx pgx.Tx, des *schema.Catalog) (pl
 	return plan, false, nil
 }
 
+// planTx takes the target's schema sync lock in tx, reads the target and
+// its registry, and diffs des against them.
+func (s *Syncer) planTx(ctx context.Context, tx pgx.Tx, des *schema.Catalog) (*schema.Plan, *schema.Registry, error) {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(lockKey)); err != nil {
+		return nil, nil, fmt.Errorf("targets.%s: schema sync lock: %w", s.target, err)
+	}
+	// The objects a load holds, read (and locked) before the catalog: a
+	// rebuild in flight commits first, and its indexes are then read.
+	// Before lock_timeout is set: a big table's rebuild may take longer.
+	held, err := pgapply.HeldIndexes(ctx, tx, true)
+	if err != nil {
+		return nil, nil, fmt.Errorf("targets.%s: indexes held by a load: %w", s.target, err)
+	}
+	// Function bodies may name tables created later in the plan; literals
+	// are rendered for standard strings; DDL waits for locks, but not forever.
+	if _, err := tx.Exec(ctx, `SET LOCAL check_function_bodies = off; SET LOCAL standard_conforming_strings = on; SET LOCAL lock_timeout = '60s'`); err != nil {
+		return nil, nil, fmt.Errorf("targets.%s: schema sync: %w", s.target, err)
+	}
+	cur, err := schema.Read(ctx, tx, targetSel)
+	if err != nil {
+		return nil, nil, fmt.Errorf("targets.%s: %w", s.target, err)
+	}
+	if err := holdForLoad(ctx, tx, s.pipeline, des, cur, held, true); err != nil {
+		return nil, nil, fmt.Errorf("targets.%s: %w", s.target, err)
+	}
+	reg, err := loadRegistry(ctx, tx, s.pipeline)
+	if err != nil {
+		return nil, nil, fmt.Errorf("targets.%s: %w", s.target, err)
+	}
+	return schema.Diff(des, cur, reg), reg, nil
+}
+
 // run executes steps (some or all of plan's) in tx; a failed optional
-// step becomes a warning of plan.
+// step becomes a warning of plan. A Tightening step the target's rows
+// violate is rolled back to its savepoint, logged at WARN (every time: it
+// is planned again by every sync until it succeeds) and moved from
+// plan.Steps to plan.Deferred, so that plan.Steps is what ran.
 func (s *Syncer) run(ctx context.Context, tx pgx.Tx, plan *schema.Plan, steps []schema.Step) error {
+	var deferred []int
 	for i, st := range steps {
-		if st.Optional {
+		switch {
+		case st.Optional:
 			if err := optional(ctx, tx, st.SQL); err != nil {
 				plan.Warnings = append(plan.Warnings, fmt.Sprintf("skipped %q: %v", st.SQL, err))
 				s.log.Warn("schema sync: optional step failed; skipped", "target", s.target, "sql", st.SQL, "err", err)
 			}
 			continue
+		case st.Move != nil:
+			n, err := moveRows(ctx, tx, st.Move)
+			if err != nil {
+				return fmt.Errorf("targets.%s: schema sync step %d of %d (moving the rows of %s that belong in the new partition %s): %w",
+					s.target, i+1, len(steps), st.Move.From, st.Move.To, err)
+			}
+			if n > 0 {
+				s.log.Info("schema sync moved rows out of the default partition into a new partition", "target", s.target,
+					"default", st.Move.From.String(), "partition", st.Move.To.String(), "rows", n)
+			}
+			continue
+		case st.Tightening:
+			err := optional(ctx, tx, st.SQL)
+			var pgErr *pgconn.PgError
+			if err != nil && errors.As(err, &pgErr) && schema.Deferrable(pgErr.Code) {
+				deferred = append(deferred, i)
+				plan.Deferred = append(plan.Deferred, st)
+				s.log.Warn("schema sync: deferred a constraint the target's rows violate (rows of a backfill may not have arrived yet); every later sync retries it",
+					"target", s.target, "sql", st.SQL, "err", err)
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("targets.%s: schema sync step %d of %d (%s): %w", s.target, i+1, len(steps), st.SQL, explainDenied(ctx, s.dst, plan, err))
+			}
+			continue
+		case st.RowsWarning != "":
+			var rows bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+st.Table.Ident()+`)`).Scan(&rows); err != nil {
+				return fmt.Errorf("targets.%s: schema sync: does %s hold rows: %w", s.target, st.Table, err)
+			}
+			if rows {
+				s.log.Warn("schema sync: "+st.RowsWarning, "target", s.target, "table", st.Table.String())
+			}
 		}
 		if _, err := tx.Exec(ctx, st.SQL); err != nil {
 			return fmt.Errorf("targets.%s: schema sync step %d of %d (%s): %w", s.target, i+1, len(steps), st.SQL, explainDenied(ctx, s.dst, plan, err))
 		}
 	}
+	if len(deferred) > 0 && len(steps) == len(plan.Steps) {
+		ran := make([]schema.Step, 0, len(steps)-len(deferred))
+		for i, st := range plan.Steps {
+			if !slices.Contains(deferred, i) {
+				ran = append(ran, st)
+			}
+		}
+		plan.Steps = ran
+	}
 	return nil
+}
+
+// moveRows runs m: the rows of the detached default partition m.From
+// that satisfy the partition constraint of the new partition m.To are
+// deleted there and inserted through m.Parent, in one statement. Stored
+// generated columns are left out (they are computed again), identity
+// values are kept. It returns how many rows moved.
+func moveRows(ctx context.Context, tx pgx.Tx, m *schema.RowMove) (int64, error) {
+	var cond *string
+	if err := tx.QueryRow(ctx, `SELECT pg_get_partition_constraintdef(to_regclass($1))`, m.To.Ident()).Scan(&cond); err != nil {
+		return 0, fmt.Errorf("partition constraint of %s: %w", m.To, err)
+	}
+	if cond == nil {
+		return 0, fmt.Errorf("%s has no partition constraint", m.To)
+	}
+	rows, err := tx.Query(ctx, `SELECT attname FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0
+		AND NOT attisdropped AND attgenerated = '' ORDER BY attnum`, m.Parent.Ident())
+	if err != nil {
+		return 0, fmt.Errorf("columns of %s: %w", m.Parent, err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return 0, fmt.Errorf("columns of %s: %w", m.Parent, err)
+	}
+	cols := make([]string, len(names))
+	for i, n := range names {
+		cols[i] = pgx.Identifier{n}.Sanitize()
+	}
+	list := strings.Join(cols, ", ")
+	// The condition is the server's deparse of the new partition's bounds
+	// over the parent's column names, which a partition shares.
+	tag, err := tx.Exec(ctx, `WITH moved AS (DELETE FROM `+m.From.Ident()+` WHERE `+*cond+` RETURNING `+list+`)
+		INSERT INTO `+m.Parent.Ident()+` (`+list+`) OVERRIDING SYSTEM VALUE SELECT `+list+` FROM moved`)
+	if err != nil {
+		return 0, err
+	}
+	return tag.RowsAffected(), nil
 }
 
 // optional runs sql under a savepoint, so that its failure (an extension
