@@ -218,3 +218,34 @@ func TestNewPartitionTakesTheRowsTheTargetsDefaultPartitionHeld(t *testing.T) {
 	e.assertNothingToDo()
 	schematestSame(t, e)
 }
+
+// TestDomainConstraintReplacedInOneSyncApplies: a plan that drops a
+// domain constraint and then adds one (a tightening step, run under a
+// savepoint) in the same transaction. PostgreSQL 15 leaves the drop's
+// invalidations pending, and a subtransaction that invalidates a cache
+// then fails with "cannot start a subtransaction when there are
+// unprocessed inval messages" (XX000): the job would be dead-lettered.
+func TestDomainConstraintReplacedInOneSyncApplies(t *testing.T) {
+	e := newEnv(t, "")
+	testenv.Exec(t, e.src, `CREATE DOMAIN sku AS text CONSTRAINT sku_upper CHECK (VALUE ~ '^[A-Z]');
+		CREATE TABLE items (id int PRIMARY KEY, s sku)`)
+	e.syncOnce()
+	testenv.Exec(t, e.src, `ALTER DOMAIN sku DROP CONSTRAINT sku_upper;
+		ALTER DOMAIN sku ADD CONSTRAINT sku_short CHECK (length(VALUE) < 20);
+		ALTER TABLE items ADD CONSTRAINT items_id_pos CHECK (id > 0)`)
+	sql := e.syncOnce()
+	for _, want := range []string{"DROP CONSTRAINT", "sku_short", "items_id_pos"} {
+		if !strings.Contains(sql, want) {
+			t.Errorf("the sync ran no step with %q:\n%s", want, sql)
+		}
+	}
+	var got string
+	if err := e.dst.QueryRow(context.Background(), `SELECT string_agg(conname, ',' ORDER BY conname) FROM pg_constraint
+		WHERE conname IN ('sku_upper', 'sku_short', 'items_id_pos')`).Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if want := "items_id_pos,sku_short"; got != want {
+		t.Errorf("target constraints = %s, want %s", got, want)
+	}
+	e.assertNothingToDo()
+}

@@ -247,10 +247,15 @@ func (s *Syncer) planTx(ctx context.Context, tx pgx.Tx, des *schema.Catalog) (*s
 // plan.Steps to plan.Deferred, so that plan.Steps is what ran.
 func (s *Syncer) run(ctx context.Context, tx pgx.Tx, plan *schema.Plan, steps []schema.Step) error {
 	var deferred []int
+	// changed: a statement of this transaction changed the catalog since
+	// the last savepoint (see optional).
+	changed := false
 	for i, st := range steps {
 		switch {
 		case st.Optional:
-			if err := optional(ctx, tx, st.SQL); err != nil {
+			err := optional(ctx, tx, st.SQL, changed)
+			changed = err == nil
+			if err != nil {
 				plan.Warnings = append(plan.Warnings, fmt.Sprintf("skipped %q: %v", st.SQL, err))
 				s.log.Warn("schema sync: optional step failed; skipped", "target", s.target, "sql", st.SQL, "err", err)
 			}
@@ -265,9 +270,11 @@ func (s *Syncer) run(ctx context.Context, tx pgx.Tx, plan *schema.Plan, steps []
 				s.log.Info("schema sync moved rows out of the default partition into a new partition", "target", s.target,
 					"default", st.Move.From.String(), "partition", st.Move.To.String(), "rows", n)
 			}
+			changed = true
 			continue
 		case st.Tightening:
-			err := optional(ctx, tx, st.SQL)
+			err := optional(ctx, tx, st.SQL, changed)
+			changed = err == nil
 			var pgErr *pgconn.PgError
 			if err != nil && errors.As(err, &pgErr) && schema.Deferrable(pgErr.Code) {
 				deferred = append(deferred, i)
@@ -292,6 +299,7 @@ func (s *Syncer) run(ctx context.Context, tx pgx.Tx, plan *schema.Plan, steps []
 		if _, err := tx.Exec(ctx, st.SQL); err != nil {
 			return fmt.Errorf("targets.%s: schema sync step %d of %d (%s): %w", s.target, i+1, len(steps), st.SQL, explainDenied(ctx, s.dst, plan, err))
 		}
+		changed = true
 	}
 	if len(deferred) > 0 && len(steps) == len(plan.Steps) {
 		ran := make([]schema.Step, 0, len(steps)-len(deferred))
@@ -344,7 +352,20 @@ func moveRows(ctx context.Context, tx pgx.Tx, m *schema.RowMove) (int64, error) 
 
 // optional runs sql under a savepoint, so that its failure (an extension
 // the target does not offer) leaves the transaction usable.
-func optional(ctx context.Context, tx pgx.Tx, sql string) error {
+//
+// flush first makes the transaction's pending catalog invalidations local:
+// PostgreSQL (seen on 15) refuses to start a subtransaction that
+// invalidates a cache while an earlier statement's invalidations are
+// unprocessed ("cannot start a subtransaction when there are unprocessed
+// inval messages", XX000), which ALTER DOMAIN … DROP CONSTRAINT leaves
+// behind. Any later catalog change processes them; a temporary table made
+// and dropped is one that touches nothing of the target's.
+func optional(ctx context.Context, tx pgx.Tx, sql string, flush bool) error {
+	if flush {
+		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE pgferry_inval_flush () ON COMMIT DROP; DROP TABLE pg_temp.pgferry_inval_flush`); err != nil {
+			return fmt.Errorf("before a savepoint: %w", err)
+		}
+	}
 	sp, err := tx.Begin(ctx)
 	if err != nil {
 		return err
