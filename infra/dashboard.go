@@ -41,11 +41,19 @@ func (b *builder) dashboard() {
 		fnThrottles = append(fnThrottles, label(f.MetricThrottles(stat("Sum", minute)), fn+" throttles"))
 	}
 	failures := []awscloudwatch.IMetric{label(b.custom(metrics.DrainFailures, "", "Sum", minute), "drain failures")}
+	// A safety check that cannot run is a failure of its own: shown here
+	// beside the others, and alarmed on (alarms.go).
+	if b.cfg.Source.Capture == config.CaptureSlot {
+		failures = append(failures, label(b.custom(metrics.RetainedWALReadFailures, "", "Maximum", minute), "slot state unread"))
+	} else {
+		failures = append(failures, label(b.custom(metrics.EventBacklogReadFailures, "", "Maximum", minute), "event backlog uncounted"))
+	}
 	for _, t := range targets {
 		failures = append(failures,
 			label(b.custom(metrics.ApplyFailures, t, "Sum", minute), t+" apply failures"),
 			label(b.custom(metrics.PoisonBatches, t, "Sum", minute), t+" parked batches"),
-			label(b.custom(metrics.GroupBlocked, t, "Maximum", minute), t+" blocked"))
+			label(b.custom(metrics.GroupBlocked, t, "Maximum", minute), t+" blocked"),
+			label(b.custom(metrics.SequenceSyncFailures, t, "Maximum", minute), t+" sequence sync failing"))
 	}
 
 	var alarms []awscloudwatch.IAlarm

@@ -481,7 +481,8 @@ func TestDashboardShowsLagRowsBatchSizesAndErrors(t *testing.T) {
 		dash = (*res)["Properties"].(obj)
 	}
 	text, _ := json.Marshal(dash["DashboardBody"])
-	for _, m := range []string{metrics.ReplicationLag, metrics.RowsShipped, metrics.RowsApplied, metrics.BatchRows, metrics.ApplyFailures, metrics.PoisonBatches, `\"Errors\"`, `\"Throttles\"`, "ApproximateAgeOfOldestMessage", metrics.EventBacklog, metrics.LoadRowsCopied} {
+	for _, m := range []string{metrics.ReplicationLag, metrics.RowsShipped, metrics.RowsApplied, metrics.BatchRows, metrics.ApplyFailures, metrics.PoisonBatches, `\"Errors\"`, `\"Throttles\"`, "ApproximateAgeOfOldestMessage", metrics.EventBacklog, metrics.LoadRowsCopied,
+		metrics.SequenceSyncFailures, metrics.EventBacklogReadFailures} {
 		if !strings.Contains(string(text), m) {
 			t.Errorf("dashboard lacks %s", m)
 		}
