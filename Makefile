@@ -24,14 +24,17 @@ build:
 	  (cd build/$$fn && rm -f bootstrap.zip && zip -q -X bootstrap.zip bootstrap); \
 	done
 
-## test: every test, against a throw-away PostgreSQL and the local AWS emulators
+## test: every test, against a throw-away PostgreSQL and the local AWS emulators;
+## stops those it started (PGFERRY_KEEP=1 leaves them running)
 test:
-	@eval "$$(localstack/up)"; eval "$$(localstack/pg-up test 55432)"; \
+	@source localstack/session.sh; trap session_down EXIT; \
+	  session_up "" test:55432; \
 	  export PATH="$(NODE_BIN):$$PATH"; \
 	  go vet ./...; \
 	  go test $(GOTEST_FLAGS) ./...
 
-## demo: seed a demo source, replicate it with live progress, verify
+## demo: seed a demo source, replicate it with live progress, verify; stops the
+## clusters and emulators it started (PGFERRY_KEEP=1 leaves them running)
 demo:
 	@localstack/demo
 

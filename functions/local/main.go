@@ -41,6 +41,7 @@ func run() error {
 		doVerify    = flag.Bool("verify", false, "after --until-idle, compare row counts and checksums of every table")
 		timeout     = flag.Duration("timeout", 10*time.Minute, "with --until-idle, give up after this long")
 		logLevel    = flag.String("log-level", "info", "debug, info, warn or error")
+		logFile     = flag.String("log-file", "", "append log lines to this file instead of stderr (progress and results stay on the terminal)")
 		reset       = flag.Bool("reset", false, "remove the pipeline's capture objects, queued batches, checkpoint and target watermarks, then exit")
 		redrive     = flag.Bool("redrive", false, "apply the batches parked in the dead-letter queue, in order, then exit (or go on with --until-idle)")
 		metricsPath = flag.String("metrics", "", "append CloudWatch EMF metric lines to this file")
@@ -53,7 +54,16 @@ func run() error {
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	logOut := os.Stderr
+	if *logFile != "" {
+		f, err := os.OpenFile(*logFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			return fmt.Errorf("--log-file: %w", err)
+		}
+		defer f.Close()
+		logOut = f
+	}
+	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: level}))
 	if *cfgPath == "" {
 		return errors.New("--config is required")
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgferry/pgferry/shared/apply"
 	"github.com/pgferry/pgferry/shared/batch"
 	"github.com/pgferry/pgferry/shared/queue"
 	"github.com/pgferry/pgferry/shared/runner"
@@ -167,7 +168,7 @@ func TestLongApplyKeepsItsMessageHidden(t *testing.T) {
 	if err := f.aws.Queue.SetVisibility(ctx, m, vis); err != nil {
 		t.Fatal(err)
 	}
-	stop := runner.KeepHidden(ctx, f.aws.Queue, m, vis, f.log)
+	stop := apply.KeepHidden(ctx, f.aws.Queue, m, vis, f.log)
 	// A competing consumer polls all along.
 	var stolen atomic.Int32
 	pollCtx, stopPoll := context.WithCancel(ctx)

@@ -14,9 +14,7 @@ import (
 	"github.com/pgferry/pgferry/shared/batch"
 	"github.com/pgferry/pgferry/shared/config"
 	"github.com/pgferry/pgferry/shared/drain"
-	"github.com/pgferry/pgferry/shared/fault"
 	"github.com/pgferry/pgferry/shared/metrics"
-	"github.com/pgferry/pgferry/shared/queue"
 	"github.com/pgferry/pgferry/shared/queue/sqsfifo"
 )
 
@@ -224,10 +222,11 @@ func (l *Local) drainLoop(ctx context.Context, untilIdle bool) {
 	}
 }
 
-// applyLoop consumes the FIFO queue. Messages of one group arrive in
-// order; after a failure the rest of that group's messages in the same
-// receive are released untouched, so order is kept. A message is deleted
-// only after its apply and watermark committed.
+// applyLoop consumes the FIFO queue through the consume step (see
+// apply.Consumer.Consume): a message is deleted only after its apply and
+// watermark committed, and a receive is worked through up to its first
+// failure; the messages after it are given back untouched, so order is
+// kept.
 //
 // A long poll is never abandoned: a message the queue hands to a poll
 // whose caller has gone stays invisible for the whole visibility timeout,
@@ -236,6 +235,14 @@ func (l *Local) drainLoop(ctx context.Context, untilIdle bool) {
 func (l *Local) applyLoop(ctx context.Context, untilIdle bool) {
 	backoff := time.Duration(0)
 	vis := l.Cfg.Apply.Visibility.Duration
+	c := &apply.Consumer{
+		Handler: l.Handler, Queue: l.Queue, Park: l.dlq(), Visibility: vis, Log: l.Log,
+		// The progress line counts applied batches.
+		AppliedLevel: slog.LevelDebug,
+	}
+	if l.Progress != nil {
+		c.OnApplied = func(d apply.Delivery) { l.Progress.Applied(d.Batch, d.Result) }
+	}
 	for ctx.Err() == nil {
 		msgs, err := l.Queue.Receive(context.WithoutCancel(ctx), 10, time.Second, vis)
 		if err != nil {
@@ -245,20 +252,11 @@ func (l *Local) applyLoop(ctx context.Context, untilIdle bool) {
 			continue
 		}
 		backoff = 0
-		failed := map[string]bool{}
-		applied := false
-		for _, m := range msgs {
-			if failed[m.Group] || ctx.Err() != nil {
-				_ = l.Queue.SetVisibility(context.WithoutCancel(ctx), m, 0)
-				continue
-			}
-			if err := l.handle(ctx, m, untilIdle); err != nil {
-				failed[m.Group] = true
-			} else {
-				applied = true
-			}
+		out := c.Consume(ctx, msgs)
+		if untilIdle {
+			l.stopIfStuck(ctx, out)
 		}
-		if applied && l.AfterCycle != nil && ctx.Err() == nil {
+		if out.Applied > 0 && l.AfterCycle != nil && ctx.Err() == nil {
 			if err := l.AfterCycle(ctx); err != nil && ctx.Err() == nil {
 				l.Log.Warn("after apply cycle", "err", err)
 			}
@@ -266,74 +264,24 @@ func (l *Local) applyLoop(ctx context.Context, untilIdle bool) {
 	}
 }
 
-// KeepHidden keeps m hidden while it is being applied, extending its
-// visibility to vis every vis/2, until the returned stop is called. A long
-// apply therefore never lets its message reappear to another consumer.
-func KeepHidden(ctx context.Context, q *sqsfifo.Queue, m queue.Message, vis time.Duration, log *slog.Logger) (stop func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(max(vis/2, 500*time.Millisecond))
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if err := q.SetVisibility(ctx, m, vis); err != nil && ctx.Err() == nil {
-					log.Warn("extend message visibility", "err", err)
-				}
-			}
-		}
-	}()
-	return func() { cancel(); <-done }
-}
-
-func (l *Local) handle(ctx context.Context, m queue.Message, untilIdle bool) error {
-	stop := KeepHidden(ctx, l.Queue, m, l.Cfg.Apply.Visibility.Duration, l.Log)
-	d := l.Handler.Deliver(ctx, m, l.dlq())
-	stop()
-	if d.Err == nil {
-		fault.Point(fault.ApplyCommitted)
-		if err := l.Queue.Delete(context.WithoutCancel(ctx), m); err != nil {
-			// The batch is applied; a redelivery is a watermark no-op.
-			l.Log.Warn("delete applied message", "err", err)
-		}
-		if l.Progress != nil {
-			l.Progress.Applied(d.Batch, d.Result)
-		}
-		return nil
+// stopIfStuck ends an --until-idle run when a consume step parked a batch,
+// or failed one that cannot advance until an operator acts: a checkpoint
+// lineage mismatch, or an earlier batch of its group that is parked.
+func (l *Local) stopIfStuck(ctx context.Context, out apply.Outcome) {
+	for _, p := range out.Parked {
+		l.fail(fmt.Errorf("%w: %s is parked in the dead-letter queue after %d attempts: %v; fix the cause, then run --redrive",
+			ErrPoison, p.Delivery.Describe(p.Message), p.Message.Receives, p.Delivery.Err))
 	}
-	if ctx.Err() != nil {
-		_ = l.Queue.SetVisibility(context.WithoutCancel(ctx), m, 0)
-		return d.Err
+	f := out.Failed
+	if f == nil || f.Delivery.Class != apply.Blocked {
+		return
 	}
-	desc := d.Describe(m)
-	if d.Parked {
-		l.Log.Error("batch parked in the dead-letter queue; its target is blocked until it is re-driven",
-			"batch", desc, "attempts", m.Receives, "err", d.Err)
-		fault.Point(fault.ApplyParked)
-		if err := l.Queue.Delete(context.WithoutCancel(ctx), m); err != nil {
-			l.Log.Warn("delete parked message from the queue", "err", err)
-		}
-		if untilIdle {
-			l.fail(fmt.Errorf("%w: %s is parked in the dead-letter queue after %d attempts: %v; fix the cause, then run --redrive",
-				ErrPoison, desc, m.Receives, d.Err))
-		}
-		return d.Err
+	desc := f.Delivery.Describe(f.Message)
+	if errors.Is(f.Delivery.Err, apply.ErrLineage) {
+		l.fail(fmt.Errorf("%w: %s: %v", ErrBlocked, desc, f.Delivery.Err))
+	} else if parked, err := l.parked(ctx, f.Message.Group); err == nil && parked != "" {
+		l.fail(fmt.Errorf("%w: %s waits for %s; fix the cause, then run --redrive", ErrBlocked, desc, parked))
 	}
-	l.Log.Warn("apply failed; will retry", "batch", desc, "class", d.Class, "attempt", m.Receives,
-		"retry_in", d.Retry.Round(time.Millisecond), "err", d.Err)
-	if untilIdle && d.Class == apply.Blocked {
-		if errors.Is(d.Err, apply.ErrLineage) {
-			l.fail(fmt.Errorf("%w: %s: %v", ErrBlocked, desc, d.Err))
-		} else if parked, err := l.parked(ctx, m.Group); err == nil && parked != "" {
-			l.fail(fmt.Errorf("%w: %s waits for %s; fix the cause, then run --redrive", ErrBlocked, desc, parked))
-		}
-	}
-	_ = l.Queue.SetVisibility(ctx, m, d.Retry)
-	return d.Err
 }
 
 func (l *Local) fail(err error) {
@@ -366,27 +314,11 @@ func (l *Local) parked(ctx context.Context, group string) (string, error) {
 	found := ""
 	for _, m := range msgs {
 		if m.Group == group && found == "" {
-			found = DescribeParked(m)
+			found = apply.DescribeParked(m)
 		}
 		_ = l.DLQ.SetVisibility(context.WithoutCancel(ctx), m, 0)
 	}
 	return found, nil
-}
-
-// DescribeParked names a dead-lettered message and the failure it carries.
-func DescribeParked(m queue.Message) string {
-	what := m.Attrs[apply.AttrBatch]
-	if what == "" {
-		what = "message " + m.DedupID
-	}
-	s := what + " (parked in the dead-letter queue"
-	if n := m.Attrs[apply.AttrAttempts]; n != "" {
-		s += " after " + n + " attempts"
-	}
-	if e := m.Attrs[apply.AttrError]; e != "" {
-		s += ": " + e
-	}
-	return s + ")"
 }
 
 func nextBackoff(d time.Duration) time.Duration {

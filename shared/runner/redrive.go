@@ -34,7 +34,11 @@ type RedriveStats struct {
 // (the target's watermark lock orders them) and safe to repeat.
 func Redrive(ctx context.Context, h *apply.Handler, dlq *sqsfifo.Queue, log *slog.Logger) (RedriveStats, error) {
 	var st RedriveStats
+	// Received messages stay hidden this long, so that one pass does not
+	// see a failing batch again; the consume step keeps the one it applies
+	// hidden as long as the apply takes.
 	const hide = time.Minute
+	c := &apply.Consumer{Handler: h, Queue: dlq, Visibility: hide, Log: log, Redrive: true}
 	failed := map[string]bool{}
 	var stuck []string
 	// Messages of failing groups are hidden while the rest is worked
@@ -56,25 +60,28 @@ func Redrive(ctx context.Context, h *apply.Handler, dlq *sqsfifo.Queue, log *slo
 			continue
 		}
 		empty = 0
+		var todo []queue.Message
 		for _, m := range msgs {
 			if failed[m.Group] {
 				held = append(held, m)
-				continue
+			} else {
+				todo = append(todo, m)
 			}
-			b, res, err := h.Handle(ctx, m.Body)
-			if err != nil {
-				desc := DescribeParked(m)
-				failed[m.Group] = true
-				stuck = append(stuck, fmt.Sprintf("%s still fails: %v", desc, err))
-				held = append(held, m)
-				log.Error("parked batch still fails; it stays parked", "batch", desc, "err", err)
-				continue
-			}
-			if err := dlq.Delete(context.WithoutCancel(ctx), m); err != nil {
-				return st, fmt.Errorf("redrive: applied %s but could not remove it from the dead-letter queue (a second redrive skips it): %w", DescribeParked(m), err)
-			}
-			st.Applied++
-			log.Info("parked batch applied", "seq", b.Seq, "target", b.Target, "to", b.To.String(), "rows", res.Rows, "replay", !res.Applied)
+		}
+		// The step stops at a failure and gives back the messages after
+		// it; the next receive brings those of other groups again.
+		out := c.Consume(ctx, todo)
+		st.Applied += out.Applied
+		if len(out.Undeleted) > 0 {
+			return st, fmt.Errorf("redrive: applied %s but could not remove it from the dead-letter queue (a second redrive skips it)", apply.DescribeParked(out.Undeleted[0]))
+		}
+		if f := out.Failed; f != nil {
+			failed[f.Message.Group] = true
+			stuck = append(stuck, fmt.Sprintf("%s still fails: %v", apply.DescribeParked(f.Message), f.Delivery.Err))
+			held = append(held, f.Message)
+		}
+		if err := ctx.Err(); err != nil {
+			return st, err
 		}
 	}
 	st.Failing = len(failed)

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/pgferry/pgferry/shared/apply"
 	"github.com/pgferry/pgferry/shared/queue"
 	"github.com/pgferry/pgferry/shared/queue/sqsadmin"
 )
@@ -22,7 +23,11 @@ type Queue struct {
 	url string
 }
 
-var _ queue.Publisher = (*Queue)(nil)
+var (
+	_ queue.Publisher = (*Queue)(nil)
+	_ apply.Queue     = (*Queue)(nil) // the queue the consume step reads
+	_ apply.Parker    = (*Queue)(nil) // as a dead-letter queue
+)
 
 // New returns the queue at url.
 func New(client *sqs.Client, url string) *Queue { return &Queue{sqs: client, url: url} }
