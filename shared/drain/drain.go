@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/pgferry/pgferry/shared/batch"
-	"github.com/pgferry/pgferry/shared/capture/trigger"
 	"github.com/pgferry/pgferry/shared/checkpoint"
 	"github.com/pgferry/pgferry/shared/config"
 	"github.com/pgferry/pgferry/shared/fault"
@@ -28,13 +27,41 @@ type Checkpoints interface {
 	Save(ctx context.Context, l checkpoint.Lease, cp checkpoint.Checkpoint) error
 }
 
-// Source is a capture that reads committed changes in snapshot windows.
+// Source is a capture that reads committed changes in snapshot windows
+// (trigger.Capture). A snapshot is the text of a pg_snapshot; the window
+// (prev, cur] holds the transactions visible in cur and not in prev.
 type Source interface {
+	// Install makes capture exist on the source (idempotent).
 	Install(ctx context.Context) error
+	// InitialSnapshot returns the snapshot taken when capture was
+	// installed: the first window starts there.
 	InitialSnapshot(ctx context.Context) (string, error)
+	// CurrentSnapshot returns the source's current snapshot; every
+	// transaction visible in it has committed.
 	CurrentSnapshot(ctx context.Context) (string, error)
-	ReadWindow(ctx context.Context, prev, cur string, after int64, fn func(*trigger.Txn) error) error
+	// ReadWindow calls fn for each transaction of the window (prev, cur]
+	// whose Max is above after, in increasing order of Max, each with all
+	// its changes. The sequence depends only on the arguments, so a drain
+	// that crashed re-reads exactly what it read before. fn's error stops
+	// the read and is returned.
+	ReadWindow(ctx context.Context, prev, cur string, after int64, fn func(*Txn) error) error
+	// Purge deletes the events of transactions visible in prev (the
+	// window ending at prev has shipped them all) and reports how many.
 	Purge(ctx context.Context, prev string) (int64, error)
+}
+
+// Txn is one source transaction of a snapshot window, as a Source
+// delivers it.
+type Txn struct {
+	// Max is the transaction's largest event id. Ordering transactions by
+	// it is consistent with commit order for every pair that touched the
+	// same row: the later writer waited for the earlier one to commit.
+	// The drain checkpoints it as the position within the window.
+	Max     int64
+	Changes []batch.Change
+	Events  int
+	Bytes   int   // payload size, counted against Options.MaxBytes
+	Time    int64 // newest statement time, Unix milliseconds
 }
 
 // Options bound a drain.
@@ -212,7 +239,7 @@ func (r *run) window(ctx context.Context) (bool, error) {
 	}
 	tick := cp.Pos.Tick
 	var comp batch.Compactor
-	var pending []*trigger.Txn
+	var pending []*Txn
 	bytes := 0
 	flush := func() error {
 		if len(pending) == 0 {
@@ -229,7 +256,7 @@ func (r *run) window(ctx context.Context) (bool, error) {
 			opened = true
 			fault.Point(fault.DrainWindowOpened)
 		}
-		if err := r.ship(ctx, &comp, pending, cp.Window, tick); err != nil {
+		if err := r.ship(ctx, &comp, pending, tick); err != nil {
 			return err
 		}
 		comp.Reset()
@@ -237,7 +264,7 @@ func (r *run) window(ctx context.Context) (bool, error) {
 		return nil
 	}
 	found := false
-	err = r.src.ReadWindow(ctx, cp.Prev, cp.Window, cp.Pos.Tx, func(txn *trigger.Txn) error {
+	err = r.src.ReadWindow(ctx, cp.Prev, cp.Window, cp.Pos.Tx, func(txn *Txn) error {
 		found = true
 		for _, ch := range txn.Changes {
 			if err := comp.Add(ch); err != nil {
@@ -274,38 +301,18 @@ func (r *run) window(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
-// ship publishes the compacted transactions as one batch to every target,
-// then checkpoints its end.
-func (r *run) ship(ctx context.Context, comp *batch.Compactor, txns []*trigger.Txn, window string, tick uint64) error {
-	last := txns[len(txns)-1]
-	b := batch.Batch{
-		Version:  batch.Version,
-		Pipeline: r.opts.Pipeline,
-		Lineage:  r.cp.Lineage,
-		Seq:      r.cp.Seq + 1,
-		From:     r.cp.LastSent,
-		To:       batch.Position{Tick: tick, Tx: last.Max},
-		Txns:     len(txns),
-		Events:   comp.Events(),
-		Epochs:   comp.Epochs(),
-	}
+// ship ships the compacted transactions as one batch (see shipBatch). The
+// checkpoint it saves keeps the window open: the window was saved in it
+// before the window's first batch left.
+func (r *run) ship(ctx context.Context, comp *batch.Compactor, txns []*Txn, tick uint64) error {
+	c := cut{comp: comp, txns: len(txns), to: batch.Position{Tick: tick, Tx: txns[len(txns)-1].Max}}
 	for _, t := range txns {
-		b.CapturedAt = max(b.CapturedAt, t.Time)
+		c.capturedAt = max(c.capturedAt, t.Time)
 	}
-	if err := r.renew(ctx); err != nil {
+	b, err := shipBatch(ctx, &r.held, r.pub, r.opts, r.st, c, nil)
+	if err != nil {
 		return err
 	}
-	if err := publishAll(ctx, r.pub, r.opts, &b); err != nil {
-		return err
-	}
-	fault.Point(fault.DrainSent)
-	next := r.cp
-	next.Pos, next.Window, next.Seq, next.LastSent = b.To, window, b.Seq, b.To
-	if err := r.save(ctx, next); err != nil {
-		return err
-	}
-	fault.Point(fault.DrainCheckpointed)
-	r.st.shipped(r.opts, &b)
 	r.log.Debug("batch shipped", "pipeline", r.opts.Pipeline, "seq", b.Seq, "to", b.To, "txns", b.Txns, "rows", b.Rows())
 	return nil
 }

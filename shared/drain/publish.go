@@ -5,8 +5,71 @@ import (
 	"fmt"
 
 	"github.com/pgferry/pgferry/shared/batch"
+	"github.com/pgferry/pgferry/shared/fault"
 	"github.com/pgferry/pgferry/shared/queue"
 )
+
+// cut is a batch's worth of whole transactions, compacted and ready to
+// ship.
+type cut struct {
+	comp       *batch.Compactor
+	txns       int            // whole transactions in comp
+	to         batch.Position // position of the last one: the batch's end
+	capturedAt int64          // newest commit time among them, Unix ms
+}
+
+// shipBatch is the one step every batch takes, whichever capture read it:
+//
+//  1. build the batch that follows the run's checkpoint (the next Seq,
+//     From the last position sent, To c.to);
+//  2. renew the lease (a lost lease stops the run: another drain may be
+//     writing);
+//  3. publish it to every target (publishAll);
+//  4. save the checkpoint at its end (Pos, Seq and LastSent; every other
+//     field, such as the open window, is kept from the run's checkpoint);
+//  5. call confirm, if not nil, to let the source release what the batch
+//     covers.
+//
+// Then it counts the batch (Stats, Options.OnShip) and returns it. The
+// order is the drain's guarantee: the checkpoint never runs ahead of the
+// queue and the source is never confirmed ahead of the checkpoint, so a
+// crash between any two steps re-ships the same batch (same lineage,
+// sequence and positions, which the queue's deduplication and the
+// target's watermark absorb) and never loses one.
+func shipBatch(ctx context.Context, h *held, pub queue.Publisher, opts Options, st *Stats, c cut, confirm func() error) (*batch.Batch, error) {
+	b := batch.Batch{
+		Version:    batch.Version,
+		Pipeline:   opts.Pipeline,
+		Lineage:    h.cp.Lineage,
+		Seq:        h.cp.Seq + 1,
+		From:       h.cp.LastSent,
+		To:         c.to,
+		Txns:       c.txns,
+		Events:     c.comp.Events(),
+		CapturedAt: c.capturedAt,
+		Epochs:     c.comp.Epochs(),
+	}
+	if err := h.renew(ctx); err != nil {
+		return nil, err
+	}
+	if err := publishAll(ctx, pub, opts, &b); err != nil {
+		return nil, err
+	}
+	fault.Point(fault.DrainSent)
+	next := h.cp
+	next.Pos, next.Seq, next.LastSent = b.To, b.Seq, b.To
+	if err := h.save(ctx, next); err != nil {
+		return nil, err
+	}
+	fault.Point(fault.DrainCheckpointed)
+	if confirm != nil {
+		if err := confirm(); err != nil {
+			return nil, err
+		}
+	}
+	st.shipped(opts, &b)
+	return &b, nil
+}
 
 // publishAll puts b on every target's FIFO group. On return without error
 // it is durably queued for all of them. The deduplication id is the

@@ -7,13 +7,108 @@ import (
 	"time"
 
 	"github.com/pgferry/pgferry/shared/batch"
-	"github.com/pgferry/pgferry/shared/capture/slot"
 	"github.com/pgferry/pgferry/shared/checkpoint"
 	"github.com/pgferry/pgferry/shared/config"
-	"github.com/pgferry/pgferry/shared/fault"
 	"github.com/pgferry/pgferry/shared/metrics"
 	"github.com/pgferry/pgferry/shared/queue"
 )
+
+// LSN is a position in the source's write-ahead log (a pg_lsn).
+type LSN uint64
+
+// String formats l as PostgreSQL prints a pg_lsn.
+func (l LSN) String() string { return fmt.Sprintf("%X/%X", uint32(l>>32), uint32(l)) }
+
+// SlotSource is a capture read from a logical replication slot
+// (slot.Capture).
+type SlotSource interface {
+	// Install makes the slot and what it needs exist (idempotent) and
+	// says where reading can begin. progress tells whether the pipeline
+	// has checkpointed changes read from the slot: then a missing or
+	// invalidated slot is an error, never silently re-created (that would
+	// skip everything committed while it was gone).
+	Install(ctx context.Context, progress bool) (SlotInfo, error)
+	// Heartbeat commits a marker into the WAL and returns its token: a
+	// stream has delivered every transaction committed before the call
+	// once it returns a commit whose Heartbeat is the token.
+	Heartbeat(ctx context.Context) (string, error)
+	// Open starts reading the slot; transactions whose commit is before
+	// from were shipped and are skipped. The stream stops when ctx ends.
+	Open(ctx context.Context, from LSN) (SlotStream, error)
+	// Status reads the slot's state; a missing slot is Exists: false and
+	// no error.
+	Status(ctx context.Context) (SlotStatus, error)
+}
+
+// SlotStream reads one slot over one connection; it is not safe for
+// concurrent use.
+type SlotStream interface {
+	// Next returns the next change or commit. Transactions come whole and
+	// in commit order; an error leaves the stream unusable.
+	Next() (SlotEvent, error)
+	// Confirm tells the source that everything up to lsn is shipped and
+	// checkpointed, so the slot may release the WAL before it and a later
+	// Open resumes after it. It never moves the slot backwards. Call it
+	// only once the checkpoint covering lsn is saved.
+	Confirm(lsn LSN) error
+	// Close confirms lsn (as Confirm) and ends the stream. What was read
+	// but not confirmed is read again by the next Open.
+	Close(ctx context.Context, lsn LSN) error
+}
+
+// SlotInfo describes the slot after Install.
+type SlotInfo struct {
+	// Created is true when Install created the slot.
+	Created bool
+	// Start is where reading can begin: the slot's confirmed position.
+	Start LSN
+}
+
+// SlotStatus is the slot as pg_replication_slots shows it.
+type SlotStatus struct {
+	Exists bool
+	// Lost says why the slot can no longer be read ("" while it can):
+	// wal_status 'lost', or the invalidation reason newer servers give.
+	Lost string
+	// Confirmed is the position the slot resumes from; Restart the oldest
+	// WAL it keeps.
+	Confirmed, Restart LSN
+	// RetainedBytes is the WAL the slot keeps on the source (current WAL
+	// position minus restart_lsn); LagBytes is how far the confirmed
+	// position trails the current WAL position.
+	RetainedBytes, LagBytes int64
+}
+
+// SlotEventKind tells what SlotStream.Next returned.
+type SlotEventKind int
+
+const (
+	// SlotChange carries one change of the open transaction.
+	SlotChange SlotEventKind = iota + 1
+	// SlotTruncate carries the relations one TRUNCATE emptied.
+	SlotTruncate
+	// SlotCommit ends a transaction.
+	SlotCommit
+)
+
+// SlotEvent is one step of a SlotStream.
+type SlotEvent struct {
+	Kind SlotEventKind
+	// Change and Bytes (payload size) for SlotChange. A Change's rows
+	// hold batch.Unchanged for TOASTed values an UPDATE left unchanged
+	// (unless the table's REPLICA IDENTITY FULL old row supplied them).
+	Change batch.Change
+	Bytes  int
+	// Truncate lists the relations of a SlotTruncate.
+	Truncate []batch.Table
+	// For SlotCommit: End is the end of the commit record (the position
+	// to checkpoint and confirm once the transaction is shipped), Time the
+	// commit time in Unix milliseconds, Heartbeat the token of a Heartbeat
+	// committed in the transaction.
+	End       LSN
+	Time      int64
+	Heartbeat string
+}
 
 // SlotDrainer drains a pipeline whose source is captured by a logical
 // replication slot (capture: slot).
@@ -37,7 +132,7 @@ import (
 // the compacted rows of a whole transaction, however large. A
 // transaction must also be read within one run (one Lambda invocation).
 type SlotDrainer struct {
-	src  *slot.Capture
+	src  SlotSource
 	cps  Checkpoints
 	pub  queue.Publisher
 	opts Options
@@ -46,7 +141,7 @@ type SlotDrainer struct {
 }
 
 // NewSlot returns a slot drainer. emf may be nil.
-func NewSlot(src *slot.Capture, cps Checkpoints, pub queue.Publisher, opts Options, log *slog.Logger, emf *metrics.EMF) *SlotDrainer {
+func NewSlot(src SlotSource, cps Checkpoints, pub queue.Publisher, opts Options, log *slog.Logger, emf *metrics.EMF) *SlotDrainer {
 	return &SlotDrainer{src: src, cps: cps, pub: pub, opts: opts, log: log, emf: emf}
 }
 
@@ -98,7 +193,7 @@ func (d *SlotDrainer) Run(ctx context.Context) (Stats, error) {
 	if err != nil {
 		return st, err
 	}
-	stream, err := d.src.Open(ctx, slot.LSN(r.cp.Pos.Tick))
+	stream, err := d.src.Open(ctx, LSN(r.cp.Pos.Tick))
 	if err != nil {
 		return st, err
 	}
@@ -114,17 +209,17 @@ type slotRun struct {
 	*SlotDrainer
 	held
 	st     *Stats
-	stream *slot.Stream
+	stream SlotStream
 
 	comp    batch.Compactor
 	txns    int // whole transactions in comp
 	bytes   int // their payload size
-	end     slot.LSN
+	end     LSN
 	newest  int64 // newest commit time in comp, Unix ms
 	changed bool  // the open transaction has changes
 	// safe is the position up to which every transaction is shipped and
 	// checkpointed, or had nothing to ship: what the slot may confirm.
-	safe   slot.LSN
+	safe   LSN
 	schema schemaCheck
 }
 
@@ -146,20 +241,20 @@ func (r *slotRun) read(ctx context.Context, token string) error {
 			return err
 		}
 		switch ev.Kind {
-		case slot.EventChange:
+		case SlotChange:
 			if err := r.comp.Add(ev.Change); err != nil {
 				return fmt.Errorf("drain: %w", err)
 			}
 			r.bytes += ev.Bytes
 			r.changed = true
-		case slot.EventTruncate:
+		case SlotTruncate:
 			for _, t := range ev.Truncate {
 				if err := r.comp.Add(batch.Change{Table: t, Op: batch.Truncate}); err != nil {
 					return fmt.Errorf("drain: %w", err)
 				}
 			}
 			r.changed = true
-		case slot.EventCommit:
+		case SlotCommit:
 			caughtUp := ev.Heartbeat == token
 			if r.changed {
 				r.txns++
@@ -194,44 +289,22 @@ func (r *slotRun) nearDeadline(ctx context.Context) bool {
 	return ok && time.Until(dl) < r.opts.Margin
 }
 
-// ship publishes the pending transactions as one batch to every target,
-// checkpoints its end, and only then confirms it to the slot.
+// ship ships the pending transactions as one batch (see shipBatch), confirming
+// it to the slot once it is checkpointed.
 func (r *slotRun) ship(ctx context.Context) error {
 	if r.schema.due(r.opts, false) {
 		if err := r.schemaJob(ctx); err != nil {
 			return err
 		}
 	}
-	b := batch.Batch{
-		Version:    batch.Version,
-		Pipeline:   r.opts.Pipeline,
-		Lineage:    r.cp.Lineage,
-		Seq:        r.cp.Seq + 1,
-		From:       r.cp.LastSent,
-		To:         batch.Position{Tick: uint64(r.end)},
-		Txns:       r.txns,
-		Events:     r.comp.Events(),
-		CapturedAt: r.newest,
-		Epochs:     r.comp.Epochs(),
-	}
-	if err := r.renew(ctx); err != nil {
+	c := cut{comp: &r.comp, txns: r.txns, to: batch.Position{Tick: uint64(r.end)}, capturedAt: r.newest}
+	b, err := shipBatch(ctx, &r.held, r.pub, r.opts, r.st, c, func() error {
+		r.safe = max(r.safe, r.end)
+		return r.stream.Confirm(r.safe)
+	})
+	if err != nil {
 		return err
 	}
-	if err := publishAll(ctx, r.pub, r.opts, &b); err != nil {
-		return err
-	}
-	fault.Point(fault.DrainSent)
-	next := r.cp
-	next.Pos, next.Seq, next.LastSent = b.To, b.Seq, b.To
-	if err := r.save(ctx, next); err != nil {
-		return err
-	}
-	fault.Point(fault.DrainCheckpointed)
-	r.safe = max(r.safe, r.end)
-	if err := r.stream.Confirm(r.safe); err != nil {
-		return err
-	}
-	r.st.shipped(r.opts, &b)
 	r.log.Debug("batch shipped", "pipeline", r.opts.Pipeline, "seq", b.Seq, "lsn", r.end, "txns", b.Txns, "rows", b.Rows())
 	r.comp.Reset()
 	r.txns, r.bytes, r.newest = 0, 0, 0

@@ -15,7 +15,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/pgferry/pgferry/shared/apply/pgapply"
 	"github.com/pgferry/pgferry/shared/batch"
 	"github.com/pgferry/pgferry/shared/metrics"
 )
@@ -56,14 +55,54 @@ func (p *Plan) Jobs(done map[int]bool) []Job {
 }
 
 // Target is a target database as the load writes it (pgapply.Applier).
+// Every method is idempotent: a load that crashed anywhere is resumed by
+// calling them again.
 type Target interface {
+	// BeginLoad marks t as loading under loadID, so that from the moment
+	// it returns the change stream holds t's changes back until the load
+	// mark hands t over. group is the pipeline's FIFO group for the
+	// target (batch.Group). A different loadID restarts t's load. It
+	// drops the indexes that chunks copied at different moments could
+	// collide on, and with dropIndexes the other secondary indexes too.
 	BeginLoad(ctx context.Context, group string, t batch.Table, loadID string, chunks int, dropIndexes bool) error
-	CopyChunk(ctx context.Context, c pgapply.Chunk, src func(ctx context.Context, w io.Writer, binary bool) error) (int64, bool, error)
+	// CopyChunk copies one chunk in one transaction: it clears the
+	// chunk's key range, copies what src writes (COPY data, binary or
+	// text as src is told), and records the chunk as copied. A chunk
+	// already recorded, or of a load that is no longer t's current one,
+	// is not copied again: copied is false and rows is the first copy's.
+	CopyChunk(ctx context.Context, c ChunkCopy, src func(ctx context.Context, w io.Writer, binary bool) error) (rows int64, copied bool, err error)
+	// RebuildIndexes recreates the non-unique indexes BeginLoad dropped;
+	// called once every chunk is copied, before the load mark.
 	RebuildIndexes(ctx context.Context, t batch.Table) error
-	LoadStatus(ctx context.Context, t batch.Table) (pgapply.LoadState, bool, error)
+	// LoadStatus returns t's load on the target; found is false if t was
+	// never loaded there.
+	LoadStatus(ctx context.Context, t batch.Table) (st State, found bool, err error)
 }
 
-var _ Target = (*pgapply.Applier)(nil)
+// ChunkCopy is one chunk's copy into a loading table, as Target.CopyChunk
+// takes it.
+type ChunkCopy struct {
+	Table  batch.Table
+	LoadID string
+	N      int
+	// Columns are the columns copied (generated ones left out), in the
+	// order the source writes them.
+	Columns []string
+	// Where is an SQL predicate over the table's columns selecting exactly
+	// the chunk's rows; the target evaluates it to clear the range.
+	Where string
+	// Binary: copy in COPY's binary format, else text. The target may
+	// copy a binary chunk again in text when a side rejects a value.
+	Binary bool
+}
+
+// State is a table's load on one target, as Target.LoadStatus reports it.
+type State struct {
+	LoadID string
+	Loaded bool // handed over to the change stream
+	Chunks int  // planned chunks
+	Copied int  // chunks copied (0 once loaded: the marks are cleared)
+}
 
 // Capture is the pipeline's change capture, whichever mode.
 type Capture interface {
@@ -196,7 +235,7 @@ func (l *Loader) Copy(ctx context.Context, j Job) error {
 	}
 	var bytes atomic.Int64
 	stop := l.watch(j, &bytes)
-	rows, copied, err := tgt.CopyChunk(ctx, pgapply.Chunk{
+	rows, copied, err := tgt.CopyChunk(ctx, ChunkCopy{
 		Table: j.Table.Table, LoadID: j.LoadID, N: j.Chunk.N, Columns: j.Table.Columns,
 		Where: Where(j.Table.Key, j.Chunk), Binary: j.Table.Binary,
 	}, func(ctx context.Context, w io.Writer, binary bool) error {

@@ -12,19 +12,16 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgferry/pgferry/shared/batch"
+	"github.com/pgferry/pgferry/shared/load"
 	"github.com/pgferry/pgferry/shared/pgtext"
 )
 
 // The target side of the initial load. See hold.go for how a loading
 // table's changes wait for its copy.
 
-// LoadState is a table's load on this target.
-type LoadState struct {
-	LoadID string
-	Loaded bool // handed over to the change stream
-	Chunks int  // planned chunks
-	Copied int  // chunks copied (0 once loaded: the marks are cleared)
-}
+// The load writes a target through its Target port, in its own types
+// (load.ChunkCopy, load.State).
+var _ load.Target = (*Applier)(nil)
 
 // ErrForeignKeys means a table to load takes part in foreign keys and the
 // target refuses session_replication_role, so chunks copied in parallel
@@ -107,7 +104,7 @@ func (a *Applier) RebuildIndexes(ctx context.Context, t batch.Table) error {
 
 // LoadStatus returns t's load on this target; found is false if t was
 // never loaded.
-func (a *Applier) LoadStatus(ctx context.Context, t batch.Table) (st LoadState, found bool, err error) {
+func (a *Applier) LoadStatus(ctx context.Context, t batch.Table) (st load.State, found bool, err error) {
 	var state string
 	err = a.pool.QueryRow(ctx, fmt.Sprintf(`SELECT l.load_id, l.state, l.chunks, (SELECT count(*) FROM %[1]s.load_chunks c WHERE c.load_id = l.load_id)
 		FROM %[1]s.loads l WHERE pipeline = $1 AND tbl_schema = $2 AND tbl_name = $3`, pgx.Identifier{Schema}.Sanitize()),
@@ -130,23 +127,6 @@ func (a *Applier) HeldRows(ctx context.Context, t batch.Table) (int64, error) {
 	return n, err
 }
 
-// Chunk is one chunk copy into a loading table.
-type Chunk struct {
-	Table  batch.Table
-	LoadID string
-	N      int
-	// Columns are the columns copied (generated ones left out), in the
-	// order the source writes them.
-	Columns []string
-	// Where is an SQL predicate over the table's columns selecting exactly
-	// the chunk's rows; it is evaluated on the target to clear the range.
-	Where string
-	// Binary: copy in COPY's binary format, else text. A binary chunk
-	// that either side rejects as data (see rejectsBinary) is copied
-	// again in text.
-	Binary bool
-}
-
 // CopyChunk copies one chunk in one target transaction: it clears the
 // chunk's key range, streams the rows src writes (COPY data in the format
 // binary says) into the table with COPY, and records the chunk as
@@ -161,7 +141,7 @@ type Chunk struct {
 // the table's current one, or of a table already handed over, is not
 // copied again (copied false, and rows is what the first copy wrote). Two
 // concurrent calls for the same chunk serialise on an advisory lock.
-func (a *Applier) CopyChunk(ctx context.Context, c Chunk, src func(ctx context.Context, w io.Writer, binary bool) error) (rows int64, copied bool, err error) {
+func (a *Applier) CopyChunk(ctx context.Context, c load.ChunkCopy, src func(ctx context.Context, w io.Writer, binary bool) error) (rows int64, copied bool, err error) {
 	rows, copied, err = a.copyChunk(ctx, c, src)
 	var pgErr *pgconn.PgError
 	if c.Binary && errors.As(err, &pgErr) && rejectsBinary(pgErr) {
@@ -190,7 +170,7 @@ func rejectsBinary(e *pgconn.PgError) bool {
 	return false
 }
 
-func (a *Applier) copyChunk(ctx context.Context, c Chunk, src func(ctx context.Context, w io.Writer, binary bool) error) (rows int64, copied bool, err error) {
+func (a *Applier) copyChunk(ctx context.Context, c load.ChunkCopy, src func(ctx context.Context, w io.Writer, binary bool) error) (rows int64, copied bool, err error) {
 	sch := pgx.Identifier{Schema}.Sanitize()
 	err = pgx.BeginFunc(ctx, a.pool, func(tx pgx.Tx) error {
 		settings := pgtext.SessionSettings
@@ -234,7 +214,7 @@ func (a *Applier) copyChunk(ctx context.Context, c Chunk, src func(ctx context.C
 }
 
 // copyIn runs COPY FROM STDIN fed by src through a pipe.
-func copyIn(ctx context.Context, tx pgx.Tx, c Chunk, src func(context.Context, io.Writer, bool) error) (int64, error) {
+func copyIn(ctx context.Context, tx pgx.Tx, c load.ChunkCopy, src func(context.Context, io.Writer, bool) error) (int64, error) {
 	format := ""
 	if c.Binary {
 		format = " (FORMAT binary)"

@@ -11,6 +11,7 @@ import (
 
 	"github.com/pgferry/pgferry/shared/apply/pgapply"
 	"github.com/pgferry/pgferry/shared/batch"
+	"github.com/pgferry/pgferry/shared/load"
 )
 
 const indexedDDL = `
@@ -47,7 +48,7 @@ func secondaryIndexes(t *testing.T, pool *pgxpool.Pool) []string {
 func handOver(t *testing.T, a *pgapply.Applier, loadID string, seq uint64) {
 	t.Helper()
 	ctx := context.Background()
-	if _, _, err := a.CopyChunk(ctx, pgapply.Chunk{Table: tbl, LoadID: loadID, N: 0, Columns: []string{"id", "v", "w"}, Where: "true"},
+	if _, _, err := a.CopyChunk(ctx, load.ChunkCopy{Table: tbl, LoadID: loadID, N: 0, Columns: []string{"id", "v", "w"}, Where: "true"},
 		func(context.Context, io.Writer, bool) error { return nil }); err != nil {
 		t.Fatal(err)
 	}

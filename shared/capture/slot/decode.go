@@ -23,7 +23,7 @@ func (s *Stream) decode(data []byte) (ev Event, ok bool, err error) {
 		if err := m.Decode(data[1:]); err != nil {
 			return ev, false, fmt.Errorf("slot: %w", err)
 		}
-		s.inTxn, s.skipping, s.heartbeat = true, m.FinalLSN < s.skipBefore, ""
+		s.inTxn, s.skipping, s.heartbeat = true, LSN(m.FinalLSN) < s.skipBefore, ""
 		s.commitTime = m.CommitTime.UnixMilli()
 		return ev, false, nil
 	case 'C':
@@ -36,7 +36,7 @@ func (s *Stream) decode(data []byte) (ev Event, ok bool, err error) {
 		if skipped {
 			return ev, false, nil
 		}
-		return Event{Kind: EventCommit, End: m.TransactionEndLSN, Time: m.CommitTime.UnixMilli(), Heartbeat: s.heartbeat}, true, nil
+		return Event{Kind: EventCommit, End: LSN(m.TransactionEndLSN), Time: m.CommitTime.UnixMilli(), Heartbeat: s.heartbeat}, true, nil
 	case 'R':
 		var m pglogrepl.RelationMessage
 		if err := m.Decode(data[1:]); err != nil {

@@ -7,15 +7,12 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgferry/pgferry/shared/drain"
 )
 
-// Info describes the slot after Install.
-type Info struct {
-	// Created is true when Install created the slot.
-	Created bool
-	// Start is where reading can begin: the slot's confirmed position.
-	Start LSN
-}
+// Info describes the slot after Install (see drain.SlotInfo).
+type Info = drain.SlotInfo
 
 // Install makes the pipeline's publication and slot exist and brings the
 // publication's table list up to date (SyncTables). It is idempotent.

@@ -15,14 +15,18 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgferry/pgferry/shared/config"
+	"github.com/pgferry/pgferry/shared/drain"
 )
 
-// LSN is a WAL position.
-type LSN = pglogrepl.LSN
+// The slot drainer reads the slot through its SlotSource port, whose
+// types (defined by the drain) this package speaks under its own names.
+var _ drain.SlotSource = (*Capture)(nil)
+
+// LSN is a WAL position (a pg_lsn).
+type LSN = drain.LSN
 
 // Capture is slot capture on one source database.
 type Capture struct {

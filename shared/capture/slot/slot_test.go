@@ -17,6 +17,7 @@ import (
 	"github.com/pgferry/pgferry/shared/capture/slot"
 	"github.com/pgferry/pgferry/shared/capture/trigger"
 	"github.com/pgferry/pgferry/shared/config"
+	"github.com/pgferry/pgferry/shared/drain"
 	"github.com/pgferry/pgferry/shared/testenv"
 )
 
@@ -146,7 +147,7 @@ func TestValuesAreByteIdenticalToTriggerCapture(t *testing.T) {
 		t.Fatal(err)
 	}
 	var fromTrigger []batch.Row
-	err = trig.ReadWindow(ctx, prev, cur, 0, func(txn *trigger.Txn) error {
+	err = trig.ReadWindow(ctx, prev, cur, 0, func(txn *drain.Txn) error {
 		for _, ch := range txn.Changes {
 			fromTrigger = append(fromTrigger, ch.New...)
 		}

@@ -8,22 +8,13 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgferry/pgferry/shared/drain"
 )
 
-// Status is the slot as pg_replication_slots shows it.
-type Status struct {
-	Exists bool
-	// Lost says why the slot can no longer be read ("" while it can):
-	// wal_status 'lost', or the invalidation reason newer servers give.
-	Lost string
-	// Confirmed is the position the slot resumes from; Restart the oldest
-	// WAL it keeps.
-	Confirmed, Restart LSN
-	// RetainedBytes is the WAL the slot keeps on the source (current WAL
-	// position minus restart_lsn); LagBytes is how far the confirmed
-	// position trails the current WAL position.
-	RetainedBytes, LagBytes int64
-}
+// Status is the slot as pg_replication_slots shows it (see
+// drain.SlotStatus).
+type Status = drain.SlotStatus
 
 // Status reads the slot's state. A missing slot is Status{Exists: false}
 // and no error; a slot of the same name that is not this pipeline's kind
@@ -81,7 +72,10 @@ func (c *Capture) Status(ctx context.Context) (Status, error) {
 	return st, nil
 }
 
-func parseLSN(s string) (LSN, error) { return pglogrepl.ParseLSN(s) }
+func parseLSN(s string) (LSN, error) {
+	lsn, err := pglogrepl.ParseLSN(s)
+	return LSN(lsn), err
+}
 
 func sleep(ctx context.Context, ms int) error {
 	t := time.NewTimer(time.Duration(ms) * time.Millisecond)

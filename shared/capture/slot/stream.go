@@ -13,7 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
-	"github.com/pgferry/pgferry/shared/batch"
+	"github.com/pgferry/pgferry/shared/drain"
 	"github.com/pgferry/pgferry/shared/secrets"
 )
 
@@ -49,41 +49,28 @@ type Stream struct {
 	commitTime      int64
 }
 
-// EventKind tells what Stream.Next returned.
-type EventKind int
+// EventKind tells what Stream.Next returned (see drain.SlotEventKind).
+type EventKind = drain.SlotEventKind
 
 const (
 	// EventChange carries one change of the open transaction.
-	EventChange EventKind = iota + 1
+	EventChange = drain.SlotChange
 	// EventTruncate carries the relations one TRUNCATE emptied.
-	EventTruncate
+	EventTruncate = drain.SlotTruncate
 	// EventCommit ends a transaction.
-	EventCommit
+	EventCommit = drain.SlotCommit
 )
 
-// Event is one step of the stream.
-type Event struct {
-	Kind EventKind
-	// Change and Bytes (payload size) for EventChange. A Change's rows
-	// hold batch.Unchanged for TOASTed values an UPDATE left unchanged
-	// (unless the table's REPLICA IDENTITY FULL old row supplied them).
-	Change batch.Change
-	Bytes  int
-	// Truncate lists the relations of an EventTruncate.
-	Truncate []batch.Table
-	// For EventCommit: End is the end of the commit record (the position
-	// to checkpoint and confirm once the transaction is shipped), Time the
-	// commit time in Unix milliseconds, Heartbeat the token of a Heartbeat
-	// committed in the transaction.
-	End       LSN
-	Time      int64
-	Heartbeat string
-}
+// Event is one step of the stream (see drain.SlotEvent).
+type Event = drain.SlotEvent
+
+// Stream is what the drainer reads through.
+var _ drain.SlotStream = (*Stream)(nil)
 
 // Open starts streaming from the slot. Transactions that commit before
 // from are skipped (they were shipped; the slot may not have been
 // confirmed past them yet). The stream stops working when ctx ends.
-func (c *Capture) Open(ctx context.Context, from LSN) (*Stream, error) {
+func (c *Capture) Open(ctx context.Context, from LSN) (drain.SlotStream, error) {
 	pc, err := pgconn.ParseConfig(c.cfg.Source.DSN)
 	if err != nil {
 		return nil, errors.New("slot: source.dsn: invalid connection string")
@@ -100,7 +87,7 @@ func (c *Capture) Open(ctx context.Context, from LSN) (*Stream, error) {
 		return nil, explainPrivilege(fmt.Errorf("slot: open a replication connection to %s:%d as %s: %w", pc.Host, pc.Port, pc.User, secrets.Redact(err, pc.Password)))
 	}
 	for attempt := 0; ; attempt++ {
-		err = pglogrepl.StartReplication(ctx, conn, c.slot, from, pglogrepl.StartReplicationOptions{
+		err = pglogrepl.StartReplication(ctx, conn, c.slot, pglogrepl.LSN(from), pglogrepl.StartReplicationOptions{
 			Mode: pglogrepl.LogicalReplication,
 			PluginArgs: []string{
 				"proto_version '1'",
@@ -196,9 +183,9 @@ func (s *Stream) Confirm(lsn LSN) error {
 }
 
 func (s *Stream) status(reply bool) error {
-	pos := s.confirmed
+	pos := pglogrepl.LSN(s.confirmed)
 	if pos == 0 {
-		pos = s.skipBefore // never 0: that would read as "nothing received"
+		pos = pglogrepl.LSN(s.skipBefore) // never 0: that would read as "nothing received"
 	}
 	err := pglogrepl.SendStandbyStatusUpdate(context.Background(), s.conn, pglogrepl.StandbyStatusUpdate{
 		WALWritePosition: pos, WALFlushPosition: pos, WALApplyPosition: pos, ReplyRequested: reply,

@@ -8,20 +8,12 @@ import (
 
 	"github.com/pgferry/pgferry/shared/batch"
 	"github.com/pgferry/pgferry/shared/capture"
+	"github.com/pgferry/pgferry/shared/drain"
 	"github.com/pgferry/pgferry/shared/pgtext"
 )
 
-// Txn is one source transaction of a window.
-type Txn struct {
-	// Max is the transaction's largest event id. Ordering transactions by
-	// it is consistent with commit order for every pair that touched the
-	// same row: the later writer waited for the earlier one to commit.
-	Max     int64
-	Changes []batch.Change
-	Events  int
-	Bytes   int
-	Time    int64 // newest statement time, Unix milliseconds
-}
+// The drain reads windows through its Source port, in its own Txn type.
+var _ drain.Source = (*Capture)(nil)
 
 // InitialSnapshot returns the snapshot recorded when capture was installed.
 func (c *Capture) InitialSnapshot(ctx context.Context) (string, error) {
@@ -48,7 +40,7 @@ func (c *Capture) CurrentSnapshot(ctx context.Context) (string, error) {
 // result depends only on its arguments (events are immutable and every
 // transaction in the window has committed), so a crashed drain re-reads
 // exactly the same sequence. fn's error stops the read and is returned.
-func (c *Capture) ReadWindow(ctx context.Context, prev, cur string, after int64, fn func(*Txn) error) error {
+func (c *Capture) ReadWindow(ctx context.Context, prev, cur string, after int64, fn func(*drain.Txn) error) error {
 	w, err := parseWindow(prev, cur)
 	if err != nil {
 		return err
@@ -72,7 +64,7 @@ func (c *Capture) ReadWindow(ctx context.Context, prev, cur string, after int64,
 		return fmt.Errorf("trigger: read window: %w", err)
 	}
 	defer rows.Close()
-	var txn *Txn
+	var txn *drain.Txn
 	for rows.Next() {
 		var (
 			txmax, ms       int64
@@ -94,7 +86,7 @@ func (c *Capture) ReadWindow(ctx context.Context, prev, cur string, after int64,
 			txn = nil
 		}
 		if txn == nil {
-			txn = &Txn{Max: txmax}
+			txn = &drain.Txn{Max: txmax}
 		}
 		txn.Time = max(txn.Time, ms)
 		ch, n, err := c.change(ctx, relid, batch.Op(op[0]), cols, old, newr)
