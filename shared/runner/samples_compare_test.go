@@ -51,22 +51,15 @@ func catalogRows(ctx context.Context, p *pgxpool.Pool) (map[string][]string, map
 	if err != nil {
 		return nil, nil, err
 	}
+	more, err := schematest.RowsOf(ctx, p, moreCatalogQueries)
+	if err != nil {
+		return nil, nil, err
+	}
+	maps.Copy(out, more)
 	seqs := map[string]int64{}
 	err = pgx.BeginFunc(ctx, p, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SET LOCAL search_path = ''"); err != nil {
 			return err
-		}
-		for kind, q := range moreCatalogQueries {
-			rows, err := tx.Query(ctx, q)
-			if err != nil {
-				return fmt.Errorf("%s: %w", kind, err)
-			}
-			got, err := pgx.CollectRows(rows, pgx.RowTo[string])
-			if err != nil {
-				return fmt.Errorf("%s: %w", kind, err)
-			}
-			slices.Sort(got)
-			out[kind] = got
 		}
 		rows, err := tx.Query(ctx, sequenceQuery)
 		if err != nil {

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -53,11 +52,11 @@ var detailQueries = map[string]string{
 func CatalogDiff(ctx context.Context, src, dst *pgxpool.Pool) (string, error) {
 	var out []string
 	for _, qs := range []map[string]string{catalogQueries, detailQueries} {
-		a, err := rowsOf(ctx, src, qs)
+		a, err := RowsOf(ctx, src, qs)
 		if err != nil {
 			return "", fmt.Errorf("source: %w", err)
 		}
-		b, err := rowsOf(ctx, dst, qs)
+		b, err := RowsOf(ctx, dst, qs)
 		if err != nil {
 			return "", fmt.Errorf("target: %w", err)
 		}
@@ -80,27 +79,4 @@ func AssertSameDetails(t testing.TB, src, dst *pgxpool.Pool) {
 	if d != "" {
 		t.Error(d)
 	}
-}
-
-func rowsOf(ctx context.Context, p *pgxpool.Pool, queries map[string]string) (map[string][]string, error) {
-	out := map[string][]string{}
-	err := pgx.BeginFunc(ctx, p, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SET LOCAL search_path = ''"); err != nil {
-			return err
-		}
-		for kind, q := range queries {
-			rows, err := tx.Query(ctx, q)
-			if err != nil {
-				return fmt.Errorf("%s: %w", kind, err)
-			}
-			got, err := pgx.CollectRows(rows, pgx.RowTo[string])
-			if err != nil {
-				return fmt.Errorf("%s: %w", kind, err)
-			}
-			slices.Sort(got)
-			out[kind] = got
-		}
-		return nil
-	})
-	return out, err
 }

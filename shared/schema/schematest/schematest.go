@@ -119,12 +119,19 @@ var catalogQueries = map[string]string{
 
 // Rows returns the comparable catalog rows of a database, by kind.
 func Rows(ctx context.Context, p *pgxpool.Pool) (map[string][]string, error) {
+	return RowsOf(ctx, p, catalogQueries)
+}
+
+// RowsOf runs each query of queries (one text column per row) in one
+// transaction with an empty search_path, so names come out qualified, and
+// returns the sorted rows by the query's key.
+func RowsOf(ctx context.Context, p *pgxpool.Pool, queries map[string]string) (map[string][]string, error) {
 	out := map[string][]string{}
 	err := pgx.BeginFunc(ctx, p, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SET LOCAL search_path = ''"); err != nil {
 			return err
 		}
-		for kind, q := range catalogQueries {
+		for kind, q := range queries {
 			rows, err := tx.Query(ctx, q)
 			if err != nil {
 				return fmt.Errorf("%s: %w", kind, err)
