@@ -14,6 +14,7 @@ import (
 	"github.com/pgferry/pgferry/shared/apply"
 	"github.com/pgferry/pgferry/shared/batch"
 	"github.com/pgferry/pgferry/shared/config"
+	"github.com/pgferry/pgferry/shared/load"
 	"github.com/pgferry/pgferry/shared/runner"
 	"github.com/pgferry/pgferry/shared/testenv"
 	"github.com/pgferry/pgferry/shared/verify"
@@ -184,4 +185,27 @@ func slotKeys(mode string) string {
 		return "\n  capture: slot\n  replica_identity_full: true"
 	}
 	return ""
+}
+
+// loader installs capture on the source, as --initial-load does first, and
+// returns a loader of the pipeline's tables into targets.
+func (f *fixture) loader(targets map[string]apply.Applier) *load.Loader {
+	f.t.Helper()
+	ctx := context.Background()
+	capture, err := runner.LoadCapture(f.cfg, f.src, f.log)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if err := capture.Install(ctx); err != nil {
+		f.t.Fatal(err)
+	}
+	store, err := runner.NewLoadStore(ctx, f.cfg)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	loader, err := runner.NewLoader(f.cfg, f.src, targets, capture, store, nil, f.log)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return loader
 }

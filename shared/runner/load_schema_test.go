@@ -121,21 +121,7 @@ func TestInitialLoadWithSchemaSyncFromScratch(t *testing.T) {
 func beginLoad(t *testing.T, f *fixture, plain map[string]apply.Applier) {
 	t.Helper()
 	ctx := context.Background()
-	capture, err := runner.LoadCapture(f.cfg, f.src, f.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := capture.Install(ctx); err != nil {
-		t.Fatal(err)
-	}
-	store, err := runner.NewLoadStore(ctx, f.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	loader, err := runner.NewLoader(f.cfg, f.src, plain, capture, store, nil, f.log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	loader := f.loader(plain)
 	tables, err := runner.LoadTables(ctx, f.cfg, f.src, nil)
 	if err != nil {
 		t.Fatal(err)

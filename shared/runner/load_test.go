@@ -37,21 +37,7 @@ func testLoadingTableHolds(t *testing.T, mode string) {
 	f.exec(`INSERT INTO keyless SELECT g % 7, 'k' FROM generate_series(1, 50) g`)
 	f.exec(`ANALYZE items`)
 
-	capture, err := runner.LoadCapture(f.cfg, f.src, f.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := capture.Install(ctx); err != nil {
-		t.Fatal(err)
-	}
-	store, err := runner.NewLoadStore(ctx, f.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	loader, err := runner.NewLoader(f.cfg, f.src, f.targets, capture, store, nil, f.log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	loader := f.loader(f.targets)
 	tables, err := runner.LoadTables(ctx, f.cfg, f.src, []string{"public.items", "public.other", "public.keyless"})
 	if err != nil {
 		t.Fatal(err)

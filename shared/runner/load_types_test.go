@@ -169,21 +169,7 @@ func TestBinaryChunkTheTargetRejectsIsCopiedAsText(t *testing.T) {
 	// binary: the target's rejection is what this test is about.
 	f.exec(strings.NewReplacer("'postgres=arwdDxt/postgres',", "", "'=r/postgres',", "").Replace(edgeRows))
 	ctx := context.Background()
-	capture, err := runner.LoadCapture(f.cfg, f.src, f.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := capture.Install(ctx); err != nil {
-		t.Fatal(err)
-	}
-	store, err := runner.NewLoadStore(ctx, f.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	loader, err := runner.NewLoader(f.cfg, f.src, f.targets, capture, store, nil, f.log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	loader := f.loader(f.targets)
 	tables, err := runner.LoadTables(ctx, f.cfg, f.src, []string{"public.edge"})
 	if err != nil {
 		t.Fatal(err)
