@@ -46,7 +46,7 @@ func main() {
 	var q *sqsstd.Queue
 	if url := os.Getenv(config.EnvLoadQueueURL); url != "" {
 		q = sqsstd.New(sqs.NewFromConfig(ac), url)
-	} else if q, err = sqsstd.Lookup(ctx, sqs.NewFromConfig(ac), cfg.Load.Queue); err != nil {
+	} else if q, err = sqsstd.Lookup(ctx, sqs.NewFromConfig(ac), cfg.LoadQueueName()); err != nil {
 		fail("load queue", err)
 	}
 	c, err := runner.ConnectLoad(ctx, cfg, log)

@@ -120,7 +120,7 @@ func forgetRecordedMode(t *testing.T, f *fixture) {
 	t.Helper()
 	db := dynamodb.NewFromConfig(testenv.AWSConfig(t))
 	_, err := db.UpdateItem(context.Background(), &dynamodb.UpdateItemInput{
-		TableName:        &f.cfg.AWS.Table,
+		TableName:        aws.String(f.cfg.StateTableName()),
 		Key:              map[string]types.AttributeValue{"id": &types.AttributeValueMemberS{Value: "drain#" + f.cfg.Name}},
 		UpdateExpression: aws.String("REMOVE capture"),
 	})

@@ -65,7 +65,7 @@ func NewLoadStore(ctx context.Context, cfg *config.Config) (*loadstore.Store, er
 	if err != nil {
 		return nil, fmt.Errorf("aws: %w", err)
 	}
-	return loadstore.New(dynamodb.NewFromConfig(ac), cfg.AWS.Table), nil
+	return loadstore.New(dynamodb.NewFromConfig(ac), cfg.StateTableName()), nil
 }
 
 // CheckCaptureEnv is CheckCapture with the state table reached through
@@ -76,7 +76,7 @@ func CheckCaptureEnv(ctx context.Context, cfg *config.Config, src *pgxpool.Pool)
 	if err != nil {
 		return fmt.Errorf("aws: %w", err)
 	}
-	return CheckCapture(ctx, cfg, dynamo.New(dynamodb.NewFromConfig(ac), cfg.AWS.Table, cfg.Name), src)
+	return CheckCapture(ctx, cfg, dynamo.New(dynamodb.NewFromConfig(ac), cfg.StateTableName(), cfg.Name), src)
 }
 
 // LoadTables lists the configured tables that match patterns (all of them
@@ -355,7 +355,7 @@ func (s *slotLoadCapture) Install(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("aws: %w", err)
 	}
-	cp, err := dynamo.New(dynamodb.NewFromConfig(ac), s.cfg.AWS.Table, s.cfg.Name).Load(ctx)
+	cp, err := dynamo.New(dynamodb.NewFromConfig(ac), s.cfg.StateTableName(), s.cfg.Name).Load(ctx)
 	if err != nil {
 		return err
 	}

@@ -26,7 +26,7 @@ func TestLoadThroughChunkQueue(t *testing.T) {
 		CREATE INDEX orders_customer ON orders (customer);`, "load:\n  chunk_rows: 5000\n  parallelism: 2\n")
 	ctx := context.Background()
 	f.exec(`INSERT INTO orders SELECT g, g % 500, g * 1.25, 'o' || g FROM generate_series(1, 60000) g`)
-	q, err := sqsstd.Ensure(ctx, f.aws.SQS, f.cfg.Load.Queue, 5, 60*time.Second)
+	q, err := sqsstd.Ensure(ctx, f.aws.SQS, f.cfg.LoadQueueName(), 5, 60*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

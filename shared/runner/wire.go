@@ -55,20 +55,20 @@ func ConnectAWS(ctx context.Context, cfg *config.Config, ensure bool) (*AWS, err
 	sqsc := sqs.NewFromConfig(ac)
 	ddb := dynamodb.NewFromConfig(ac)
 	s3c := s3store.NewClient(ac)
-	out := &AWS{SQS: sqsc, Payloads: s3store.New(s3c, cfg.AWS.Bucket), State: dynamo.New(ddb, cfg.AWS.Table, cfg.Name)}
+	out := &AWS{SQS: sqsc, Payloads: s3store.New(s3c, cfg.PayloadBucketName()), State: dynamo.New(ddb, cfg.StateTableName(), cfg.Name)}
 	if !ensure {
 		url := os.Getenv(config.EnvQueueURL)
 		if url == "" {
-			got, err := sqsc.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(cfg.AWS.Queue)})
+			got, err := sqsc.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(cfg.QueueName())})
 			if err != nil {
-				return nil, fmt.Errorf("aws: queue %s: %w", cfg.AWS.Queue, err)
+				return nil, fmt.Errorf("aws: queue %s: %w", cfg.QueueName(), err)
 			}
 			url = aws.ToString(got.QueueUrl)
 		}
 		out.Queue = sqsfifo.New(sqsc, url)
 		dlq := os.Getenv(config.EnvDLQURL)
 		if dlq == "" {
-			name := sqsfifo.DLQName(cfg.AWS.Queue)
+			name := sqsfifo.DLQName(cfg.QueueName())
 			got, err := sqsc.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(name)})
 			if err != nil {
 				return nil, fmt.Errorf("aws: dead-letter queue %s: %w", name, err)
@@ -79,14 +79,14 @@ func ConnectAWS(ctx context.Context, cfg *config.Config, ensure bool) (*AWS, err
 		return out, nil
 	}
 	var dlqURL string
-	if out.Queue, dlqURL, err = sqsfifo.Ensure(ctx, sqsc, cfg.AWS.Queue, sqsfifo.BackstopReceives(cfg.Apply.MaxAttempts), cfg.Apply.Visibility.Duration); err != nil {
+	if out.Queue, dlqURL, err = sqsfifo.Ensure(ctx, sqsc, cfg.QueueName(), sqsfifo.BackstopReceives(cfg.Apply.MaxAttempts), cfg.Apply.Visibility.Duration); err != nil {
 		return nil, err
 	}
 	out.DLQ = sqsfifo.New(sqsc, dlqURL)
-	if err := dynamo.EnsureTable(ctx, ddb, cfg.AWS.Table); err != nil {
+	if err := dynamo.EnsureTable(ctx, ddb, cfg.StateTableName()); err != nil {
 		return nil, err
 	}
-	if err := s3store.EnsureBucket(ctx, s3c, cfg.AWS.Bucket); err != nil {
+	if err := s3store.EnsureBucket(ctx, s3c, cfg.PayloadBucketName()); err != nil {
 		return nil, err
 	}
 	return out, nil
