@@ -38,13 +38,14 @@ type response struct {
 }
 
 func main() {
-	cfg, log, err := runner.Boot(context.Background(), "apply")
+	env, log, err := runner.Boot(context.Background(), "apply")
 	if err != nil {
 		log.Error("start refused", "err", err)
 		os.Exit(1)
 	}
+	cfg := env.Config
 	ctx := context.Background()
-	aws, err := runner.ConnectAWS(ctx, cfg, false)
+	aws, err := runner.ConnectAWS(ctx, cfg, env.AWS, false)
 	if err != nil {
 		log.Error("aws", "err", err)
 		os.Exit(1)
@@ -59,14 +60,14 @@ func main() {
 		if h != nil {
 			return h, nil
 		}
-		targets, pools, err := runner.Targets(ctx, cfg, log)
+		targets, pools, err := runner.Targets(ctx, cfg, env.DSNs, log)
 		if err != nil {
 			return nil, err
 		}
 		if cfg.SyncsSchema() {
 			// Schema jobs and retry-after-DDL diff against the source's
 			// catalog, so apply reads the source too.
-			src, err := runner.Connect(ctx, "source", cfg.Source.DSN)
+			src, err := runner.Connect(ctx, "source", env.DSNs.Source)
 			if err != nil {
 				return nil, err
 			}

@@ -22,6 +22,10 @@ import (
 // never be applied into it (targets.<name>.apply_schema refuses it).
 const TargetSchema = "pgferry"
 
+// ApplicationName is what pgferry's database sessions (pools and the
+// slot's replication connection) show in pg_stat_activity.
+const ApplicationName = "pgferry"
+
 // ResourcePrefix is pgferry-<name> with "_" turned into "-": the CDK stack
 // id, the prefix of its resources and alarms, and of the default AWS
 // resource names below.

@@ -204,7 +204,7 @@ func TestSwitchingCaptureModeOnALivePipelineIsRefused(t *testing.T) {
 		if !errors.Is(err, drain.ErrCaptureSwitch) {
 			t.Errorf("drain run with capture %s: err = %v, want ErrCaptureSwitch", to, err)
 		}
-		if err := runner.CheckCaptureEnv(ctx, cfg, f.src); !errors.Is(err, drain.ErrCaptureSwitch) {
+		if err := runner.CheckCapture(ctx, cfg, f.aws.State, f.src); !errors.Is(err, drain.ErrCaptureSwitch) {
 			t.Errorf("initial-load check with capture %s: err = %v, want ErrCaptureSwitch", to, err)
 		}
 

@@ -104,10 +104,14 @@ func fixtureFrom(t *testing.T, srcDDL, dstDDL string, yaml func(src, dst string)
 	}
 	f.cfg = cfg
 	ctx := context.Background()
-	if f.aws, err = runner.ConnectAWS(ctx, cfg, true); err != nil {
+	env, err := runner.Start(ctx, cfg)
+	if err != nil {
 		t.Fatal(err)
 	}
-	targets, pools, err := runner.Targets(ctx, cfg, f.log)
+	if f.aws, err = runner.ConnectAWS(ctx, cfg, env.AWS, true); err != nil {
+		t.Fatal(err)
+	}
+	targets, pools, err := runner.Targets(ctx, cfg, env.DSNs, f.log)
 	if err != nil {
 		t.Fatal(err)
 	}

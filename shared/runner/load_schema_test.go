@@ -90,7 +90,7 @@ func TestInitialLoadIntoASchemaSyncedTargetEndsWithTheSourceIndexes(t *testing.T
 
 		// functions/local --initial-load --until-idle resumes the load.
 		l := schemaLocal(f, syncers)
-		if err := runner.RunWithLoad(ctx, l, true, f.lastSent, f.cfg, f.src, plain, runner.LoadOptions{}, f.log); err != nil {
+		if err := runner.RunWithLoad(ctx, l, true, f.lastSent, f.cfg, f.aws, f.src, plain, runner.LoadOptions{}, f.log); err != nil {
 			t.Fatalf("initial load: %v", err)
 		}
 		schematest.AssertSameCatalog(t, f.src, f.dst)
@@ -109,7 +109,7 @@ func TestInitialLoadWithSchemaSyncFromScratch(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	l := schemaLocal(f, syncers)
-	if err := runner.RunWithLoad(ctx, l, true, f.lastSent, f.cfg, f.src, plain, runner.LoadOptions{}, f.log); err != nil {
+	if err := runner.RunWithLoad(ctx, l, true, f.lastSent, f.cfg, f.aws, f.src, plain, runner.LoadOptions{}, f.log); err != nil {
 		t.Fatalf("initial load: %v", err)
 	}
 	schematest.AssertSameCatalog(t, f.src, f.dst)
@@ -121,17 +121,14 @@ func TestInitialLoadWithSchemaSyncFromScratch(t *testing.T) {
 func beginLoad(t *testing.T, f *fixture, plain map[string]apply.Applier) {
 	t.Helper()
 	ctx := context.Background()
-	capture, err := runner.LoadCapture(f.cfg, f.src, f.log)
+	capture, err := runner.LoadCapture(f.cfg, f.src, f.aws.State, f.log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := capture.Install(ctx); err != nil {
 		t.Fatal(err)
 	}
-	store, err := runner.NewLoadStore(ctx, f.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := f.aws.Loads
 	loader, err := runner.NewLoader(f.cfg, f.src, plain, capture, store, nil, f.log)
 	if err != nil {
 		t.Fatal(err)
@@ -169,7 +166,7 @@ func TestSourceIndexChangesDuringALoadReachTheRebuild(t *testing.T) {
 		t.Errorf("schema sync while the load holds the indexes ran %q, want only the new index", got)
 	}
 	l := schemaLocal(f, syncers)
-	if err := runner.RunWithLoad(ctx, l, true, f.lastSent, f.cfg, f.src, plain, runner.LoadOptions{}, f.log); err != nil {
+	if err := runner.RunWithLoad(ctx, l, true, f.lastSent, f.cfg, f.aws, f.src, plain, runner.LoadOptions{}, f.log); err != nil {
 		t.Fatalf("initial load: %v", err)
 	}
 	schematest.AssertSameCatalog(t, f.src, f.dst)

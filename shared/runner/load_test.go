@@ -37,17 +37,14 @@ func testLoadingTableHolds(t *testing.T, mode string) {
 	f.exec(`INSERT INTO keyless SELECT g % 7, 'k' FROM generate_series(1, 50) g`)
 	f.exec(`ANALYZE items`)
 
-	capture, err := runner.LoadCapture(f.cfg, f.src, f.log)
+	capture, err := runner.LoadCapture(f.cfg, f.src, f.aws.State, f.log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := capture.Install(ctx); err != nil {
 		t.Fatal(err)
 	}
-	store, err := runner.NewLoadStore(ctx, f.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := f.aws.Loads
 	loader, err := runner.NewLoader(f.cfg, f.src, f.targets, capture, store, nil, f.log)
 	if err != nil {
 		t.Fatal(err)

@@ -152,7 +152,7 @@ func TestInitialLoadCopiesEdgeValuesOfEveryBuiltInType(t *testing.T) {
 			t.Errorf("%s planned binary=%v, want %v (text because %q)", c.table, desc.Binary, c.binary, desc.TextBecause)
 		}
 	}
-	if err := runner.InitialLoad(ctx, f.cfg, f.src, f.targets, f.local(), f.lastSent, runner.LoadOptions{}, f.log); err != nil {
+	if err := runner.InitialLoad(ctx, f.cfg, f.aws, f.src, f.targets, f.local(), f.lastSent, runner.LoadOptions{}, f.log); err != nil {
 		t.Fatalf("initial load: %v", err)
 	}
 	assertEdgeSame(t, f, "edge", 80)
@@ -169,17 +169,14 @@ func TestBinaryChunkTheTargetRejectsIsCopiedAsText(t *testing.T) {
 	// binary: the target's rejection is what this test is about.
 	f.exec(strings.NewReplacer("'postgres=arwdDxt/postgres',", "", "'=r/postgres',", "").Replace(edgeRows))
 	ctx := context.Background()
-	capture, err := runner.LoadCapture(f.cfg, f.src, f.log)
+	capture, err := runner.LoadCapture(f.cfg, f.src, f.aws.State, f.log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := capture.Install(ctx); err != nil {
 		t.Fatal(err)
 	}
-	store, err := runner.NewLoadStore(ctx, f.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := f.aws.Loads
 	loader, err := runner.NewLoader(f.cfg, f.src, f.targets, capture, store, nil, f.log)
 	if err != nil {
 		t.Fatal(err)
