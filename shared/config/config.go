@@ -48,7 +48,8 @@ type Source struct {
 	// replica identity; without it such tables are refused. See slot.go.
 	ReplicaIdentityFull IdentityFull `yaml:"replica_identity_full"`
 	// DSNSecret names a Secrets Manager secret (ARN or name) holding the
-	// DSN, instead of DSN; runner.ResolveSecrets fills DSN from it.
+	// DSN, instead of DSN; runner.ResolveDSNs resolves it at start, into a
+	// value kept apart from the configuration (DSN stays empty).
 	DSNSecret string `yaml:"dsn_secret"`
 }
 
