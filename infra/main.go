@@ -82,7 +82,7 @@ func addPipeline(app awscdk.App, path, buildDir, topic string) error {
 			missing = append(missing, fn)
 		}
 	}
-	id := "pgferry-" + strings.ReplaceAll(cfg.Name, "_", "-")
+	id := cfg.ResourcePrefix()
 	s := NewPipelineStack(app, id, &PipelineStackProps{
 		StackProps: awscdk.StackProps{
 			Description: jsii.String("pgferry pipeline " + cfg.Name),

@@ -20,6 +20,7 @@ import (
 	"github.com/pgferry/pgferry/shared/checkpoint/dynamo"
 	"github.com/pgferry/pgferry/shared/config"
 	"github.com/pgferry/pgferry/shared/queue/sqsfifo"
+	"github.com/pgferry/pgferry/shared/queue/sqsstd"
 )
 
 // maxConfigBytes bounds PGFERRY_CONFIG: a Lambda's environment holds 4 KB
@@ -85,7 +86,7 @@ func NewPipelineStack(scope constructs.Construct, id string, props *PipelineStac
 		stack:  stack,
 		cfg:    cfg,
 		set:    resolve(cfg),
-		prefix: "pgferry-" + strings.ReplaceAll(cfg.Name, "_", "-"),
+		prefix: cfg.ResourcePrefix(),
 		out:    &PipelineStack{Stack: stack, Functions: map[string]awslambda.Function{}, Alarms: map[string]awscloudwatch.Alarm{}},
 	}
 	b.storage()
@@ -135,7 +136,7 @@ func (b *builder) storage() {
 	retention := awscdk.Duration_Days(jsii.Number(retentionDays))
 
 	o.DLQ = awssqs.NewQueue(b.stack, jsii.String("DeadLetterQueue"), &awssqs.QueueProps{
-		QueueName:       jsii.String(sqsfifo.DLQName(cfg.AWS.Queue)),
+		QueueName:       jsii.String(sqsfifo.DLQName(cfg.QueueName())),
 		Fifo:            jsii.Bool(true),
 		RetentionPeriod: retention,
 		Encryption:      awssqs.QueueEncryption_SQS_MANAGED,
@@ -147,7 +148,7 @@ func (b *builder) storage() {
 	// redrive is the backstop for a message that crashes its consumer
 	// every time (sqsfifo.BackstopReceives).
 	o.Queue = awssqs.NewQueue(b.stack, jsii.String("Queue"), &awssqs.QueueProps{
-		QueueName:                 jsii.String(cfg.AWS.Queue),
+		QueueName:                 jsii.String(cfg.QueueName()),
 		Fifo:                      jsii.Bool(true),
 		ContentBasedDeduplication: jsii.Bool(false),
 		VisibilityTimeout:         seconds(visibilityFactor * b.set.sizes[fnApply].timeout),
@@ -161,13 +162,13 @@ func (b *builder) storage() {
 	})
 
 	o.LoadDLQ = awssqs.NewQueue(b.stack, jsii.String("LoadDeadLetterQueue"), &awssqs.QueueProps{
-		QueueName:       jsii.String(cfg.Load.Queue + "-dlq"),
+		QueueName:       jsii.String(sqsstd.DLQName(cfg.LoadQueueName())),
 		RetentionPeriod: retention,
 		Encryption:      awssqs.QueueEncryption_SQS_MANAGED,
 		EnforceSSL:      jsii.Bool(true),
 	})
 	o.LoadQueue = awssqs.NewQueue(b.stack, jsii.String("LoadQueue"), &awssqs.QueueProps{
-		QueueName:         jsii.String(cfg.Load.Queue),
+		QueueName:         jsii.String(cfg.LoadQueueName()),
 		VisibilityTimeout: seconds(visibilityFactor * b.set.sizes[fnLoad].timeout),
 		RetentionPeriod:   retention,
 		Encryption:        awssqs.QueueEncryption_SQS_MANAGED,
@@ -182,7 +183,7 @@ func (b *builder) storage() {
 	// stack deletion: losing the checkpoint means re-capturing (see the
 	// README's tear-down).
 	o.Table = awsdynamodb.NewTable(b.stack, jsii.String("StateTable"), &awsdynamodb.TableProps{
-		TableName:    jsii.String(cfg.AWS.Table),
+		TableName:    jsii.String(cfg.StateTableName()),
 		PartitionKey: &awsdynamodb.Attribute{Name: jsii.String("id"), Type: awsdynamodb.AttributeType_STRING},
 		BillingMode:  awsdynamodb.BillingMode_PAY_PER_REQUEST,
 		PointInTimeRecoverySpecification: &awsdynamodb.PointInTimeRecoverySpecification{
@@ -195,7 +196,7 @@ func (b *builder) storage() {
 	// Claim-check payloads are transient: they expire once no message can
 	// point at them any more (payloadDays).
 	o.Bucket = awss3.NewBucket(b.stack, jsii.String("PayloadBucket"), &awss3.BucketProps{
-		BucketName:        jsii.String(cfg.AWS.Bucket),
+		BucketName:        jsii.String(cfg.PayloadBucketName()),
 		Encryption:        awss3.BucketEncryption_S3_MANAGED,
 		BlockPublicAccess: awss3.BlockPublicAccess_BLOCK_ALL(),
 		EnforceSSL:        jsii.Bool(true),

@@ -32,17 +32,17 @@ type response struct {
 
 func main() {
 	ctx := context.Background()
-	cfg, log, err := runner.Boot(ctx, "apply")
+	env, log, err := runner.Boot(ctx, "apply")
 	if err != nil {
 		log.Error("start refused", "err", err)
 		os.Exit(1)
 	}
-	aws, err := runner.ConnectAWS(ctx, cfg, false)
+	aws, err := runner.ConnectAWS(ctx, env.Config, env.AWS, false)
 	if err != nil {
 		log.Error("aws", "err", err)
 		os.Exit(1)
 	}
-	fn := &runner.ApplyFn{Cfg: cfg, AWS: aws, Log: log}
+	fn := &runner.ApplyFn{Cfg: env.Config, DSNs: env.DSNs, AWS: aws, Log: log}
 	lambda.Start(func(ctx context.Context, req request) (response, error) {
 		c, err := fn.Consumer(ctx)
 		if err != nil {

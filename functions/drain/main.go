@@ -19,21 +19,22 @@ import (
 func main() {
 	// Logs on stderr, EMF metric lines on stdout: both reach CloudWatch.
 	emf := metrics.New(os.Stdout)
-	cfg, log, err := runner.Boot(context.Background(), "drain")
+	env, log, err := runner.Boot(context.Background(), "drain")
 	if err != nil {
 		log.Error("start refused", "err", err)
 		os.Exit(1)
 	}
+	cfg := env.Config
 	lambda.Start(func(ctx context.Context) error {
 		owner := runner.InstanceID()
 		if lc, ok := lambdacontext.FromContext(ctx); ok {
 			owner = lc.AwsRequestID
 		}
-		aws, err := runner.ConnectAWS(ctx, cfg, false)
+		aws, err := runner.ConnectAWS(ctx, cfg, env.AWS, false)
 		if err != nil {
 			return err
 		}
-		src, err := runner.Connect(ctx, "source", cfg.Source.DSN)
+		src, err := runner.Connect(ctx, "source", env.DSNs.Source)
 		if err != nil {
 			return err
 		}

@@ -23,7 +23,6 @@ import (
 	"os"
 
 	"github.com/aws/aws-lambda-go/lambda"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/pgferry/pgferry/shared/config"
@@ -34,22 +33,19 @@ import (
 
 func main() {
 	ctx := context.Background()
-	cfg, log, err := runner.Boot(ctx, "initial-load")
+	env, log, err := runner.Boot(ctx, "initial-load")
 	fail := func(what string, err error) { log.Error(what, "err", err); os.Exit(1) }
 	if err != nil {
 		fail("start refused", err)
 	}
-	ac, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRetryMaxAttempts(8))
-	if err != nil {
-		fail("aws", err)
-	}
+	cfg := env.Config
 	var q *sqsstd.Queue
 	if url := os.Getenv(config.EnvLoadQueueURL); url != "" {
-		q = sqsstd.New(sqs.NewFromConfig(ac), url)
-	} else if q, err = sqsstd.Lookup(ctx, sqs.NewFromConfig(ac), cfg.Load.Queue); err != nil {
+		q = sqsstd.New(sqs.NewFromConfig(env.AWS), url)
+	} else if q, err = sqsstd.Lookup(ctx, sqs.NewFromConfig(env.AWS), cfg.LoadQueueName()); err != nil {
 		fail("load queue", err)
 	}
-	c, err := runner.ConnectLoad(ctx, cfg, log)
+	c, err := runner.ConnectLoad(ctx, env, log)
 	if err != nil {
 		fail("connect", err)
 	}
@@ -60,7 +56,7 @@ func main() {
 			return runner.LoadProgress(ctx, cfg, c.Source, c.Targets, c.Store, req, emf)
 		}
 		// A switched source.capture is refused before any target changes.
-		if err := runner.CheckCaptureEnv(ctx, cfg, c.Source); err != nil {
+		if err := runner.CheckCapture(ctx, cfg, c.State, c.Source); err != nil {
 			return runner.LoadResponse{}, err
 		}
 		// Tables are created (or brought up to the source's schema) before
@@ -68,6 +64,6 @@ func main() {
 		if err := runner.SyncSchemas(ctx, cfg, syncers); err != nil {
 			return runner.LoadResponse{}, err
 		}
-		return runner.StartLoad(ctx, cfg, c.Source, c.Targets, c.Store, q, req, log)
+		return runner.StartLoad(ctx, cfg, c.Source, c.Targets, c.Store, c.State, q, req, log)
 	})
 }

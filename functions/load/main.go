@@ -29,16 +29,17 @@ import (
 
 func main() {
 	ctx := context.Background()
-	cfg, log, err := runner.Boot(ctx, "load")
+	env, log, err := runner.Boot(ctx, "load")
 	fail := func(what string, err error) { log.Error(what, "err", err); os.Exit(1) }
 	if err != nil {
 		fail("start refused", err)
 	}
-	c, err := runner.ConnectLoad(ctx, cfg, log)
+	cfg := env.Config
+	c, err := runner.ConnectLoad(ctx, env, log)
 	if err != nil {
 		fail("connect", err)
 	}
-	capture, err := runner.LoadCapture(cfg, c.Source, log)
+	capture, err := runner.LoadCapture(cfg, c.Source, c.State, log)
 	if err != nil {
 		fail("capture", err)
 	}

@@ -87,25 +87,26 @@ func run() error {
 		defer cancel()
 	}
 
-	if err := runner.ResolveSecrets(ctx, cfg); err != nil {
+	env, err := runner.Start(ctx, cfg)
+	if err != nil {
 		return err
 	}
 	// Reach both databases before creating anything anywhere, so a wrong
 	// DSN or password changes nothing.
-	src, err := runner.Connect(ctx, "source", cfg.Source.DSN)
+	src, err := runner.Connect(ctx, "source", env.DSNs.Source)
 	if err != nil {
 		return err
 	}
 	defer src.Close()
 	if *plan {
-		return printPlans(ctx, cfg, src, log)
+		return printPlans(ctx, cfg, env.DSNs, src, log)
 	}
-	targets, pools, err := runner.Targets(ctx, cfg, log)
+	targets, pools, err := runner.Targets(ctx, cfg, env.DSNs, log)
 	if err != nil {
 		return err
 	}
 	defer runner.CloseAll(pools)
-	aws, err := runner.ConnectAWS(ctx, cfg, true)
+	aws, err := runner.ConnectAWS(ctx, cfg, env.AWS, true)
 	if err != nil {
 		return err
 	}
@@ -180,7 +181,7 @@ func run() error {
 		loadPatterns = strings.Split(*loadTables, ",")
 	}
 	if *initialLoad {
-		err = runner.RunWithLoad(ctx, l, *untilIdle, lastSent, cfg, src, targets, runner.LoadOptions{Tables: loadPatterns, Reload: *reload, Progress: os.Stderr}, log)
+		err = runner.RunWithLoad(ctx, l, *untilIdle, lastSent, cfg, aws, src, targets, runner.LoadOptions{Tables: loadPatterns, Reload: *reload, Progress: os.Stderr}, log)
 	} else {
 		err = l.Run(ctx, *untilIdle, lastSent)
 	}
@@ -203,8 +204,8 @@ func run() error {
 
 // printPlans connects to every target without installing anything and
 // prints the DDL schema sync would run there (--plan).
-func printPlans(ctx context.Context, cfg *config.Config, src *pgxpool.Pool, log *slog.Logger) error {
-	pools, err := runner.ConnectTargets(ctx, cfg)
+func printPlans(ctx context.Context, cfg *config.Config, dsns runner.DSNs, src *pgxpool.Pool, log *slog.Logger) error {
+	pools, err := runner.ConnectTargets(ctx, cfg, dsns)
 	if err != nil {
 		return err
 	}

@@ -29,11 +29,12 @@ type request struct {
 func main() {
 	// Logs on stderr, EMF metric lines (SequenceSyncFailures) on stdout.
 	emf := metrics.New(os.Stdout)
-	cfg, log, err := runner.Boot(context.Background(), "schema-diff")
+	env, log, err := runner.Boot(context.Background(), "schema-diff")
 	if err != nil {
 		log.Error("start refused", "err", err)
 		os.Exit(1)
 	}
+	cfg := env.Config
 	lambda.Start(func(ctx context.Context, raw json.RawMessage) (runner.SchemaDiffResult, error) {
 		var req request
 		if len(raw) > 0 {
@@ -46,16 +47,16 @@ func main() {
 		if lc, ok := lambdacontext.FromContext(ctx); ok {
 			owner = "schema-diff:" + lc.AwsRequestID
 		}
-		aws, err := runner.ConnectAWS(ctx, cfg, false)
+		aws, err := runner.ConnectAWS(ctx, cfg, env.AWS, false)
 		if err != nil {
 			return runner.SchemaDiffResult{}, err
 		}
-		src, err := runner.Connect(ctx, "source", cfg.Source.DSN)
+		src, err := runner.Connect(ctx, "source", env.DSNs.Source)
 		if err != nil {
 			return runner.SchemaDiffResult{}, err
 		}
 		defer src.Close()
-		pools, err := runner.ConnectTargets(ctx, cfg)
+		pools, err := runner.ConnectTargets(ctx, cfg, env.DSNs)
 		if err != nil {
 			return runner.SchemaDiffResult{}, err
 		}

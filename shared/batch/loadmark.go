@@ -7,12 +7,16 @@ package batch
 // the applier that the table's copy is complete and every change the copy
 // may have missed comes before the mark, so the held changes can be
 // replayed and the table handed over to the stream (see pgapply).
-//
-// The schema name repeats config.CaptureSchema ("pgferry_" + pipeline),
-// which this package cannot import.
 func LoadMarks(pipeline string) Table {
-	return Table{Schema: "pgferry_" + pipeline, Name: "load_marks"}
+	return Table{Schema: CaptureSchema(pipeline), Name: "load_marks"}
 }
+
+// CaptureSchema is the source schema that holds a pipeline's capture
+// objects, pgferry_<pipeline>. config.Config.CaptureSchema (and the slot,
+// publication and trigger names derived from it) returns this; it is
+// defined here because appliers, which hold only the pipeline's name,
+// must find the load marks in it too.
+func CaptureSchema(pipeline string) string { return "pgferry_" + pipeline }
 
 // Columns of LoadMarks that a mark is read by.
 const (

@@ -48,7 +48,8 @@ type Source struct {
 	// replica identity; without it such tables are refused. See slot.go.
 	ReplicaIdentityFull IdentityFull `yaml:"replica_identity_full"`
 	// DSNSecret names a Secrets Manager secret (ARN or name) holding the
-	// DSN, instead of DSN; runner.ResolveSecrets fills DSN from it.
+	// DSN, instead of DSN; runner.ResolveDSNs resolves it at start, into a
+	// value kept apart from the configuration (DSN stays empty).
 	DSNSecret string `yaml:"dsn_secret"`
 }
 
@@ -297,7 +298,7 @@ func (c *Config) defaults() {
 	if c.Batch.InlineLimit == 0 {
 		c.Batch.InlineLimit = 240 << 10 // under SQS's 256 KiB with room for attributes
 	}
-	c.Load.defaults(c)
+	c.Load.defaults()
 	if c.Drain.Interval.Duration == 0 {
 		c.Drain.Interval.Duration = time.Second
 	}
@@ -312,15 +313,6 @@ func (c *Config) defaults() {
 	}
 	if c.Apply.MaxAttempts == 0 {
 		c.Apply.MaxAttempts = 5
-	}
-	if c.AWS.Queue == "" {
-		c.AWS.Queue = "pgferry-" + strings.ReplaceAll(c.Name, "_", "-") + ".fifo"
-	}
-	if c.AWS.Table == "" {
-		c.AWS.Table = "pgferry-" + strings.ReplaceAll(c.Name, "_", "-") + "-state"
-	}
-	if c.AWS.Bucket == "" {
-		c.AWS.Bucket = "pgferry-" + strings.ReplaceAll(c.Name, "_", "-") + "-payloads"
 	}
 }
 
@@ -385,7 +377,7 @@ func (c *Config) validate() error {
 		} else if t.DSNSecret != "" && t.DSNSecret == c.Source.DSNSecret {
 			bad(key+".dsn_secret", "is the same as source.dsn_secret; a target must be a different database")
 		}
-		if as := t.ApplySchema; as != "" && (as == "pgferry" || strings.HasPrefix(as, "pg_") || as == "information_schema" || len(as) > 63) {
+		if as := t.ApplySchema; as != "" && (as == TargetSchema || strings.HasPrefix(as, "pg_") || as == "information_schema" || len(as) > 63) {
 			bad(key+".apply_schema", "%q is reserved or too long (pgferry, pg_*, information_schema; at most 63 bytes)", as)
 		} else if as != "" && !t.SyncsSchema() {
 			// Only schema sync maps source tables into apply_schema; without
@@ -417,8 +409,8 @@ func (c *Config) validate() error {
 	if v := c.Apply.Visibility.Duration; v < 2*time.Second || v > 12*time.Hour || v%time.Second != 0 {
 		bad("apply.visibility", "must be whole seconds between 2s and 12h (the SQS limits), got %s", v)
 	}
-	if !strings.HasSuffix(c.AWS.Queue, ".fifo") {
-		bad("aws.queue", "%q must end in .fifo (batches need a FIFO queue)", c.AWS.Queue)
+	if !strings.HasSuffix(c.QueueName(), ".fifo") {
+		bad("aws.queue", "%q must end in .fifo (batches need a FIFO queue)", c.QueueName())
 	}
 	errs = append(errs, c.Deploy.validate()...)
 	errs = append(errs, c.Load.validate()...)
@@ -435,10 +427,6 @@ func (c *Config) TargetNames() []string {
 	sort.Strings(names)
 	return names
 }
-
-// CaptureSchema is the source schema that holds the pipeline's capture
-// objects; it is never replicated.
-func (c *Config) CaptureSchema() string { return "pgferry_" + c.Name }
 
 // Replicated reports whether a table matches the include patterns and none
 // of the exclude patterns.

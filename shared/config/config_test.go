@@ -26,7 +26,7 @@ func TestParseValidAppliesDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Batch.MaxRows != 5000 || c.AWS.Queue != "pgferry-demo.fifo" || c.CaptureSchema() != "pgferry_demo" || !c.Source.CopyExisting() {
+	if c.Batch.MaxRows != 5000 || c.QueueName() != "pgferry-demo.fifo" || c.CaptureSchema() != "pgferry_demo" || !c.Source.CopyExisting() {
 		t.Fatalf("defaults not applied: %+v", c)
 	}
 	if !c.Replicated("public", "orders") || c.Replicated("pgferry_demo", "events") || c.Replicated("other", "x") {

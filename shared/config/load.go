@@ -24,7 +24,7 @@ type InitialLoad struct {
 	// at different moments may collide on them) and rebuilt at hand-over.
 	DropIndexes *bool `yaml:"drop_indexes"`
 	// Queue names the standard SQS queue of chunk messages for the load
-	// function; default pgferry-<name>-load.
+	// function; default pgferry-<name>-load (see Config.LoadQueueName).
 	Queue string `yaml:"queue"`
 }
 
@@ -32,15 +32,12 @@ type InitialLoad struct {
 // for the copy.
 func (l InitialLoad) DropsIndexes() bool { return l.DropIndexes == nil || *l.DropIndexes }
 
-func (l *InitialLoad) defaults(c *Config) {
+func (l *InitialLoad) defaults() {
 	if l.Parallelism == 0 {
 		l.Parallelism = 4
 	}
 	if l.ChunkRows == 0 {
 		l.ChunkRows = 250000
-	}
-	if l.Queue == "" {
-		l.Queue = "pgferry-" + strings.ReplaceAll(c.Name, "_", "-") + "-load"
 	}
 }
 

@@ -13,7 +13,7 @@ var (
 
 // checkEndpoint validates one database endpoint, key being "source" or
 // "targets.<name>": exactly one of dsn and dsn_secret must be set. A
-// dsn_secret is resolved later (runner.ResolveSecrets), so here only its
+// dsn_secret is resolved later (runner.ResolveDSNs), so here only its
 // form is checked.
 func checkEndpoint(key, dsn, secret string) []error {
 	bad := func(k, format string, args ...any) []error {

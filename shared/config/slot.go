@@ -6,14 +6,6 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// SlotName is the logical replication slot of a pipeline in slot capture
-// mode. Slot names allow only lower-case letters, digits and _, which a
-// pipeline name already is.
-func (c *Config) SlotName() string { return "pgferry_" + c.Name }
-
-// PublicationName is the publication the slot reads through (pgoutput).
-func (c *Config) PublicationName() string { return "pgferry_" + c.Name }
-
 // validateSlot checks the keys that only mean something in slot capture.
 func (c *Config) validateSlot() []error {
 	var errs []error

@@ -17,9 +17,10 @@ import (
 // fail invocations (and be retried), not the container's start.
 // Invocations of one container never overlap, so it needs no lock.
 type ApplyFn struct {
-	Cfg *config.Config
-	AWS *AWS
-	Log *slog.Logger
+	Cfg  *config.Config
+	DSNs DSNs
+	AWS  *AWS
+	Log  *slog.Logger
 
 	consumer *apply.Consumer
 	syncers  map[string]*pgsync.Syncer
@@ -33,14 +34,14 @@ func (f *ApplyFn) Consumer(ctx context.Context) (*apply.Consumer, error) {
 		return f.consumer, nil
 	}
 	cfg := f.Cfg
-	targets, pools, err := Targets(ctx, cfg, f.Log)
+	targets, pools, err := Targets(ctx, cfg, f.DSNs, f.Log)
 	if err != nil {
 		return nil, err
 	}
 	if cfg.SyncsSchema() {
 		// Schema jobs and retry-after-DDL diff against the source's
 		// catalog, so apply reads the source too.
-		src, err := Connect(ctx, "source", cfg.Source.DSN)
+		src, err := Connect(ctx, "source", f.DSNs.Source)
 		if err != nil {
 			CloseAll(pools)
 			return nil, err

@@ -2,26 +2,70 @@ package runner
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/pgferry/pgferry/shared/config"
 )
 
+// Env is what a process resolves once at start and then passes to
+// everything it wires: the configuration (never changed after loading),
+// the connection strings with their secrets resolved, and the AWS SDK
+// configuration every client is built from.
+type Env struct {
+	Config *config.Config
+	DSNs   DSNs
+	AWS    aws.Config
+}
+
+// LoadAWS loads the AWS SDK configuration from the standard environment
+// (region, credentials, endpoints via AWS_ENDPOINT_URL_*). It is the one
+// place a process does so: constructors take the aws.Config it returns,
+// so every client in a process shares one configuration and one
+// credential cache, and a test or a main decides where AWS is.
+func LoadAWS(ctx context.Context) (aws.Config, error) {
+	ac, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRetryMaxAttempts(8))
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("aws: %w", err)
+	}
+	return ac, nil
+}
+
+// Start resolves an Env for a loaded configuration: the AWS SDK
+// configuration (LoadAWS) and the DSNs, fetching any dsn_secret from
+// Secrets Manager (ResolveDSNs; no AWS call when there is none).
+func Start(ctx context.Context, cfg *config.Config) (*Env, error) {
+	ac, err := LoadAWS(ctx)
+	if err != nil {
+		return nil, err
+	}
+	dsns, err := ResolveDSNs(ctx, cfg, secretsmanager.NewFromConfig(ac))
+	if err != nil {
+		return nil, err
+	}
+	return &Env{Config: cfg, DSNs: dsns, AWS: ac}, nil
+}
+
 // Boot is a Lambda's cold start: a JSON logger on stderr (EMF metric lines
 // go to stdout), the configuration from the environment (config.FromEnv)
-// and its Secrets Manager DSNs resolved. The logger is usable even when
-// the error is not nil; it carries the pipeline and fn fields once the
-// configuration is known. The caller decides to exit.
-func Boot(ctx context.Context, fn string) (*config.Config, *slog.Logger, error) {
+// and its Env (Start). The logger is usable even when the error is not
+// nil; it carries the pipeline and fn fields once the configuration is
+// known. The caller decides to exit.
+func Boot(ctx context.Context, fn string) (*Env, *slog.Logger, error) {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("fn", fn)
 	cfg, err := config.FromEnv()
 	if err != nil {
 		return nil, log, err
 	}
 	log = log.With("pipeline", cfg.Name)
-	if err := ResolveSecrets(ctx, cfg); err != nil {
+	env, err := Start(ctx, cfg)
+	if err != nil {
 		return nil, log, err
 	}
-	return cfg, log, nil
+	return env, log, nil
 }

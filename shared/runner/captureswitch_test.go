@@ -120,7 +120,7 @@ func forgetRecordedMode(t *testing.T, f *fixture) {
 	t.Helper()
 	db := dynamodb.NewFromConfig(testenv.AWSConfig(t))
 	_, err := db.UpdateItem(context.Background(), &dynamodb.UpdateItemInput{
-		TableName:        &f.cfg.AWS.Table,
+		TableName:        aws.String(f.cfg.StateTableName()),
 		Key:              map[string]types.AttributeValue{"id": &types.AttributeValueMemberS{Value: "drain#" + f.cfg.Name}},
 		UpdateExpression: aws.String("REMOVE capture"),
 	})
@@ -204,7 +204,7 @@ func TestSwitchingCaptureModeOnALivePipelineIsRefused(t *testing.T) {
 		if !errors.Is(err, drain.ErrCaptureSwitch) {
 			t.Errorf("drain run with capture %s: err = %v, want ErrCaptureSwitch", to, err)
 		}
-		if err := runner.CheckCaptureEnv(ctx, cfg, f.src); !errors.Is(err, drain.ErrCaptureSwitch) {
+		if err := runner.CheckCapture(ctx, cfg, f.aws.State, f.src); !errors.Is(err, drain.ErrCaptureSwitch) {
 			t.Errorf("initial-load check with capture %s: err = %v, want ErrCaptureSwitch", to, err)
 		}
 

@@ -105,10 +105,14 @@ func fixtureFrom(t *testing.T, srcDDL, dstDDL string, yaml func(src, dst string)
 	}
 	f.cfg = cfg
 	ctx := context.Background()
-	if f.aws, err = runner.ConnectAWS(ctx, cfg, true); err != nil {
+	env, err := runner.Start(ctx, cfg)
+	if err != nil {
 		t.Fatal(err)
 	}
-	targets, pools, err := runner.Targets(ctx, cfg, f.log)
+	if f.aws, err = runner.ConnectAWS(ctx, cfg, env.AWS, true); err != nil {
+		t.Fatal(err)
+	}
+	targets, pools, err := runner.Targets(ctx, cfg, env.DSNs, f.log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,18 +196,14 @@ func slotKeys(mode string) string {
 func (f *fixture) loader(targets map[string]apply.Applier) *load.Loader {
 	f.t.Helper()
 	ctx := context.Background()
-	capture, err := runner.LoadCapture(f.cfg, f.src, f.log)
+	capture, err := runner.LoadCapture(f.cfg, f.src, f.aws.State, f.log)
 	if err != nil {
 		f.t.Fatal(err)
 	}
 	if err := capture.Install(ctx); err != nil {
 		f.t.Fatal(err)
 	}
-	store, err := runner.NewLoadStore(ctx, f.cfg)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	loader, err := runner.NewLoader(f.cfg, f.src, targets, capture, store, nil, f.log)
+	loader, err := runner.NewLoader(f.cfg, f.src, targets, capture, f.aws.Loads, nil, f.log)
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -11,8 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgferry/pgferry/shared/apply"
@@ -20,7 +18,6 @@ import (
 	"github.com/pgferry/pgferry/shared/batch"
 	"github.com/pgferry/pgferry/shared/capture/slot"
 	"github.com/pgferry/pgferry/shared/capture/trigger"
-	"github.com/pgferry/pgferry/shared/checkpoint/dynamo"
 	"github.com/pgferry/pgferry/shared/config"
 	"github.com/pgferry/pgferry/shared/load"
 	"github.com/pgferry/pgferry/shared/load/loadstore"
@@ -43,8 +40,9 @@ type LoadOptions struct {
 
 // LoadCapture returns the pipeline's capture as the initial load uses it.
 // Installing it copies only keyless tables' existing rows into the stream:
-// the load copies the keyed ones.
-func LoadCapture(cfg *config.Config, src *pgxpool.Pool, log *slog.Logger) (load.Capture, error) {
+// the load copies the keyed ones. Slot capture reads the checkpoint from
+// state when it is installed (see slotLoadCapture).
+func LoadCapture(cfg *config.Config, src *pgxpool.Pool, state CheckpointLoader, log *slog.Logger) (load.Capture, error) {
 	switch cfg.Source.Capture {
 	case config.CaptureTrigger:
 		c := trigger.New(src, cfg, log)
@@ -53,30 +51,9 @@ func LoadCapture(cfg *config.Config, src *pgxpool.Pool, log *slog.Logger) (load.
 	case config.CaptureSlot:
 		c := slot.New(src, cfg, log)
 		c.KeylessCopyOnly = true
-		return &slotLoadCapture{Capture: c, cfg: cfg}, nil
+		return &slotLoadCapture{Capture: c, state: state}, nil
 	}
 	return nil, fmt.Errorf("source.capture: the initial load does not support %q capture in this build", cfg.Source.Capture)
-}
-
-// NewLoadStore returns the DynamoDB store of load plans and progress in
-// the pipeline's state table.
-func NewLoadStore(ctx context.Context, cfg *config.Config) (*loadstore.Store, error) {
-	ac, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRetryMaxAttempts(8))
-	if err != nil {
-		return nil, fmt.Errorf("aws: %w", err)
-	}
-	return loadstore.New(dynamodb.NewFromConfig(ac), cfg.AWS.Table), nil
-}
-
-// CheckCaptureEnv is CheckCapture with the state table reached through
-// the standard AWS SDK environment, for callers that hold no AWS clients
-// (the initial load).
-func CheckCaptureEnv(ctx context.Context, cfg *config.Config, src *pgxpool.Pool) error {
-	ac, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRetryMaxAttempts(8))
-	if err != nil {
-		return fmt.Errorf("aws: %w", err)
-	}
-	return CheckCapture(ctx, cfg, dynamo.New(dynamodb.NewFromConfig(ac), cfg.AWS.Table, cfg.Name), src)
 }
 
 // LoadTables lists the configured tables that match patterns (all of them
@@ -130,9 +107,9 @@ func NewLoader(cfg *config.Config, src *pgxpool.Pool, targets map[string]apply.A
 // on its timers meanwhile, and returns once every table is handed over to
 // the change stream (l is stopped again). See RunWithLoad for the runner,
 // which keeps one set of loops for the load and the catch-up after it.
-func InitialLoad(ctx context.Context, cfg *config.Config, src *pgxpool.Pool, targets map[string]apply.Applier, l *Local,
+func InitialLoad(ctx context.Context, cfg *config.Config, a *AWS, src *pgxpool.Pool, targets map[string]apply.Applier, l *Local,
 	lastSent func(context.Context) (batch.Position, error), opts LoadOptions, log *slog.Logger) error {
-	capture, err := installForLoad(ctx, cfg, src, log)
+	capture, err := installForLoad(ctx, cfg, a.State, src, log)
 	if err != nil {
 		return err
 	}
@@ -141,18 +118,18 @@ func InitialLoad(ctx context.Context, cfg *config.Config, src *pgxpool.Pool, tar
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = l.Run(bg, false, lastSent) }()
 	defer func() { stopBG(); wg.Wait() }()
-	return runLoad(ctx, cfg, src, targets, capture, opts, log)
+	return runLoad(ctx, cfg, a.Loads, src, targets, capture, opts, log)
 }
 
 // installForLoad installs capture before anything else runs: the drain
 // would otherwise install it first, copying keyed tables' rows into the
 // stream as well (source.copy_existing).
-func installForLoad(ctx context.Context, cfg *config.Config, src *pgxpool.Pool, log *slog.Logger) (load.Capture, error) {
-	capture, err := LoadCapture(cfg, src, log)
+func installForLoad(ctx context.Context, cfg *config.Config, state CheckpointLoader, src *pgxpool.Pool, log *slog.Logger) (load.Capture, error) {
+	capture, err := LoadCapture(cfg, src, state, log)
 	if err != nil {
 		return nil, err
 	}
-	if err := CheckCaptureEnv(ctx, cfg, src); err != nil {
+	if err := CheckCapture(ctx, cfg, state, src); err != nil {
 		return nil, err
 	}
 	// Capture before any copy: every change after this reaches the stream.
@@ -168,8 +145,8 @@ func installForLoad(ctx context.Context, cfg *config.Config, src *pgxpool.Pool, 
 // the load's error. The runner's own progress line stays quiet while the
 // load's bar draws.
 func RunWithLoad(ctx context.Context, l *Local, untilIdle bool, lastSent func(context.Context) (batch.Position, error),
-	cfg *config.Config, src *pgxpool.Pool, targets map[string]apply.Applier, opts LoadOptions, log *slog.Logger) error {
-	capture, err := installForLoad(ctx, cfg, src, log)
+	cfg *config.Config, a *AWS, src *pgxpool.Pool, targets map[string]apply.Applier, opts LoadOptions, log *slog.Logger) error {
+	capture, err := installForLoad(ctx, cfg, a.State, src, log)
 	if err != nil {
 		return err
 	}
@@ -182,7 +159,7 @@ func RunWithLoad(ctx context.Context, l *Local, untilIdle bool, lastSent func(co
 		l.Progress.W = quietWhile{w: l.Progress.W, quiet: loading.Load}
 	}
 	go func() {
-		if err := runLoad(ctx, cfg, src, targets, capture, opts, log); err != nil {
+		if err := runLoad(ctx, cfg, a.Loads, src, targets, capture, opts, log); err != nil {
 			cancel(err)
 			return
 		}
@@ -217,12 +194,8 @@ func (q quietWhile) Write(p []byte) (int, error) {
 // are held), and returns once every table is handed over to the change
 // stream. A killed run resumes where it stopped: copied chunks are not
 // copied again.
-func runLoad(ctx context.Context, cfg *config.Config, src *pgxpool.Pool, targets map[string]apply.Applier, capture load.Capture,
+func runLoad(ctx context.Context, cfg *config.Config, store load.Store, src *pgxpool.Pool, targets map[string]apply.Applier, capture load.Capture,
 	opts LoadOptions, log *slog.Logger) error {
-	store, err := NewLoadStore(ctx, cfg)
-	if err != nil {
-		return err
-	}
 	loader, err := NewLoader(cfg, src, targets, capture, store, nil, log)
 	if err != nil {
 		return err
@@ -317,15 +290,11 @@ func PrintLoadCounts(ctx context.Context, cfg *config.Config, src *pgxpool.Pool,
 // ResetLoads forgets the pipeline's initial loads, for Reset: the plans
 // and chunk records of every configured table in DynamoDB, and the load
 // state on every target (rebuilding any index a load had dropped).
-func ResetLoads(ctx context.Context, cfg *config.Config, src *pgxpool.Pool, targets []*pgxpool.Pool) error {
+func ResetLoads(ctx context.Context, cfg *config.Config, store *loadstore.Store, src *pgxpool.Pool, targets []*pgxpool.Pool) error {
 	for i, t := range targets {
 		if err := pgapply.ResetLoads(ctx, t, cfg.Name); err != nil {
 			return fmt.Errorf("reset: targets.%s load state: %w", cfg.TargetNames()[i], err)
 		}
-	}
-	store, err := NewLoadStore(ctx, cfg)
-	if err != nil {
-		return err
 	}
 	tables, err := verify.Tables(ctx, src, cfg)
 	if err != nil {
@@ -347,15 +316,11 @@ func ResetLoads(ctx context.Context, cfg *config.Config, src *pgxpool.Pool, targ
 // re-created), so it asks the checkpoint store, as the drain does.
 type slotLoadCapture struct {
 	*slot.Capture
-	cfg *config.Config
+	state CheckpointLoader
 }
 
 func (s *slotLoadCapture) Install(ctx context.Context) error {
-	ac, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRetryMaxAttempts(8))
-	if err != nil {
-		return fmt.Errorf("aws: %w", err)
-	}
-	cp, err := dynamo.New(dynamodb.NewFromConfig(ac), s.cfg.AWS.Table, s.cfg.Name).Load(ctx)
+	cp, err := s.state.Load(ctx)
 	if err != nil {
 		return err
 	}

@@ -106,7 +106,7 @@ func TestInitialLoadUnderWritesEndsEqual(t *testing.T) {
 	if os.Getenv("PGFERRY_TEST_LOG") != "" {
 		opts.Progress = os.Stderr
 	}
-	err := runner.InitialLoad(loadCtx, f.cfg, f.src, f.targets, f.local(), f.lastSent, opts, f.log)
+	err := runner.InitialLoad(loadCtx, f.cfg, f.aws, f.src, f.targets, f.local(), f.lastSent, opts, f.log)
 	stopWriters()
 	wg.Wait()
 	if err != nil {

@@ -11,7 +11,6 @@ import (
 
 	"github.com/pgferry/pgferry/shared/batch"
 	"github.com/pgferry/pgferry/shared/load"
-	"github.com/pgferry/pgferry/shared/runner"
 )
 
 // TestKilledLoadResumesWithoutRecopying runs the local runner binary with
@@ -58,10 +57,7 @@ CREATE TABLE small (k text PRIMARY KEY, v int);`, "load:\n  chunk_rows: 2000\n  
 	}()
 	defer func() { stopWrites(); wg.Wait() }()
 
-	store, err := runner.NewLoadStore(ctx, f.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := f.aws.Loads
 	tbl := batch.Table{Schema: "public", Name: "big"}
 	first := exec.Command(bin, "--config", cfgPath, "--initial-load", "--until-idle", "--timeout", "5m")
 	first.Stderr = logs.section("first run (killed mid-load)")
@@ -72,6 +68,7 @@ CREATE TABLE small (k text PRIMARY KEY, v int);`, "load:\n  chunk_rows: 2000\n  
 	t.Cleanup(p1.kill)
 	var plan *load.Plan
 	var doneAtKill map[int]bool
+	var err error
 	// A hang guard, generous for a busy machine: ten chunks of 2000 rows.
 	deadline := time.Now().Add(3 * time.Minute)
 	for {

@@ -90,7 +90,7 @@ func TestInitialLoadIntoASchemaSyncedTargetEndsWithTheSourceIndexes(t *testing.T
 
 		// functions/local --initial-load --until-idle resumes the load.
 		l := schemaLocal(f, syncers)
-		if err := runner.RunWithLoad(ctx, l, true, f.lastSent, f.cfg, f.src, plain, runner.LoadOptions{}, f.log); err != nil {
+		if err := runner.RunWithLoad(ctx, l, true, f.lastSent, f.cfg, f.aws, f.src, plain, runner.LoadOptions{}, f.log); err != nil {
 			t.Fatalf("initial load: %v", err)
 		}
 		schematest.AssertSameCatalog(t, f.src, f.dst)
@@ -109,7 +109,7 @@ func TestInitialLoadWithSchemaSyncFromScratch(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	l := schemaLocal(f, syncers)
-	if err := runner.RunWithLoad(ctx, l, true, f.lastSent, f.cfg, f.src, plain, runner.LoadOptions{}, f.log); err != nil {
+	if err := runner.RunWithLoad(ctx, l, true, f.lastSent, f.cfg, f.aws, f.src, plain, runner.LoadOptions{}, f.log); err != nil {
 		t.Fatalf("initial load: %v", err)
 	}
 	schematest.AssertSameCatalog(t, f.src, f.dst)
@@ -155,7 +155,7 @@ func TestSourceIndexChangesDuringALoadReachTheRebuild(t *testing.T) {
 		t.Errorf("schema sync while the load holds the indexes ran %q, want only the new index", got)
 	}
 	l := schemaLocal(f, syncers)
-	if err := runner.RunWithLoad(ctx, l, true, f.lastSent, f.cfg, f.src, plain, runner.LoadOptions{}, f.log); err != nil {
+	if err := runner.RunWithLoad(ctx, l, true, f.lastSent, f.cfg, f.aws, f.src, plain, runner.LoadOptions{}, f.log); err != nil {
 		t.Fatalf("initial load: %v", err)
 	}
 	schematest.AssertSameCatalog(t, f.src, f.dst)

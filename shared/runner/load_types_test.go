@@ -152,7 +152,7 @@ func TestInitialLoadCopiesEdgeValuesOfEveryBuiltInType(t *testing.T) {
 			t.Errorf("%s planned binary=%v, want %v (text because %q)", c.table, desc.Binary, c.binary, desc.TextBecause)
 		}
 	}
-	if err := runner.InitialLoad(ctx, f.cfg, f.src, f.targets, f.local(), f.lastSent, runner.LoadOptions{}, f.log); err != nil {
+	if err := runner.InitialLoad(ctx, f.cfg, f.aws, f.src, f.targets, f.local(), f.lastSent, runner.LoadOptions{}, f.log); err != nil {
 		t.Fatalf("initial load: %v", err)
 	}
 	assertEdgeSame(t, f, "edge", 80)

@@ -8,10 +8,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgferry/pgferry/shared/apply"
 	"github.com/pgferry/pgferry/shared/batch"
+	"github.com/pgferry/pgferry/shared/checkpoint/dynamo"
 	"github.com/pgferry/pgferry/shared/config"
 	"github.com/pgferry/pgferry/shared/load"
 	"github.com/pgferry/pgferry/shared/load/loadstore"
@@ -70,19 +72,21 @@ func (r LoadRequest) targets(cfg *config.Config) ([]string, error) {
 // marks the tables loading on the targets and sends every chunk not yet
 // copied to the chunk queue, largest tables first. Calling it again
 // resumes: it re-sends the chunks still missing (duplicates are harmless),
-// which is also how a load whose messages were lost is restarted.
+// which is also how a load whose messages were lost is restarted. state
+// is the pipeline's checkpoint store: a switched source.capture is refused
+// (CheckCapture) before anything is installed.
 func StartLoad(ctx context.Context, cfg *config.Config, src *pgxpool.Pool, targets map[string]apply.Applier,
-	store *loadstore.Store, q *sqsstd.Queue, req LoadRequest, log *slog.Logger) (LoadResponse, error) {
+	store *loadstore.Store, state CheckpointLoader, q *sqsstd.Queue, req LoadRequest, log *slog.Logger) (LoadResponse, error) {
 	var resp LoadResponse
 	names, err := req.targets(cfg)
 	if err != nil {
 		return resp, err
 	}
-	capture, err := LoadCapture(cfg, src, log)
+	capture, err := LoadCapture(cfg, src, state, log)
 	if err != nil {
 		return resp, err
 	}
-	if err := CheckCaptureEnv(ctx, cfg, src); err != nil {
+	if err := CheckCapture(ctx, cfg, state, src); err != nil {
 		return resp, err
 	}
 	if err := capture.Install(ctx); err != nil {
@@ -247,29 +251,34 @@ func finishIfHandedOver(ctx context.Context, cfg *config.Config, a apply.Applier
 }
 
 // LoadConn is what the initial-load and load functions connect to at cold
-// start: the load store, the source and every target.
+// start: the load and checkpoint stores, the source and every target.
 type LoadConn struct {
 	Store   *loadstore.Store
+	State   *dynamo.Store
 	Source  *pgxpool.Pool
 	Targets map[string]apply.Applier
 	Pools   []*pgxpool.Pool // the targets' pools, in cfg.TargetNames order
 }
 
-// ConnectLoad connects what a load function needs. The pools live as long
-// as the container.
-func ConnectLoad(ctx context.Context, cfg *config.Config, log *slog.Logger) (*LoadConn, error) {
-	store, err := NewLoadStore(ctx, cfg)
+// ConnectLoad connects what a load function needs, from env. The pools
+// live as long as the container.
+func ConnectLoad(ctx context.Context, env *Env, log *slog.Logger) (*LoadConn, error) {
+	cfg := env.Config
+	ddb := dynamodb.NewFromConfig(env.AWS)
+	src, err := Connect(ctx, "source", env.DSNs.Source)
 	if err != nil {
 		return nil, err
 	}
-	src, err := Connect(ctx, "source", cfg.Source.DSN)
-	if err != nil {
-		return nil, err
-	}
-	targets, pools, err := Targets(ctx, cfg, log)
+	targets, pools, err := Targets(ctx, cfg, env.DSNs, log)
 	if err != nil {
 		src.Close()
 		return nil, err
 	}
-	return &LoadConn{Store: store, Source: src, Targets: targets, Pools: pools}, nil
+	return &LoadConn{
+		Store:   loadstore.New(ddb, cfg.StateTableName()),
+		State:   dynamo.New(ddb, cfg.StateTableName(), cfg.Name),
+		Source:  src,
+		Targets: targets,
+		Pools:   pools,
+	}, nil
 }

@@ -26,22 +26,19 @@ func TestLoadThroughChunkQueue(t *testing.T) {
 		CREATE INDEX orders_customer ON orders (customer);`, "load:\n  chunk_rows: 5000\n  parallelism: 2\n")
 	ctx := context.Background()
 	f.exec(`INSERT INTO orders SELECT g, g % 500, g * 1.25, 'o' || g FROM generate_series(1, 60000) g`)
-	q, err := sqsstd.Ensure(ctx, f.aws.SQS, f.cfg.Load.Queue, 5, 60*time.Second)
+	q, err := sqsstd.Ensure(ctx, f.aws.SQS, f.cfg.LoadQueueName(), 5, 60*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := runner.NewLoadStore(ctx, f.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := runner.StartLoad(ctx, f.cfg, f.src, f.targets, store, q, runner.LoadRequest{Target: "replica", Parallelism: 3}, f.log)
+	store := f.aws.Loads
+	resp, err := runner.StartLoad(ctx, f.cfg, f.src, f.targets, store, f.aws.State, q, runner.LoadRequest{Target: "replica", Parallelism: 3}, f.log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(resp.Tables) != 1 || resp.Tables[0].Queued < 10 {
 		t.Fatalf("start response %+v: want orders with about 12 chunks queued", resp)
 	}
-	capture, err := runner.LoadCapture(f.cfg, f.src, f.log)
+	capture, err := runner.LoadCapture(f.cfg, f.src, f.aws.State, f.log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +107,7 @@ func TestLoadThroughChunkQueue(t *testing.T) {
 	if _, err := f.dst.Exec(ctx, `DELETE FROM orders WHERE id % 3 = 0; UPDATE orders SET note = 'damaged' WHERE id % 5 = 0`); err != nil {
 		t.Fatal(err)
 	}
-	again, err := runner.StartLoad(ctx, f.cfg, f.src, f.targets, store, q, runner.LoadRequest{Tables: []string{"public.orders"}, Reload: true}, f.log)
+	again, err := runner.StartLoad(ctx, f.cfg, f.src, f.targets, store, f.aws.State, q, runner.LoadRequest{Tables: []string{"public.orders"}, Reload: true}, f.log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,7 +45,7 @@ func Reset(ctx context.Context, cfg *config.Config, a *AWS, src *pgxpool.Pool, t
 			return fmt.Errorf("reset: targets.%s watermarks: %w", cfg.TargetNames()[i], err)
 		}
 	}
-	if err := ResetLoads(ctx, cfg, src, targets); err != nil {
+	if err := ResetLoads(ctx, cfg, a.Loads, src, targets); err != nil {
 		return err
 	}
 	log.Info("pipeline reset: capture objects, queued batches, checkpoint and watermarks removed")

@@ -4,34 +4,29 @@ import (
 	"context"
 	"fmt"
 
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-
 	"github.com/pgferry/pgferry/shared/config"
 	"github.com/pgferry/pgferry/shared/secrets"
 )
 
-// ResolveSecrets fills source.dsn and every targets.<name>.dsn that is given
-// as a dsn_secret, from AWS Secrets Manager. Deployed functions call it once
-// at cold start, right after loading the configuration; a rotated secret is
-// picked up by the next cold start. With no dsn_secret in cfg it does nothing
-// and makes no AWS call, so plain DSNs (the local runner) keep working.
-// Errors name the configuration key and the secret, never the value.
-func ResolveSecrets(ctx context.Context, cfg *config.Config) error {
-	if !hasSecrets(cfg) {
-		return nil
-	}
-	ac, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRetryMaxAttempts(8))
-	if err != nil {
-		return fmt.Errorf("aws: %w", err)
-	}
-	return ResolveSecretsWith(ctx, cfg, secretsmanager.NewFromConfig(ac))
+// DSNs are the connection strings a process connects with: source.dsn and
+// targets.<name>.dsn as configured, or the value of their dsn_secret.
+// They are kept apart from the configuration so that the configuration
+// stays what was loaded, and a DSN with a password in it lives only where
+// a connection is opened.
+type DSNs struct {
+	Source  string
+	Targets map[string]string // by target name
 }
 
-// ResolveSecretsWith is ResolveSecrets with a given client. Each distinct
-// secret is fetched once. On error cfg is left partly resolved and must not
-// be used.
-func ResolveSecretsWith(ctx context.Context, cfg *config.Config, c secrets.Client) error {
+// ResolveDSNs returns cfg's connection strings, fetching each dsn_secret
+// from Secrets Manager through c. Deployed functions call it once at cold
+// start (Start); a rotated secret is picked up by the next cold start.
+// With no dsn_secret in cfg it makes no call (c may be nil), so plain DSNs
+// (the local runner, tests) keep working. Each distinct secret is fetched
+// once. cfg is not changed. Errors name the configuration key and the
+// secret, never the value.
+func ResolveDSNs(ctx context.Context, cfg *config.Config, c secrets.Client) (DSNs, error) {
+	out := DSNs{Source: cfg.Source.DSN, Targets: make(map[string]string, len(cfg.Targets))}
 	fetched := map[string]string{}
 	resolve := func(key, id string) (string, error) {
 		if dsn, ok := fetched[id]; ok {
@@ -47,39 +42,27 @@ func ResolveSecretsWith(ctx context.Context, cfg *config.Config, c secrets.Clien
 	if id := cfg.Source.DSNSecret; id != "" {
 		dsn, err := resolve("source.dsn_secret", id)
 		if err != nil {
-			return err
+			return DSNs{}, err
 		}
-		cfg.Source.DSN = dsn
+		out.Source = dsn
 	}
 	for _, name := range cfg.TargetNames() {
 		t := cfg.Targets[name]
+		out.Targets[name] = t.DSN
 		if t.DSNSecret == "" {
 			continue
 		}
 		key := "targets." + name + ".dsn_secret"
 		dsn, err := resolve(key, t.DSNSecret)
 		if err != nil {
-			return err
+			return DSNs{}, err
 		}
 		// Two secrets holding the same database would make the pipeline
 		// replicate a database into itself.
-		if dsn == cfg.Source.DSN {
-			return fmt.Errorf("config: %s: secret %s holds the same connection string as the source; a target must be a different database", key, t.DSNSecret)
+		if dsn == out.Source {
+			return DSNs{}, fmt.Errorf("config: %s: secret %s holds the same connection string as the source; a target must be a different database", key, t.DSNSecret)
 		}
-		t.DSN = dsn
-		cfg.Targets[name] = t
+		out.Targets[name] = dsn
 	}
-	return nil
-}
-
-func hasSecrets(cfg *config.Config) bool {
-	if cfg.Source.DSNSecret != "" {
-		return true
-	}
-	for _, t := range cfg.Targets {
-		if t.DSNSecret != "" {
-			return true
-		}
-	}
-	return false
+	return out, nil
 }

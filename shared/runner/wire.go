@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -24,6 +23,7 @@ import (
 	"github.com/pgferry/pgferry/shared/checkpoint/dynamo"
 	"github.com/pgferry/pgferry/shared/config"
 	"github.com/pgferry/pgferry/shared/drain"
+	"github.com/pgferry/pgferry/shared/load/loadstore"
 	"github.com/pgferry/pgferry/shared/metrics"
 	"github.com/pgferry/pgferry/shared/payload/s3store"
 	"github.com/pgferry/pgferry/shared/queue"
@@ -38,37 +38,39 @@ type AWS struct {
 	Queue    *sqsfifo.Queue
 	DLQ      *sqsfifo.Queue // the FIFO dead-letter queue beside Queue
 	Payloads *s3store.Store
-	State    *dynamo.Store
+	State    *dynamo.Store    // checkpoint and lease
+	Loads    *loadstore.Store // initial-load plans and progress, in the same table
 	SQS      *sqs.Client
 }
 
-// ConnectAWS builds clients from the standard SDK environment (endpoints
-// included, via AWS_ENDPOINT_URL_*). With ensure, it creates the queues,
-// table and bucket when missing, as the local runner does; deployed
-// functions get them from the stack, with the URLs in PGFERRY_QUEUE_URL
-// and PGFERRY_DLQ_URL (looked up by name when unset).
-func ConnectAWS(ctx context.Context, cfg *config.Config, ensure bool) (*AWS, error) {
-	ac, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRetryMaxAttempts(8))
-	if err != nil {
-		return nil, fmt.Errorf("aws: %w", err)
-	}
+// ConnectAWS builds clients from ac (see LoadAWS). With ensure, it creates
+// the queues, table and bucket when missing, as the local runner does;
+// deployed functions get them from the stack, with the URLs in
+// PGFERRY_QUEUE_URL and PGFERRY_DLQ_URL (looked up by name when unset).
+func ConnectAWS(ctx context.Context, cfg *config.Config, ac aws.Config, ensure bool) (*AWS, error) {
+	var err error
 	sqsc := sqs.NewFromConfig(ac)
 	ddb := dynamodb.NewFromConfig(ac)
 	s3c := s3store.NewClient(ac)
-	out := &AWS{SQS: sqsc, Payloads: s3store.New(s3c, cfg.AWS.Bucket), State: dynamo.New(ddb, cfg.AWS.Table, cfg.Name)}
+	out := &AWS{
+		SQS:      sqsc,
+		Payloads: s3store.New(s3c, cfg.PayloadBucketName()),
+		State:    dynamo.New(ddb, cfg.StateTableName(), cfg.Name),
+		Loads:    loadstore.New(ddb, cfg.StateTableName()),
+	}
 	if !ensure {
 		url := os.Getenv(config.EnvQueueURL)
 		if url == "" {
-			got, err := sqsc.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(cfg.AWS.Queue)})
+			got, err := sqsc.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(cfg.QueueName())})
 			if err != nil {
-				return nil, fmt.Errorf("aws: queue %s: %w", cfg.AWS.Queue, err)
+				return nil, fmt.Errorf("aws: queue %s: %w", cfg.QueueName(), err)
 			}
 			url = aws.ToString(got.QueueUrl)
 		}
 		out.Queue = sqsfifo.New(sqsc, url)
 		dlq := os.Getenv(config.EnvDLQURL)
 		if dlq == "" {
-			name := sqsfifo.DLQName(cfg.AWS.Queue)
+			name := sqsfifo.DLQName(cfg.QueueName())
 			got, err := sqsc.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(name)})
 			if err != nil {
 				return nil, fmt.Errorf("aws: dead-letter queue %s: %w", name, err)
@@ -79,14 +81,14 @@ func ConnectAWS(ctx context.Context, cfg *config.Config, ensure bool) (*AWS, err
 		return out, nil
 	}
 	var dlqURL string
-	if out.Queue, dlqURL, err = sqsfifo.Ensure(ctx, sqsc, cfg.AWS.Queue, sqsfifo.BackstopReceives(cfg.Apply.MaxAttempts), cfg.Apply.Visibility.Duration); err != nil {
+	if out.Queue, dlqURL, err = sqsfifo.Ensure(ctx, sqsc, cfg.QueueName(), sqsfifo.BackstopReceives(cfg.Apply.MaxAttempts), cfg.Apply.Visibility.Duration); err != nil {
 		return nil, err
 	}
 	out.DLQ = sqsfifo.New(sqsc, dlqURL)
-	if err := dynamo.EnsureTable(ctx, ddb, cfg.AWS.Table); err != nil {
+	if err := dynamo.EnsureTable(ctx, ddb, cfg.StateTableName()); err != nil {
 		return nil, err
 	}
-	if err := s3store.EnsureBucket(ctx, s3c, cfg.AWS.Bucket); err != nil {
+	if err := s3store.EnsureBucket(ctx, s3c, cfg.PayloadBucketName()); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -99,7 +101,7 @@ func Connect(ctx context.Context, what, dsn string) (*pgxpool.Pool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: invalid connection string", what)
 	}
-	pc.ConnConfig.RuntimeParams["application_name"] = "pgferry"
+	pc.ConnConfig.RuntimeParams["application_name"] = config.ApplicationName
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
@@ -155,11 +157,11 @@ func WithMetrics(emf *metrics.EMF) DrainOption { return func(o *drainOpts) { o.e
 
 // Targets connects to every target and prepares its applier. The caller
 // closes the returned pools.
-func Targets(ctx context.Context, cfg *config.Config, log *slog.Logger) (map[string]apply.Applier, []*pgxpool.Pool, error) {
+func Targets(ctx context.Context, cfg *config.Config, dsns DSNs, log *slog.Logger) (map[string]apply.Applier, []*pgxpool.Pool, error) {
 	out := map[string]apply.Applier{}
 	// Reach every target before changing any: a typo in the last target's
 	// DSN must not leave pgferry's tables behind on the first.
-	pools, err := ConnectTargets(ctx, cfg)
+	pools, err := ConnectTargets(ctx, cfg, dsns)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -175,13 +177,13 @@ func Targets(ctx context.Context, cfg *config.Config, log *slog.Logger) (map[str
 	return out, pools, nil
 }
 
-// ConnectTargets opens a pool on every target, in cfg.TargetNames order,
-// changing nothing on them. On error none stays open. The caller closes
-// the pools.
-func ConnectTargets(ctx context.Context, cfg *config.Config) ([]*pgxpool.Pool, error) {
+// ConnectTargets opens a pool on every target (its DSN from dsns), in
+// cfg.TargetNames order, changing nothing on them. On error none stays
+// open. The caller closes the pools.
+func ConnectTargets(ctx context.Context, cfg *config.Config, dsns DSNs) ([]*pgxpool.Pool, error) {
 	var pools []*pgxpool.Pool
 	for _, name := range cfg.TargetNames() {
-		pool, err := Connect(ctx, "targets."+name, cfg.Targets[name].DSN)
+		pool, err := Connect(ctx, "targets."+name, dsns.Targets[name])
 		if err != nil {
 			CloseAll(pools)
 			return nil, err

@@ -17,13 +17,14 @@ import (
 
 	"github.com/pgferry/pgferry/shared/apply"
 	"github.com/pgferry/pgferry/shared/batch"
+	"github.com/pgferry/pgferry/shared/config"
 	"github.com/pgferry/pgferry/shared/fault"
 	"github.com/pgferry/pgferry/shared/pgtext"
 	sqlfiles "github.com/pgferry/pgferry/sql"
 )
 
-// Schema holds pgferry's own objects on a target.
-const Schema = "pgferry"
+// Schema holds pgferry's own objects on a target (config.TargetSchema).
+const Schema = config.TargetSchema
 
 // Applier applies batches of one pipeline to one target database.
 type Applier struct {

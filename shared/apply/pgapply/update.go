@@ -49,8 +49,7 @@ func (w *writer) updates(ctx context.Context, s *batch.Segment) error {
 	if len(set) == 0 {
 		return nil
 	}
-	w.stages++
-	stage := pgx.Identifier{"pgferry_stage_" + strconv.Itoa(w.stages)}.Sanitize()
+	stage := w.nextStage()
 	sel := make([]string, 0, len(s.Key)+len(cols))
 	names := make([]string, 0, len(s.Key)+len(cols))
 	conds := make([]string, len(s.Key))

@@ -107,13 +107,19 @@ func quoteCols(names []string, prefix string) string {
 	return strings.Join(q, ", ")
 }
 
+// nextStage names a new temporary staging table, unique within the
+// transaction (the tables are dropped at commit).
+func (w *writer) nextStage() string {
+	w.stages++
+	return pgx.Identifier{"pgferry_stage_" + strconv.Itoa(w.stages)}.Sanitize()
+}
+
 // stage creates a temporary table shaped like cols of t and COPYs rows
 // (projected to idx) into it. Values are in their types' text form, so the
 // text COPY format parses each one with the column type's own input
 // function: exact, and no per-type encoding in Go.
 func (w *writer) stage(ctx context.Context, t batch.Table, cols []string, idx []int, rows []batch.Row) (string, error) {
-	w.stages++
-	name := pgx.Identifier{"pgferry_stage_" + strconv.Itoa(w.stages)}.Sanitize()
+	name := w.nextStage()
 	if _, err := w.tx.Exec(ctx, fmt.Sprintf("CREATE TEMP TABLE %s ON COMMIT DROP AS SELECT %s FROM %s WITH NO DATA",
 		name, quoteCols(cols, ""), ident(t))); err != nil {
 		return "", err

@@ -49,7 +49,7 @@ type Capture struct {
 // New returns slot capture for cfg's source. It does not touch the
 // database until Install or Open. pool is an ordinary (non-replication)
 // connection pool on the source; the replication connection is opened
-// from cfg.Source.DSN.
+// with the pool's connection settings.
 func New(pool *pgxpool.Pool, cfg *config.Config, log *slog.Logger) *Capture {
 	return &Capture{pool: pool, cfg: cfg, slot: cfg.SlotName(), pub: cfg.PublicationName(), prefix: cfg.SlotName(), log: log}
 }

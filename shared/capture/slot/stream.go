@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgferry/pgferry/shared/config"
 	"github.com/pgferry/pgferry/shared/drain"
 	"github.com/pgferry/pgferry/shared/secrets"
 )
@@ -71,12 +72,15 @@ var _ drain.SlotStream = (*Stream)(nil)
 // from are skipped (they were shipped; the slot may not have been
 // confirmed past them yet). The stream stops working when ctx ends.
 func (c *Capture) Open(ctx context.Context, from LSN) (drain.SlotStream, error) {
-	pc, err := pgconn.ParseConfig(c.cfg.Source.DSN)
-	if err != nil {
-		return nil, errors.New("slot: source.dsn: invalid connection string")
+	// The replication connection goes where the pool goes (server,
+	// database, role, password, TLS), so the DSN, with its secret
+	// resolved, is handed over once, to the pool, and nowhere else.
+	pc := c.pool.Config().ConnConfig.Config.Copy()
+	if pc.RuntimeParams == nil {
+		pc.RuntimeParams = map[string]string{}
 	}
 	pc.RuntimeParams["replication"] = "database"
-	pc.RuntimeParams["application_name"] = "pgferry"
+	pc.RuntimeParams["application_name"] = config.ApplicationName
 	for k, v := range outputSettings {
 		pc.RuntimeParams[k] = v
 	}

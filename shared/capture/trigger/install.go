@@ -48,7 +48,7 @@ var triggerOps = []struct{ suffix, event, referencing, fn string }{
 }
 
 func (c *Capture) triggerName(suffix string) string {
-	return "pgferry_" + c.cfg.Name + "_" + suffix
+	return c.cfg.TriggerName(suffix)
 }
 
 // Install creates or upgrades the capture schema, then makes sure every

@@ -72,12 +72,16 @@ func (q *Queue) SendAll(ctx context.Context, bodies [][]byte) error {
 // deliveries, and returns the queue. The deployed stack creates both
 // with CDK; tests use this.
 func Ensure(ctx context.Context, client *sqs.Client, name string, maxReceives int, visibility time.Duration) (*Queue, error) {
-	url, _, err := sqsadmin.EnsureWithDLQ(ctx, client, name, name+"-dlq", nil, maxReceives, visibility)
+	url, _, err := sqsadmin.EnsureWithDLQ(ctx, client, name, DLQName(name), nil, maxReceives, visibility)
 	if err != nil {
 		return nil, err
 	}
 	return New(client, url), nil
 }
+
+// DLQName is the name of the dead-letter queue beside the standard queue
+// name (the deployed stack creates it under this name too).
+func DLQName(name string) string { return name + "-dlq" }
 
 // Lookup returns the queue named name.
 func Lookup(ctx context.Context, client *sqs.Client, name string) (*Queue, error) {

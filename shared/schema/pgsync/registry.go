@@ -11,12 +11,12 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgferry/pgferry/shared/config"
 	"github.com/pgferry/pgferry/shared/schema"
 )
 
-// Schema is where pgferry keeps its own objects on a target (the same as
-// pgapply.Schema; this package does not import the applier).
-const Schema = "pgferry"
+// Schema is where pgferry keeps its own objects on a target.
+const Schema = config.TargetSchema
 
 func registryTable() string { return pgx.Identifier{Schema, "schema_objects"}.Sanitize() }
 
