@@ -374,3 +374,22 @@ func TestBatchFromAnotherLineageIsRefused(t *testing.T) {
 		t.Fatalf("target after refused batch = %s, want %s", got, want)
 	}
 }
+
+// An upsert of an existing row updates it in place (ON CONFLICT on the
+// primary key, in key order), so columns the batch does not carry keep
+// their values; replacing the row would reset them to their defaults.
+func TestUpsertOfExistingRowKeepsColumnsTheBatchLacks(t *testing.T) {
+	a, pool := newTarget(t, `CREATE TABLE t (id int PRIMARY KEY, v text, extra int DEFAULT 5);
+		CREATE TABLE t2 (x int, y int, v text, extra int DEFAULT 5, PRIMARY KEY (y, x))`)
+	mustApply(t, a, mk(1, pos(0, 0), pos(1, 0), upsert("1", "a")))
+	testenv.Exec(t, pool, `UPDATE t SET extra = 42; INSERT INTO t2 VALUES (1, 2, 'a', 42)`)
+	t2 := batch.Segment{Table: batch.Table{Schema: "public", Name: "t2"}, Columns: []string{"x", "y", "v"}, Key: []string{"y", "x"},
+		Upserts: []batch.Row{{v("1"), v("2"), v("b")}, {v("3"), v("4"), v("c")}}}
+	mustApply(t, a, mk(2, pos(1, 0), pos(2, 0), upsert("1", "b", "2", "c"), t2))
+	if got := contents(t, pool, "t"); got != "(1,b,42),(2,c,5)" {
+		t.Fatalf("t = %s, want (1,b,42),(2,c,5)", got)
+	}
+	if got := contents(t, pool, "t2"); got != "(1,2,b,42),(3,4,c,5)" {
+		t.Fatalf("t2 = %s, want (1,2,b,42),(3,4,c,5)", got)
+	}
+}

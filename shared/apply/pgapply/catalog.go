@@ -22,12 +22,13 @@ type tableInfo struct {
 	pk   []string
 }
 
-// lookup reads a target table's columns and primary key. A missing table
-// is apply.ErrSchemaBehind.
+// lookup reads a target table's columns and primary key (in key order:
+// indkey is an int2vector, whose array form starts at index 0, hence the
+// array_lower in the position). A missing table is apply.ErrSchemaBehind.
 func lookup(ctx context.Context, tx pgx.Tx, t batch.Table) (*tableInfo, error) {
 	rows, err := tx.Query(ctx, `
 		SELECT a.attname::text, a.attgenerated <> '', a.attidentity = 'a',
-		       coalesce(a.attnum = ANY (i.indkey::int2[]), false), coalesce(array_position(i.indkey::int2[], a.attnum), 0)
+		       coalesce(a.attnum = ANY (i.indkey::int2[]), false), coalesce(array_position(i.indkey::int2[], a.attnum) + 1 - array_lower(i.indkey::int2[], 1), 0)
 		FROM pg_class c
 		JOIN pg_namespace n ON n.oid = c.relnamespace
 		JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
