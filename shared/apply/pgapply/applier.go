@@ -37,8 +37,30 @@ type Applier struct {
 	// upserts in an order that satisfies most foreign keys.
 	replicaRole bool
 
+	// managed, when set, names the columns of a target table that schema
+	// sync manages (see SetManagedColumns).
+	managed ManagedColumns
+
 	mu     sync.Mutex
 	tables map[batch.Table]*tableInfo
+}
+
+// ManagedColumns returns the names of the columns of target table t that
+// schema sync manages, i.e. that stand for source columns, read in tx.
+// Columns a user added on the target alone are not among them.
+type ManagedColumns func(ctx context.Context, tx pgx.Tx, t batch.Table) (map[string]bool, error)
+
+// SetManagedColumns makes upserts write the managed columns a batch
+// lacks, on insert, with the value the source gave rows that existed
+// when it added the column (see tableInfo.fill). Without it (no schema
+// sync) the target fills a new row's missing columns from their defaults.
+// The answer is cached with the table's catalog data until Forget; call it
+// before the first Apply.
+func (a *Applier) SetManagedColumns(f ManagedColumns) {
+	a.mu.Lock()
+	a.managed = f
+	clear(a.tables)
+	a.mu.Unlock()
 }
 
 var _ apply.Applier = (*Applier)(nil)
@@ -197,6 +219,19 @@ func (a *Applier) info(ctx context.Context, tx pgx.Tx, t batch.Table) (*tableInf
 	ti, err := lookup(ctx, tx, t)
 	if err != nil {
 		return nil, err
+	}
+	a.mu.Lock()
+	managed := a.managed
+	a.mu.Unlock()
+	if managed != nil {
+		m, err := managed(ctx, tx, t)
+		if err != nil {
+			return nil, fmt.Errorf("pgapply: read the columns schema sync manages in %s: %w", t, err)
+		}
+		for n, c := range ti.cols {
+			c.managed = m[n]
+			ti.cols[n] = c
+		}
 	}
 	a.mu.Lock()
 	a.tables[t] = ti

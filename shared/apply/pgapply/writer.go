@@ -165,7 +165,25 @@ func (w *writer) upserts(ctx context.Context, s *batch.Segment) error {
 			set = append(set, pgx.Identifier{c}.Sanitize()+" = EXCLUDED."+pgx.Identifier{c}.Sanitize())
 		}
 	}
-	insert := fmt.Sprintf("INSERT INTO %s (%s)%s SELECT %s FROM %s", ident(s.Table), quoteCols(cols, ""), overriding, quoteCols(cols, ""), st)
+	// Managed columns the batch predates get, on insert only, the value
+	// old rows have (see tableInfo.fill); they are not in the SET list,
+	// so an existing row keeps its own.
+	into := []string{quoteCols(cols, "")}
+	sel := []string{quoteCols(cols, "")}
+	var args []any
+	for _, c := range ti.fill(s.Columns) {
+		into = append(into, pgx.Identifier{c.name}.Sanitize())
+		if c.hasMissing {
+			args = append(args, c.missing)
+			// text to any type is an I/O conversion: the type's own input
+			// function reads the value, as it does in COPY.
+			sel = append(sel, fmt.Sprintf("CAST($%d::text AS %s)", len(args), c.typ))
+		} else {
+			sel = append(sel, fmt.Sprintf("CAST(NULL AS %s)", c.typ))
+		}
+	}
+	insert := fmt.Sprintf("INSERT INTO %s (%s)%s SELECT %s FROM %s", ident(s.Table),
+		strings.Join(into, ", "), overriding, strings.Join(sel, ", "), st)
 	switch {
 	case len(s.Key) == 0:
 		// Keyless: every entry is one row; duplicates stay duplicates.
@@ -182,7 +200,7 @@ func (w *writer) upserts(ctx context.Context, s *batch.Segment) error {
 			return err
 		}
 	}
-	_, err = w.tx.Exec(ctx, insert)
+	_, err = w.tx.Exec(ctx, insert, args...)
 	return err
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgferry/pgferry/shared/apply"
+	"github.com/pgferry/pgferry/shared/apply/pgapply"
 	"github.com/pgferry/pgferry/shared/batch"
 	"github.com/pgferry/pgferry/shared/config"
 )
@@ -44,7 +45,17 @@ type Applier struct {
 var _ apply.Applier = (*Applier)(nil)
 
 // NewApplier wraps next, the applier of cfg's target named target.
+//
+// If next accepts it (pgapply.Applier does), it learns from the registry
+// which target columns sync manages, so that a batch captured before the
+// source added a column inserts new rows with the value the source's old
+// rows read, not the target column's current default.
 func NewApplier(next apply.Applier, s *Syncer, dst *pgxpool.Pool, cfg *config.Config, log *slog.Logger) *Applier {
+	if m, ok := next.(interface {
+		SetManagedColumns(pgapply.ManagedColumns)
+	}); ok {
+		m.SetManagedColumns(managedColumns(cfg.Name))
+	}
 	return &Applier{next: next, sync: s, dst: dst, pipeline: cfg.Name, capture: cfg.CaptureSchema(), log: log}
 }
 

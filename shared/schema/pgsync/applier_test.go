@@ -214,3 +214,56 @@ func schematestSame(t *testing.T, e *env) {
 	t.Helper()
 	schematest.AssertSameCatalog(t, e.src, e.dst)
 }
+
+// A batch captured before the source added columns reaches the target
+// after the schema job that added them (jobs are ordered approximately).
+// Its new rows existed on the source when the columns were added, so they
+// must read what the source's old rows read (the missing value, or NULL),
+// not the columns' current defaults; existing rows keep their values, and
+// a column the user added on the target alone keeps its own default.
+func TestOldBatchInsertsNewRowsWithTheSourcesOldRowValuesNotTheCurrentDefault(t *testing.T) {
+	e := newEnv(t, "")
+	ctx := context.Background()
+	testenv.Exec(t, e.src, `CREATE TABLE t (id int PRIMARY KEY, a text); CREATE TABLE k (a text)`)
+	e.syncOnce()
+	testenv.Exec(t, e.dst, `ALTER TABLE t ADD COLUMN mine int DEFAULT 9`)
+	a := e.applier()
+	tbl, kl := batch.Table{Schema: "public", Name: "t"}, batch.Table{Schema: "public", Name: "k"}
+	if _, err := a.Apply(ctx, rowsBatch(1, tbl, []string{"id", "a"}, []string{"id"}, []string{"1", "one"})); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Exec(t, e.src, `
+		ALTER TABLE t ADD COLUMN c int; ALTER TABLE t ALTER c SET DEFAULT 5;
+		ALTER TABLE t ADD COLUMN d int DEFAULT 7; ALTER TABLE t ALTER d SET DEFAULT 5;
+		ALTER TABLE t ADD COLUMN e text DEFAULT 'it''s'; ALTER TABLE t ALTER e DROP DEFAULT;
+		ALTER TABLE k ADD COLUMN c int; ALTER TABLE k ALTER c SET DEFAULT 5`)
+	// The schema job, through the applier as in the stream.
+	job := &batch.Batch{Version: batch.VersionSchema, Pipeline: "sync", Target: "replica", Lineage: "l", Seq: 2,
+		From: batch.Position{Tick: 1}, To: batch.Position{Tick: 2}, Schema: &batch.SchemaJob{Reason: "test"}}
+	if res, err := a.Apply(ctx, job); err != nil || !res.Applied {
+		t.Fatalf("schema job: applied %v, err %v", res.Applied, err)
+	}
+	// Row 1 got a value of its own after the columns were added.
+	testenv.Exec(t, e.dst, `UPDATE t SET c = 42, d = 43 WHERE id = 1`)
+	old := rowsBatch(3, tbl, []string{"id", "a"}, []string{"id"}, []string{"1", "uno"}, []string{"2", "two"})
+	keyless := rowsBatch(3, kl, []string{"a"}, nil, []string{"x"})
+	old.Epochs[0].Segments = append(old.Epochs[0].Segments, keyless.Epochs[0].Segments...)
+	if res, err := a.Apply(ctx, old); err != nil || !res.Applied {
+		t.Fatalf("old batch: applied %v, err %v", res, err)
+	}
+	got := e.targetString(`SELECT string_agg(concat_ws('|', id, a, coalesce(c::text, 'null'), d, e, mine), ';' ORDER BY id) FROM t`)
+	if want := "1|uno|42|43|it's|9;2|two|null|7|it's|9"; got != want {
+		t.Fatalf("target rows = %q, want %q", got, want)
+	}
+	if got := e.targetString(`SELECT string_agg(a || '|' || coalesce(c::text, 'null'), ';') FROM k`); got != "x|null" {
+		t.Fatalf("keyless rows = %q, want x|null", got)
+	}
+	// A batch of today's shape still gets nothing it did not ask for.
+	cur := rowsBatch(4, tbl, []string{"id", "a", "c", "d", "e"}, []string{"id"}, []string{"3", "three", "1", "2", "z"})
+	if _, err := a.Apply(ctx, cur); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.targetString(`SELECT concat_ws('|', c, d, e, mine) FROM t WHERE id = 3`); got != "1|2|z|9" {
+		t.Fatalf("row 3 = %q, want 1|2|z|9", got)
+	}
+}

@@ -11,6 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgferry/pgferry/shared/apply/pgapply"
+	"github.com/pgferry/pgferry/shared/batch"
 	"github.com/pgferry/pgferry/shared/config"
 	"github.com/pgferry/pgferry/shared/schema"
 )
@@ -133,4 +135,36 @@ func registryAdd(reg *schema.Registry, kind, id, sch, name string, former []stri
 		}
 	}
 	return nil
+}
+
+// managedColumns answers, from the pipeline's registry, which columns of a
+// target table schema sync manages: the registered columns of the
+// registered table of that name (see pgapply.ManagedColumns). A table the
+// registry does not know, or a target without a registry, has none.
+func managedColumns(pipeline string) pgapply.ManagedColumns {
+	return func(ctx context.Context, tx pgx.Tx, t batch.Table) (map[string]bool, error) {
+		var exists bool
+		if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, registryTable()).Scan(&exists); err != nil {
+			return nil, fmt.Errorf("read schema registry: %w", err)
+		}
+		out := map[string]bool{}
+		if !exists {
+			return out, nil
+		}
+		// A column's src_id is "<table src_id>.<attnum>".
+		rows, err := tx.Query(ctx, `SELECT c.obj_name FROM `+registryTable()+` r
+			JOIN `+registryTable()+` c ON c.pipeline = r.pipeline AND c.kind = 'column' AND split_part(c.src_id, '.', 1) = r.src_id
+			WHERE r.pipeline = $1 AND r.kind = 'table' AND r.obj_schema = $2 AND r.obj_name = $3`, pipeline, t.Schema, t.Name)
+		if err != nil {
+			return nil, fmt.Errorf("read schema registry: %w", err)
+		}
+		names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return nil, fmt.Errorf("read schema registry: %w", err)
+		}
+		for _, n := range names {
+			out[n] = true
+		}
+		return out, nil
+	}
 }
