@@ -193,3 +193,32 @@ func TestWriterSessionSettingsDoNotChangeCapturedValues(t *testing.T) {
 		}
 	})
 }
+
+// TestUpdatesApplyInPlaceAndSurviveAUniqueSwap: an update reaches the
+// target as an in-place merge, so a child's ON DELETE CASCADE on the
+// target never fires for it (not even where the target refuses
+// session_replication_role: the target's own FK triggers stay on), and
+// transactions that swap a unique value between two rows, netted into one
+// batch, still apply.
+func TestUpdatesApplyInPlaceAndSurviveAUniqueSwap(t *testing.T) {
+	forEachCapture(t, func(t *testing.T, mode string) {
+		f := newFixtureMode(t, mode, `CREATE TABLE parent (id int PRIMARY KEY, code text UNIQUE, n int);
+			CREATE TABLE child (id int PRIMARY KEY, parent_id int REFERENCES parent ON DELETE CASCADE)`, "")
+		f.exec(`INSERT INTO parent VALUES (1, 'a', 0), (2, 'b', 0); INSERT INTO child VALUES (10, 1), (20, 2)`)
+		f.replicate()
+		// Three transactions, drained together: a swap through a
+		// temporary value, then a plain update of a parent.
+		f.exec(`UPDATE parent SET code = 'tmp' WHERE id = 1`)
+		f.exec(`UPDATE parent SET code = 'a' WHERE id = 2`)
+		f.exec(`UPDATE parent SET code = 'b', n = n + 1 WHERE id = 1`)
+		f.replicate()
+		f.assertSame()
+		var children int
+		if err := f.dst.QueryRow(context.Background(), `SELECT count(*) FROM child`).Scan(&children); err != nil {
+			t.Fatal(err)
+		}
+		if children != 2 {
+			t.Fatalf("target has %d children, want 2: an update of a parent deleted them", children)
+		}
+	})
+}

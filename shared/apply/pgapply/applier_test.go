@@ -393,3 +393,23 @@ func TestUpsertOfExistingRowKeepsColumnsTheBatchLacks(t *testing.T) {
 		t.Fatalf("t2 = %s, want (1,2,b,42),(3,4,c,5)", got)
 	}
 }
+
+// Compaction can net two source transactions that swap the values of a
+// unique column (other than the key) into one batch. Updated row by row,
+// ON CONFLICT on the key meets the other row's old value (23505); the
+// applier replaces those rows instead, and the batch applies.
+func TestUpsertsThatSwapAUniqueValueApply(t *testing.T) {
+	a, pool := newTarget(t, `CREATE TABLE u (id int PRIMARY KEY, code text UNIQUE, n int)`)
+	seg := func(rows ...[]string) batch.Segment {
+		s := batch.Segment{Table: batch.Table{Schema: "public", Name: "u"}, Columns: []string{"id", "code", "n"}, Key: []string{"id"}}
+		for _, r := range rows {
+			s.Upserts = append(s.Upserts, batch.Row{v(r[0]), v(r[1]), v(r[2])})
+		}
+		return s
+	}
+	mustApply(t, a, mk(1, pos(0, 0), pos(1, 0), seg([]string{"1", "a", "1"}, []string{"2", "b", "2"})))
+	mustApply(t, a, mk(2, pos(1, 0), pos(2, 0), seg([]string{"1", "b", "10"}, []string{"2", "a", "20"}, []string{"3", "c", "30"})))
+	if got := contents(t, pool, "u"); got != "(1,b,10),(2,a,20),(3,c,30)" {
+		t.Fatalf("u = %s, want (1,b,10),(2,a,20),(3,c,30)", got)
+	}
+}

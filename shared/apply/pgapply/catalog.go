@@ -33,6 +33,10 @@ type tableInfo struct {
 	cols  map[string]column
 	order []string // column names in attnum order
 	pk    []string
+	// otherUnique: a unique index or exclusion constraint other than the
+	// primary key, which rows of one batch may meet in the middle of a
+	// swap (see writer.upserts).
+	otherUnique bool
 }
 
 // fill returns the columns an upsert of a segment carrying names writes
@@ -102,6 +106,12 @@ func lookup(ctx context.Context, tx pgx.Tx, t batch.Table) (*tableInfo, error) {
 	}
 	for i := 1; i <= len(pk); i++ {
 		info.pk = append(info.pk, pk[i])
+	}
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+		JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = $1 AND c.relname = $2 AND (i.indisunique OR i.indisexclusion) AND NOT i.indisprimary)`,
+		t.Schema, t.Name).Scan(&info.otherUnique); err != nil {
+		return nil, fmt.Errorf("pgapply: read target catalog for %s: %w", t, err)
 	}
 	return info, nil
 }

@@ -3,12 +3,14 @@ package pgapply
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgferry/pgferry/shared/apply"
 	"github.com/pgferry/pgferry/shared/batch"
@@ -184,24 +186,56 @@ func (w *writer) upserts(ctx context.Context, s *batch.Segment) error {
 	}
 	insert := fmt.Sprintf("INSERT INTO %s (%s)%s SELECT %s FROM %s", ident(s.Table),
 		strings.Join(into, ", "), overriding, strings.Join(sel, ", "), st)
-	switch {
-	case len(s.Key) == 0:
-		// Keyless: every entry is one row; duplicates stay duplicates.
-	case sameSet(ti.pk, s.Key):
-		if len(set) == 0 {
-			insert += fmt.Sprintf(" ON CONFLICT (%s) DO NOTHING", quoteCols(s.Key, ""))
-		} else {
-			insert += fmt.Sprintf(" ON CONFLICT (%s) DO UPDATE SET %s", quoteCols(s.Key, ""), strings.Join(set, ", "))
-		}
-	default:
-		// The target has no matching primary key to conflict on: replace
-		// rows by key instead.
+	replace := func() error {
 		if _, err := w.tx.Exec(ctx, fmt.Sprintf("DELETE FROM %s t USING %s s WHERE %s", ident(s.Table), st, keyMatch(s.Key))); err != nil {
 			return err
 		}
+		_, err := w.tx.Exec(ctx, insert, args...)
+		return err
 	}
-	_, err = w.tx.Exec(ctx, insert, args...)
-	return err
+	switch {
+	case len(s.Key) == 0:
+		// Keyless: every entry is one row; duplicates stay duplicates.
+		_, err = w.tx.Exec(ctx, insert, args...)
+		return err
+	case !sameSet(ti.pk, s.Key):
+		// The target has no matching primary key to conflict on: replace
+		// rows by key instead.
+		return replace()
+	}
+	merge := insert
+	if len(set) == 0 {
+		merge += fmt.Sprintf(" ON CONFLICT (%s) DO NOTHING", quoteCols(s.Key, ""))
+	} else {
+		merge += fmt.Sprintf(" ON CONFLICT (%s) DO UPDATE SET %s", quoteCols(s.Key, ""), strings.Join(set, ", "))
+	}
+	if !ti.otherUnique {
+		_, err = w.tx.Exec(ctx, merge, args...)
+		return err
+	}
+	// Rows of one batch may swap the values of another unique column
+	// (compaction nets the transactions that did it). Merged one row at a
+	// time, a row meets the other's old value; replacing the segment's
+	// rows (delete, then insert) does not. Replacing is the fallback only:
+	// it resets the columns a batch does not carry and, where the target
+	// refuses session_replication_role, fires ON DELETE actions.
+	sp, err := w.tx.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = sp.Exec(ctx, merge, args...)
+	var pgErr *pgconn.PgError
+	if err == nil || !errors.As(err, &pgErr) || (pgErr.Code != "23505" && pgErr.Code != "23P01") {
+		if err != nil {
+			_ = sp.Rollback(ctx)
+			return err
+		}
+		return sp.Commit(ctx)
+	}
+	if err := sp.Rollback(ctx); err != nil {
+		return err
+	}
+	return replace()
 }
 
 func (w *writer) deletes(ctx context.Context, s *batch.Segment) error {
