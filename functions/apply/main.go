@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
 
+	"github.com/pgferry/pgferry/shared/apply"
 	"github.com/pgferry/pgferry/shared/runner"
 )
 
@@ -27,7 +28,7 @@ type request struct {
 // response is the partial batch response, plus redrive figures.
 type response struct {
 	events.SQSEventResponse
-	Redriven *runner.RedriveStats `json:"redriven,omitempty"`
+	Redriven *apply.RedriveStats `json:"redriven,omitempty"`
 }
 
 func main() {
@@ -37,19 +38,19 @@ func main() {
 		log.Error("start refused", "err", err)
 		os.Exit(1)
 	}
-	aws, err := runner.ConnectAWS(ctx, env.Config, env.AWS, false)
-	if err != nil {
+	p := runner.New(env, log)
+	if err := p.OpenAWS(ctx, false); err != nil {
 		log.Error("aws", "err", err)
 		os.Exit(1)
 	}
-	fn := &runner.ApplyFn{Cfg: env.Config, DSNs: env.DSNs, AWS: aws, Log: log}
-	lambda.Start(func(ctx context.Context, req request) (response, error) {
+	fn := &runner.ApplyFn{P: p}
+	lambda.StartWithOptions(func(ctx context.Context, req request) (response, error) {
 		c, err := fn.Consumer(ctx)
 		if err != nil {
 			return response{}, err // every record goes back to the queue
 		}
 		if req.Redrive {
-			st, err := runner.Redrive(ctx, c.Handler, aws.DLQ, log)
+			st, err := apply.Redrive(ctx, c.Handler, p.Res.DLQ, log)
 			return response{Redriven: &st}, err
 		}
 		resp, out := c.ConsumeEvent(ctx, req.Records)
@@ -57,5 +58,5 @@ func main() {
 			fn.AfterCycle(ctx)
 		}
 		return response{SQSEventResponse: resp}, nil
-	})
+	}, lambda.WithEnableSIGTERM(p.Close)) // the pools close before the runtime stops
 }

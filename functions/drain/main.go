@@ -25,24 +25,24 @@ func main() {
 		os.Exit(1)
 	}
 	cfg := env.Config
+	// The source connection lives for one invocation: a drain runs a few
+	// times a minute, and a frozen container must not hold a session.
 	lambda.Start(func(ctx context.Context) error {
 		owner := runner.InstanceID()
 		if lc, ok := lambdacontext.FromContext(ctx); ok {
 			owner = lc.AwsRequestID
 		}
-		aws, err := runner.ConnectAWS(ctx, cfg, env.AWS, false)
-		if err != nil {
+		p := runner.New(env, log)
+		defer p.Close()
+		if err := p.OpenAWS(ctx, false); err != nil {
 			return err
 		}
-		src, err := runner.Connect(ctx, "source", env.DSNs.Source)
-		if err != nil {
+		if err := p.OpenSource(ctx); err != nil {
 			return err
 		}
-		defer src.Close()
-		shipped := func(b *batch.Batch) { runner.EmitShipped(emf, b) }
-		d := runner.NewDrainer(cfg, src, aws, owner, log, shipped, runner.WithMetrics(emf))
+		d := p.Drainer(owner, func(b *batch.Batch) { drain.EmitShipped(emf, b) }, emf)
 		st, err := d.Run(ctx)
-		runner.EmitBacklog(ctx, emf, d, cfg.Name, log)
+		drain.EmitBacklog(ctx, emf, d, cfg.Name, log)
 		if errors.Is(err, drain.ErrBusy) {
 			log.Info("another drain holds the lease; skipping this tick")
 			return nil

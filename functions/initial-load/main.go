@@ -3,7 +3,7 @@
 // schema up to the source's (schema sync), installs capture, plans
 // each table into primary-key range chunks, marks the tables loading on
 // the targets and sends one message per chunk to the load queue, which the
-// load function consumes. See runner.LoadRequest for the payload:
+// load function consumes. See initload.Request for the payload:
 //
 //	{"target": "replica", "tables": ["public.*"], "chunk_rows": 250000, "parallelism": 2, "reload": false}
 //	{"action": "status"}
@@ -23,12 +23,11 @@ import (
 	"os"
 
 	"github.com/aws/aws-lambda-go/lambda"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"github.com/pgferry/pgferry/shared/config"
+	"github.com/pgferry/pgferry/shared/initload"
 	"github.com/pgferry/pgferry/shared/metrics"
-	"github.com/pgferry/pgferry/shared/queue/sqsstd"
 	"github.com/pgferry/pgferry/shared/runner"
+	"github.com/pgferry/pgferry/shared/schemadiff"
 )
 
 func main() {
@@ -39,31 +38,42 @@ func main() {
 		fail("start refused", err)
 	}
 	cfg := env.Config
-	var q *sqsstd.Queue
-	if url := os.Getenv(config.EnvLoadQueueURL); url != "" {
-		q = sqsstd.New(sqs.NewFromConfig(env.AWS), url)
-	} else if q, err = sqsstd.Lookup(ctx, sqs.NewFromConfig(env.AWS), cfg.LoadQueueName()); err != nil {
+	p := runner.New(env, log)
+	if err := p.OpenAWS(ctx, false); err != nil {
+		fail("aws", err)
+	}
+	q, err := p.LoadQueue(ctx)
+	if err != nil {
 		fail("load queue", err)
 	}
-	c, err := runner.ConnectLoad(ctx, env, log)
-	if err != nil {
+	if err := p.OpenSource(ctx); err != nil {
 		fail("connect", err)
 	}
-	syncers := runner.SchemaSyncers(cfg, c.Source, c.Pools, log)
+	if err := p.OpenTargets(ctx, false); err != nil {
+		fail("connect", err)
+	}
+	loaders, err := p.Loaders()
+	if err != nil {
+		fail("load", err)
+	}
 	emf := metrics.New(os.Stdout)
-	lambda.Start(func(ctx context.Context, req runner.LoadRequest) (runner.LoadResponse, error) {
+	lambda.StartWithOptions(func(ctx context.Context, req initload.Request) (initload.Response, error) {
 		if req.Action == "status" {
-			return runner.LoadProgress(ctx, cfg, c.Source, c.Targets, c.Store, req, emf)
+			return initload.Status(ctx, cfg, p.Source, loaders, p.Res.Loads, req, emf)
 		}
 		// A switched source.capture is refused before any target changes.
-		if err := runner.CheckCapture(ctx, cfg, c.State, c.Source); err != nil {
-			return runner.LoadResponse{}, err
+		if err := p.CheckCapture(ctx); err != nil {
+			return initload.Response{}, err
 		}
 		// Tables are created (or brought up to the source's schema) before
 		// any is planned or copied, on every target with schema sync.
-		if err := runner.SyncSchemas(ctx, cfg, syncers); err != nil {
-			return runner.LoadResponse{}, err
+		if err := schemadiff.SyncAll(ctx, p.Syncers()); err != nil {
+			return initload.Response{}, err
 		}
-		return runner.StartLoad(ctx, cfg, c.Source, c.Targets, c.Store, c.State, q, req, log)
-	})
+		capture, err := p.LoadCapture()
+		if err != nil {
+			return initload.Response{}, err
+		}
+		return initload.Start(ctx, cfg, p.Source, loaders, p.Res.Loads, capture, q, req, log)
+	}, lambda.WithEnableSIGTERM(p.Close))
 }

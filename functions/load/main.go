@@ -23,6 +23,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
 
+	"github.com/pgferry/pgferry/shared/initload"
 	"github.com/pgferry/pgferry/shared/metrics"
 	"github.com/pgferry/pgferry/shared/runner"
 )
@@ -35,28 +36,35 @@ func main() {
 		fail("start refused", err)
 	}
 	cfg := env.Config
-	c, err := runner.ConnectLoad(ctx, env, log)
-	if err != nil {
+	p := runner.New(env, log)
+	if err := p.OpenAWS(ctx, false); err != nil {
+		fail("aws", err)
+	}
+	if err := p.OpenSource(ctx); err != nil {
 		fail("connect", err)
 	}
-	capture, err := runner.LoadCapture(cfg, c.Source, c.State, log)
-	if err != nil {
-		fail("capture", err)
+	if err := p.OpenTargets(ctx, false); err != nil {
+		fail("connect", err)
 	}
-	loader, err := runner.NewLoader(cfg, c.Source, c.Targets, capture, c.Store, metrics.New(os.Stdout), log)
+	loaders, err := p.Loaders()
 	if err != nil {
 		fail("load", err)
 	}
-	lambda.Start(func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+	capture, err := p.LoadCapture()
+	if err != nil {
+		fail("capture", err)
+	}
+	loader := initload.NewLoader(cfg, p.Source, loaders, capture, p.Res.Loads, metrics.New(os.Stdout), log)
+	lambda.StartWithOptions(func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
 		bodies := make([][]byte, len(ev.Records))
 		for i, r := range ev.Records {
 			bodies[i] = []byte(r.Body)
 		}
 		var resp events.SQSEventResponse
-		for _, i := range runner.CopyChunks(ctx, loader, bodies, cfg.Load.Parallelism, log) {
+		for _, i := range initload.CopyChunks(ctx, loader, bodies, cfg.Load.Parallelism, log) {
 			resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: ev.Records[i].MessageId})
 		}
 		log.Info("chunks handled", "received", len(bodies), "failed", len(resp.BatchItemFailures))
 		return resp, nil
-	})
+	}, lambda.WithEnableSIGTERM(p.Close))
 }

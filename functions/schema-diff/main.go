@@ -20,6 +20,7 @@ import (
 
 	"github.com/pgferry/pgferry/shared/metrics"
 	"github.com/pgferry/pgferry/shared/runner"
+	"github.com/pgferry/pgferry/shared/schemadiff"
 )
 
 type request struct {
@@ -34,34 +35,31 @@ func main() {
 		log.Error("start refused", "err", err)
 		os.Exit(1)
 	}
-	cfg := env.Config
-	lambda.Start(func(ctx context.Context, raw json.RawMessage) (runner.SchemaDiffResult, error) {
+	lambda.Start(func(ctx context.Context, raw json.RawMessage) (schemadiff.Result, error) {
 		var req request
 		if len(raw) > 0 {
 			// A scheduled event has other fields; only "force" matters.
 			if err := json.Unmarshal(raw, &req); err != nil {
-				return runner.SchemaDiffResult{}, fmt.Errorf("schema-diff: unrecognised event: %w", err)
+				return schemadiff.Result{}, fmt.Errorf("schema-diff: unrecognised event: %w", err)
 			}
 		}
 		owner := runner.InstanceID()
 		if lc, ok := lambdacontext.FromContext(ctx); ok {
 			owner = "schema-diff:" + lc.AwsRequestID
 		}
-		aws, err := runner.ConnectAWS(ctx, cfg, env.AWS, false)
-		if err != nil {
-			return runner.SchemaDiffResult{}, err
+		// Connections live for one invocation (a run every few minutes).
+		p := runner.New(env, log)
+		defer p.Close()
+		if err := p.OpenAWS(ctx, false); err != nil {
+			return schemadiff.Result{}, err
 		}
-		src, err := runner.Connect(ctx, "source", env.DSNs.Source)
-		if err != nil {
-			return runner.SchemaDiffResult{}, err
+		if err := p.OpenSource(ctx); err != nil {
+			return schemadiff.Result{}, err
 		}
-		defer src.Close()
-		pools, err := runner.ConnectTargets(ctx, cfg, env.DSNs)
-		if err != nil {
-			return runner.SchemaDiffResult{}, err
+		if err := p.OpenTargets(ctx, true); err != nil { // pgferry's own target tables are not needed
+			return schemadiff.Result{}, err
 		}
-		defer runner.CloseAll(pools)
-		res, err := runner.SchemaDiff(ctx, cfg, src, pools, aws, owner, req.Force, emf, log)
+		res, err := schemadiff.Run(ctx, env.Config.Name, p.Syncers(), p.SchemaStream(owner), req.Force, emf, log)
 		log.Info("schema-diff finished", "shipped", res.Shipped, "busy", res.Busy, "pending", res.Pending, "sequences", res.Sequences, "err", err)
 		return res, err
 	})

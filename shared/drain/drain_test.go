@@ -33,7 +33,7 @@ const tDDL = `CREATE TABLE t (id int PRIMARY KEY, v text)`
 
 // rig is one pipeline on a fresh source database, with its own state
 // table, FIFO queue and bucket on the emulators, wired as
-// runner.NewDrainer wires a drain.
+// runner.Pipeline.Drainer wires a drain.
 type rig struct {
 	t        *testing.T
 	cfg      *config.Config
@@ -118,7 +118,7 @@ func (r *rig) newQueue() *sqsfifo.Queue {
 	return q
 }
 
-// drainer wires a drain as runner.NewDrainer does: trigger capture, the
+// drainer wires a drain as runner.Pipeline.Drainer does: trigger capture, the
 // claim-check publisher in front of next, and store.
 func (r *rig) drainer(owner string, maxRows int, store *dynamo.Store, next queue.Publisher) *drain.Drainer {
 	pub := &queue.ClaimCheck{Next: next, Store: r.payloads, Limit: r.cfg.Batch.InlineLimit}

@@ -2,13 +2,11 @@ package runner
 
 import (
 	"context"
-	"log/slog"
 	"os"
 
 	"github.com/pgferry/pgferry/shared/apply"
-	"github.com/pgferry/pgferry/shared/config"
 	"github.com/pgferry/pgferry/shared/metrics"
-	"github.com/pgferry/pgferry/shared/schema/pgsync"
+	"github.com/pgferry/pgferry/shared/schemadiff"
 )
 
 // ApplyFn is the apply Lambda's state in a warm container. Target pools
@@ -17,13 +15,9 @@ import (
 // fail invocations (and be retried), not the container's start.
 // Invocations of one container never overlap, so it needs no lock.
 type ApplyFn struct {
-	Cfg  *config.Config
-	DSNs DSNs
-	AWS  *AWS
-	Log  *slog.Logger
+	P *Pipeline // OpenAWS done
 
 	consumer *apply.Consumer
-	syncers  map[string]*pgsync.Syncer
 }
 
 // Consumer returns the consume step over the FIFO queue, parking in its
@@ -33,29 +27,21 @@ func (f *ApplyFn) Consumer(ctx context.Context) (*apply.Consumer, error) {
 	if f.consumer != nil {
 		return f.consumer, nil
 	}
-	cfg := f.Cfg
-	targets, pools, err := Targets(ctx, cfg, f.DSNs, f.Log)
-	if err != nil {
-		return nil, err
-	}
-	if cfg.SyncsSchema() {
-		// Schema jobs and retry-after-DDL diff against the source's
-		// catalog, so apply reads the source too.
-		src, err := Connect(ctx, "source", f.DSNs.Source)
-		if err != nil {
-			CloseAll(pools)
+	p := f.P
+	// Schema jobs and retry-after-DDL diff against the source's catalog,
+	// so apply reads the source too when a target follows it.
+	if p.Config.SyncsSchema() {
+		if err := p.OpenSource(ctx); err != nil {
 			return nil, err
 		}
-		f.syncers = SchemaSyncers(cfg, src, pools, f.Log)
-		WithSchemaSync(cfg, targets, f.syncers, pools, f.Log)
 	}
-	h := &apply.Handler{
-		Pipeline: cfg.Name, Targets: targets, Payloads: f.AWS.Payloads,
-		MaxAttempts: cfg.Apply.MaxAttempts, Metrics: metrics.New(os.Stdout),
+	if err := p.OpenTargets(ctx, false); err != nil {
+		p.Close()
+		return nil, err
 	}
 	f.consumer = &apply.Consumer{
-		Handler: h, Queue: f.AWS.Queue, Park: f.AWS.DLQ,
-		Visibility: cfg.Apply.Visibility.Duration, Log: f.Log, Reported: true,
+		Handler: p.Handler(metrics.New(os.Stdout)), Queue: p.Res.Queue, Park: p.Res.DLQ,
+		Visibility: p.Config.Apply.Visibility.Duration, Log: p.Log, Reported: true,
 	}
 	return f.consumer, nil
 }
@@ -68,7 +54,7 @@ func (f *ApplyFn) AfterCycle(ctx context.Context) {
 	if f.consumer == nil {
 		return
 	}
-	if _, err := SyncSequences(ctx, f.Cfg.Name, f.syncers, f.consumer.Handler.Metrics); err != nil {
-		f.Log.Warn("advance target sequences", "err", err)
+	if _, err := schemadiff.SyncSequences(ctx, f.P.Config.Name, f.P.Syncers(), f.consumer.Handler.Metrics); err != nil {
+		f.P.Log.Warn("advance target sequences", "err", err)
 	}
 }

@@ -2,15 +2,14 @@ package runner
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/pgferry/pgferry/shared/config"
+	"github.com/pgferry/pgferry/shared/runner/awsenv"
 )
 
 // Env is what a process resolves once at start and then passes to
@@ -23,24 +22,12 @@ type Env struct {
 	AWS    aws.Config
 }
 
-// LoadAWS loads the AWS SDK configuration from the standard environment
-// (region, credentials, endpoints via AWS_ENDPOINT_URL_*). It is the one
-// place a process does so: constructors take the aws.Config it returns,
-// so every client in a process shares one configuration and one
-// credential cache, and a test or a main decides where AWS is.
-func LoadAWS(ctx context.Context) (aws.Config, error) {
-	ac, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRetryMaxAttempts(8))
-	if err != nil {
-		return aws.Config{}, fmt.Errorf("aws: %w", err)
-	}
-	return ac, nil
-}
-
 // Start resolves an Env for a loaded configuration: the AWS SDK
-// configuration (LoadAWS) and the DSNs, fetching any dsn_secret from
+// configuration (awsenv.Load: once per process, every client is built
+// from it) and the DSNs, fetching any dsn_secret from
 // Secrets Manager (ResolveDSNs; no AWS call when there is none).
 func Start(ctx context.Context, cfg *config.Config) (*Env, error) {
-	ac, err := LoadAWS(ctx)
+	ac, err := awsenv.Load(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -200,11 +200,17 @@ func TestSwitchingCaptureModeOnALivePipelineIsRefused(t *testing.T) {
 		}
 		// The drain function's path (and the initial-load function's check).
 		cfg := parse(t, yaml)
-		_, err = runner.NewDrainer(cfg, f.src, f.aws, runner.InstanceID(), f.log, nil).Run(ctx)
+		env, err := runner.Start(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := runner.New(env, f.log)
+		p.Source, p.Res = f.src, f.aws
+		_, err = p.Drainer(runner.InstanceID(), nil, nil).Run(ctx)
 		if !errors.Is(err, drain.ErrCaptureSwitch) {
 			t.Errorf("drain run with capture %s: err = %v, want ErrCaptureSwitch", to, err)
 		}
-		if err := runner.CheckCapture(ctx, cfg, f.aws.State, f.src); !errors.Is(err, drain.ErrCaptureSwitch) {
+		if err := p.CheckCapture(ctx); !errors.Is(err, drain.ErrCaptureSwitch) {
 			t.Errorf("initial-load check with capture %s: err = %v, want ErrCaptureSwitch", to, err)
 		}
 
@@ -295,7 +301,7 @@ func TestSwitchingCaptureModeByResetAndReloadEndsEqual(t *testing.T) {
 		}
 
 		// From here the pipeline runs under the new mode.
-		f.cfg = parse(t, yaml)
+		f.setConfig(parse(t, yaml))
 		f.exec(`DELETE FROM b WHERE id BETWEEN 11 AND 15`)
 		f.exec(`INSERT INTO k VALUES ('after')`)
 		f.replicate()

@@ -10,8 +10,8 @@ import (
 
 	"github.com/pgferry/pgferry/shared/apply"
 	"github.com/pgferry/pgferry/shared/batch"
+	"github.com/pgferry/pgferry/shared/localrun"
 	"github.com/pgferry/pgferry/shared/queue"
-	"github.com/pgferry/pgferry/shared/runner"
 	"github.com/pgferry/pgferry/shared/testenv"
 )
 
@@ -85,7 +85,7 @@ func testDuplicateDeliveries(t *testing.T, mode string) {
 		publish(i, fmt.Sprint(n))
 	}
 	l := f.local()
-	l.Progress = &runner.Progress{}
+	l.Progress = &localrun.Progress{}
 	runCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	if err := l.Run(runCtx, true, f.lastSent); err != nil {

@@ -11,9 +11,9 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/pgferry/pgferry/shared/runner"
-	"github.com/pgferry/pgferry/shared/schema/pgsync"
+	"github.com/pgferry/pgferry/shared/schemadiff"
 	"github.com/pgferry/pgferry/shared/testenv"
+	"github.com/pgferry/pgferry/shared/verify"
 )
 
 // fanoutDDL is the crash test's schema plus a table in a second schema
@@ -39,10 +39,10 @@ var fanoutTables = []string{"public.accounts", "public.child", "public.parent", 
 // targets whose schema pgferry builds (schema_sync on): "plain" keeps the
 // source's schemas, "rep" gets every table in apply_schema rep. f.dst is
 // plain; the returned pools are plain's and rep's, in that order.
-func newFanoutFixture(t *testing.T, mode, ddl, extra string) (*fixture, []*pgxpool.Pool, map[string]*pgsync.Syncer) {
+func newFanoutFixture(t *testing.T, mode, ddl, extra string) (*fixture, []*pgxpool.Pool, map[string]schemadiff.Syncer) {
 	t.Helper()
 	repDSN := testenv.NewDB(t, "rep")
-	f, pools := fixtureFrom(t, ddl, "", func(src, dst string) string {
+	f := fixtureFrom(t, ddl, "", func(src, dst string) string {
 		return fmt.Sprintf(`
 name: %s
 source:
@@ -63,9 +63,7 @@ drain:
 	if got := f.cfg.TargetNames(); strings.Join(got, ",") != "plain,rep" {
 		t.Fatalf("targets %v, want plain and rep", got)
 	}
-	syncers := runner.SchemaSyncers(f.cfg, f.src, pools, f.log)
-	runner.WithSchemaSync(f.cfg, f.targets, syncers, pools, f.log)
-	return f, pools, syncers
+	return f, []*pgxpool.Pool{f.dst, f.targetPool("rep")}, f.p.Syncers()
 }
 
 // TestFanOutToTwoTargetsOneWithApplySchemaEndsEqual replicates a write
@@ -81,7 +79,7 @@ func TestFanOutToTwoTargetsOneWithApplySchemaEndsEqual(t *testing.T) {
 		ctx := context.Background()
 		rep := pools[1]
 		// As functions/local does at start: build both empty targets.
-		if err := runner.SyncSchemas(ctx, f.cfg, syncers); err != nil {
+		if err := schemadiff.SyncAll(ctx, syncers); err != nil {
 			t.Fatal(err)
 		}
 		f.exec(`INSERT INTO parent SELECT g, 'p' || g FROM generate_series(1, $1::int) g`, crashParents)
@@ -110,7 +108,7 @@ func TestFanOutToTwoTargetsOneWithApplySchemaEndsEqual(t *testing.T) {
 		replicateWith(t, schemaLocal(f, syncers), f)
 
 		var out bytes.Buffer
-		if err := runner.PrintVerify(ctx, f.cfg, f.src, pools, &out); err != nil {
+		if err := verify.Report(ctx, f.cfg, f.src, f.p.Verifiers(), &out); err != nil {
 			t.Fatalf("verify: %v\n%s", err, out.String())
 		}
 		if want := fmt.Sprintf("verify: all %d table comparisons match", 2*len(fanoutTables)); !strings.Contains(out.String(), want) {

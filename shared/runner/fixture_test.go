@@ -2,6 +2,7 @@ package runner_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,8 +15,11 @@ import (
 	"github.com/pgferry/pgferry/shared/apply"
 	"github.com/pgferry/pgferry/shared/batch"
 	"github.com/pgferry/pgferry/shared/config"
+	"github.com/pgferry/pgferry/shared/initload"
 	"github.com/pgferry/pgferry/shared/load"
+	"github.com/pgferry/pgferry/shared/localrun"
 	"github.com/pgferry/pgferry/shared/runner"
+	"github.com/pgferry/pgferry/shared/schemadiff"
 	"github.com/pgferry/pgferry/shared/testenv"
 	"github.com/pgferry/pgferry/shared/verify"
 )
@@ -28,7 +32,8 @@ type fixture struct {
 	cfgYAML        string
 	srcDSN, dstDSN string
 	src, dst       *pgxpool.Pool
-	aws            *runner.AWS
+	p              *runner.Pipeline
+	aws            *runner.Resources
 	targets        map[string]apply.Applier
 	log            *slog.Logger
 }
@@ -64,7 +69,7 @@ func newFixture(t *testing.T, ddl, extra string) *fixture {
 // tables need.
 func newFixtureMode(t *testing.T, mode, ddl, extra string) *fixture {
 	t.Helper()
-	f, _ := fixtureFrom(t, ddl, ddl, func(src, dst string) string {
+	return fixtureFrom(t, ddl, ddl, func(src, dst string) string {
 		return fmt.Sprintf(`
 name: %s
 source:
@@ -79,14 +84,13 @@ drain:
   interval: 100ms
 %s`, testenv.Name("t"), src, slotKeys(mode), dst, extra)
 	})
-	return f
 }
 
 // fixtureFrom creates a source and a target database, runs srcDDL and
-// dstDDL in them, and builds the pipeline from the YAML that yaml renders
-// for their DSNs, with its queues, state table and bucket. It returns the
-// targets' pools (closed when the test ends) beside the fixture.
-func fixtureFrom(t *testing.T, srcDDL, dstDDL string, yaml func(src, dst string) string) (*fixture, []*pgxpool.Pool) {
+// dstDDL in them, and opens the pipeline from the YAML that yaml renders
+// for their DSNs, with its queues, state table and bucket, as the local
+// runner does (closed when the test ends).
+func fixtureFrom(t *testing.T, srcDDL, dstDDL string, yaml func(src, dst string) string) *fixture {
 	t.Helper()
 	testenv.AWS(t)
 	f := &fixture{t: t, log: logger(t)}
@@ -109,28 +113,32 @@ func fixtureFrom(t *testing.T, srcDDL, dstDDL string, yaml func(src, dst string)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.aws, err = runner.ConnectAWS(ctx, cfg, env.AWS, true); err != nil {
-		t.Fatal(err)
-	}
-	targets, pools, err := runner.Targets(ctx, cfg, env.DSNs, f.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for _, p := range pools {
-			p.Close()
+	f.p = runner.New(env, f.log)
+	t.Cleanup(f.p.Close)
+	for _, open := range []func(context.Context) error{
+		f.p.OpenSource,
+		func(ctx context.Context) error { return f.p.OpenTargets(ctx, false) },
+		func(ctx context.Context) error { return f.p.OpenAWS(ctx, true) },
+	} {
+		if err := open(ctx); err != nil {
+			t.Fatal(err)
 		}
-	})
-	f.targets = targets
-	return f, pools
+	}
+	f.aws, f.targets = f.p.Res, f.p.Appliers()
+	return f
+}
+
+// targetPool returns a pool on target name (closed when the test ends).
+func (f *fixture) targetPool(name string) *pgxpool.Pool {
+	return testenv.Pool(f.t, f.p.DSNs.Targets[name])
 }
 
 func (f *fixture) exec(sql string, args ...any) { f.t.Helper(); testenv.Exec(f.t, f.src, sql, args...) }
 
-func (f *fixture) local() *runner.Local {
-	return &runner.Local{
+func (f *fixture) local() *localrun.Local {
+	return &localrun.Local{
 		Cfg:     f.cfg,
-		Drainer: runner.NewDrainer(f.cfg, f.src, f.aws, runner.InstanceID(), f.log, nil),
+		Drainer: f.p.Drainer(runner.InstanceID(), nil, nil),
 		Handler: &apply.Handler{Pipeline: f.cfg.Name, Targets: f.targets, Payloads: f.aws.Payloads, MaxAttempts: f.cfg.Apply.MaxAttempts},
 		Queue:   f.aws.Queue,
 		DLQ:     f.aws.DLQ,
@@ -158,7 +166,7 @@ func (f *fixture) replicate() {
 // assertSame compares every replicated table, row count and checksum.
 func (f *fixture) assertSame() {
 	f.t.Helper()
-	res, err := verify.Compare(context.Background(), f.src, map[string]*pgxpool.Pool{"replica": f.dst}, f.cfg)
+	res, err := verify.Compare(context.Background(), f.src, map[string]verify.Target{"replica": verify.Postgres{Pool: f.dst}}, f.cfg)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -192,20 +200,68 @@ func slotKeys(mode string) string {
 }
 
 // loader installs capture on the source, as --initial-load does first, and
-// returns a loader of the pipeline's tables into targets.
-func (f *fixture) loader(targets map[string]apply.Applier) *load.Loader {
+// returns a loader of the pipeline's tables into its targets.
+func (f *fixture) loader() *load.Loader {
 	f.t.Helper()
-	ctx := context.Background()
-	capture, err := runner.LoadCapture(f.cfg, f.src, f.aws.State, f.log)
+	loaders, capture := f.loadParts()
+	return initload.NewLoader(f.cfg, f.src, loaders, capture, f.aws.Loads, nil, f.log)
+}
+
+// loadParts returns the targets' loaders and the load capture, installed.
+func (f *fixture) loadParts() (map[string]load.Target, load.Capture) {
+	f.t.Helper()
+	loaders, err := f.p.Loaders()
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	if err := capture.Install(ctx); err != nil {
-		f.t.Fatal(err)
-	}
-	loader, err := runner.NewLoader(f.cfg, f.src, targets, capture, f.aws.Loads, nil, f.log)
+	capture, err := f.p.LoadCapture()
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	return loader
+	if err := capture.Install(context.Background()); err != nil {
+		f.t.Fatal(err)
+	}
+	return loaders, capture
+}
+
+// runWithLoad is functions/local --initial-load: capture installed, then
+// l's loops with the initial load beside them (see localrun.Command).
+func (f *fixture) runWithLoad(ctx context.Context, l *localrun.Local, untilIdle bool, opts initload.Options) error {
+	loaders, capture := f.loadParts()
+	return l.RunWith(ctx, untilIdle, f.lastSent, func(ctx context.Context) error {
+		return initload.Run(ctx, f.cfg, f.aws.Loads, f.src, loaders, capture, opts, f.log)
+	})
+}
+
+// initialLoad runs the initial load with the loops beside it and returns
+// once every table is handed over to the change stream (the loops are
+// stopped again; changes may still be queued).
+func (f *fixture) initialLoad(ctx context.Context, opts initload.Options) error {
+	done := errors.New("initial load handed over")
+	loaders, capture := f.loadParts()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	err := f.local().RunWith(ctx, false, f.lastSent, func(ctx context.Context) error {
+		if err := initload.Run(ctx, f.cfg, f.aws.Loads, f.src, loaders, capture, opts, f.log); err != nil {
+			return err
+		}
+		cancel(done)
+		return nil
+	})
+	if errors.Is(err, done) {
+		return nil
+	}
+	return err
+}
+
+// schemaDiff runs the schema-diff function's work once.
+func (f *fixture) schemaDiff(ctx context.Context, force bool) (schemadiff.Result, error) {
+	return schemadiff.Run(ctx, f.cfg.Name, f.p.Syncers(), f.p.SchemaStream(runner.InstanceID()), force, nil, f.log)
+}
+
+// setConfig makes the fixture's pipeline run with cfg from now on (the
+// drains it builds read it; targets and connections stay as opened).
+func (f *fixture) setConfig(cfg *config.Config) {
+	f.cfg = cfg
+	f.p.Config = cfg
 }

@@ -89,7 +89,7 @@ func (f *fixture) setTables(list string) {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	f.cfg = cfg
+	f.setConfig(cfg)
 }
 
 // sourceInt returns a single integer from the source.

@@ -14,7 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/pgferry/pgferry/shared/runner"
+	"github.com/pgferry/pgferry/shared/initload"
 )
 
 const loadBigDDL = awkwardDDL + `
@@ -102,11 +102,11 @@ func TestInitialLoadUnderWritesEndsEqual(t *testing.T) {
 	loadCtx, cancel := context.WithTimeout(ctx, 4*time.Minute)
 	defer cancel()
 	started := time.Now()
-	opts := runner.LoadOptions{}
+	opts := initload.Options{}
 	if os.Getenv("PGFERRY_TEST_LOG") != "" {
 		opts.Progress = os.Stderr
 	}
-	err := runner.InitialLoad(loadCtx, f.cfg, f.aws, f.src, f.targets, f.local(), f.lastSent, opts, f.log)
+	err := f.initialLoad(loadCtx, opts)
 	stopWriters()
 	wg.Wait()
 	if err != nil {

@@ -3,17 +3,15 @@ package runner_test
 import (
 	"context"
 	"fmt"
-	"maps"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/pgferry/pgferry/shared/apply"
 	"github.com/pgferry/pgferry/shared/config"
+	"github.com/pgferry/pgferry/shared/initload"
 	"github.com/pgferry/pgferry/shared/load"
-	"github.com/pgferry/pgferry/shared/runner"
-	"github.com/pgferry/pgferry/shared/schema/pgsync"
 	"github.com/pgferry/pgferry/shared/schema/schematest"
+	"github.com/pgferry/pgferry/shared/schemadiff"
 	"github.com/pgferry/pgferry/shared/testenv"
 )
 
@@ -32,10 +30,10 @@ CREATE INDEX other_v ON other (v);`
 // newLoadSchemaFixture is the runner as functions/local wires it for
 // --initial-load on an empty target with schema sync on: the drain and
 // apply loops write through the schema-syncing appliers, the load through
-// the plain ones, and the target's schema is synced at start.
-func newLoadSchemaFixture(t *testing.T, mode string) (*fixture, map[string]apply.Applier, map[string]*pgsync.Syncer) {
+// the targets' loaders, and the target's schema is synced at start.
+func newLoadSchemaFixture(t *testing.T, mode string) (*fixture, map[string]schemadiff.Syncer) {
 	t.Helper()
-	f, pools := fixtureFrom(t, loadSchemaDDL, "", func(src, dst string) string {
+	f := fixtureFrom(t, loadSchemaDDL, "", func(src, dst string) string {
 		return fmt.Sprintf(`
 name: %s
 source:
@@ -52,16 +50,14 @@ load:
   parallelism: 2
 `, testenv.Name("t"), src, slotKeys(mode), dst)
 	})
-	plain := maps.Clone(f.targets)
-	syncers := runner.SchemaSyncers(f.cfg, f.src, pools, f.log)
-	runner.WithSchemaSync(f.cfg, f.targets, syncers, pools, f.log)
-	if err := runner.SyncSchemas(context.Background(), f.cfg, syncers); err != nil {
+	syncers := f.p.Syncers()
+	if err := schemadiff.SyncAll(context.Background(), syncers); err != nil {
 		t.Fatal(err)
 	}
 	f.exec(`INSERT INTO items SELECT g, g % 10, 'c' || g, 'r' || g, 'n' || g FROM generate_series(1, 8000) g`)
 	f.exec(`INSERT INTO other SELECT g, 'v' || g FROM generate_series(1, 1000) g`)
 	f.exec(`ANALYZE items, other`)
-	return f, plain, syncers
+	return f, syncers
 }
 
 // TestInitialLoadIntoASchemaSyncedTargetEndsWithTheSourceIndexes loads
@@ -72,14 +68,14 @@ load:
 // is already there. The target ends with exactly the source's indexes.
 func TestInitialLoadIntoASchemaSyncedTargetEndsWithTheSourceIndexes(t *testing.T) {
 	forEachCapture(t, func(t *testing.T, mode string) {
-		f, plain, syncers := newLoadSchemaFixture(t, mode)
+		f, syncers := newLoadSchemaFixture(t, mode)
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
 
 		// Begin the load (it drops the secondary indexes), then let schema
 		// sync run while it holds them, as a schema job or the start-up
 		// sync of another runner does.
-		beginLoad(t, f, plain)
+		beginLoad(t, f)
 		plan, err := syncers["replica"].Sync(ctx)
 		if err != nil {
 			t.Fatalf("schema sync while the load holds the indexes: %v", err)
@@ -90,7 +86,7 @@ func TestInitialLoadIntoASchemaSyncedTargetEndsWithTheSourceIndexes(t *testing.T
 
 		// functions/local --initial-load --until-idle resumes the load.
 		l := schemaLocal(f, syncers)
-		if err := runner.RunWithLoad(ctx, l, true, f.lastSent, f.cfg, f.aws, f.src, plain, runner.LoadOptions{}, f.log); err != nil {
+		if err := f.runWithLoad(ctx, l, true, initload.Options{}); err != nil {
 			t.Fatalf("initial load: %v", err)
 		}
 		schematest.AssertSameCatalog(t, f.src, f.dst)
@@ -105,11 +101,11 @@ func TestInitialLoadIntoASchemaSyncedTargetEndsWithTheSourceIndexes(t *testing.T
 // --initial-load --until-idle on an empty target, untouched: start-up
 // sync, the first schema job and the load's workers race as they come.
 func TestInitialLoadWithSchemaSyncFromScratch(t *testing.T) {
-	f, plain, syncers := newLoadSchemaFixture(t, config.CaptureTrigger)
+	f, syncers := newLoadSchemaFixture(t, config.CaptureTrigger)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	l := schemaLocal(f, syncers)
-	if err := runner.RunWithLoad(ctx, l, true, f.lastSent, f.cfg, f.aws, f.src, plain, runner.LoadOptions{}, f.log); err != nil {
+	if err := f.runWithLoad(ctx, l, true, initload.Options{}); err != nil {
 		t.Fatalf("initial load: %v", err)
 	}
 	schematest.AssertSameCatalog(t, f.src, f.dst)
@@ -118,11 +114,11 @@ func TestInitialLoadWithSchemaSyncFromScratch(t *testing.T) {
 
 // beginLoad installs capture and begins the load of every table, as
 // --initial-load does before it copies (the secondary indexes are dropped).
-func beginLoad(t *testing.T, f *fixture, plain map[string]apply.Applier) {
+func beginLoad(t *testing.T, f *fixture) {
 	t.Helper()
 	ctx := context.Background()
-	loader := f.loader(plain)
-	tables, err := runner.LoadTables(ctx, f.cfg, f.src, nil)
+	loader := f.loader()
+	tables, err := initload.Tables(ctx, f.cfg, f.src, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,10 +135,10 @@ func beginLoad(t *testing.T, f *fixture, plain map[string]apply.Applier) {
 // the load's list instead of the table, and the load ends with the
 // source's indexes as they are now, none of the old ones.
 func TestSourceIndexChangesDuringALoadReachTheRebuild(t *testing.T) {
-	f, plain, syncers := newLoadSchemaFixture(t, config.CaptureTrigger)
+	f, syncers := newLoadSchemaFixture(t, config.CaptureTrigger)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	beginLoad(t, f, plain)
+	beginLoad(t, f)
 	f.exec(`DROP INDEX items_lower_note; DROP INDEX items_grp; CREATE INDEX items_grp ON items (grp, id);
 		ALTER TABLE items DROP CONSTRAINT items_ref_key; ALTER TABLE items ADD CONSTRAINT items_ref_key UNIQUE (ref, grp);
 		CREATE INDEX items_new ON items (note, grp)`)
@@ -155,7 +151,7 @@ func TestSourceIndexChangesDuringALoadReachTheRebuild(t *testing.T) {
 		t.Errorf("schema sync while the load holds the indexes ran %q, want only the new index", got)
 	}
 	l := schemaLocal(f, syncers)
-	if err := runner.RunWithLoad(ctx, l, true, f.lastSent, f.cfg, f.aws, f.src, plain, runner.LoadOptions{}, f.log); err != nil {
+	if err := f.runWithLoad(ctx, l, true, initload.Options{}); err != nil {
 		t.Fatalf("initial load: %v", err)
 	}
 	schematest.AssertSameCatalog(t, f.src, f.dst)

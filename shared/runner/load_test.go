@@ -7,8 +7,8 @@ import (
 
 	"github.com/pgferry/pgferry/shared/apply/pgapply"
 	"github.com/pgferry/pgferry/shared/batch"
+	"github.com/pgferry/pgferry/shared/initload"
 	"github.com/pgferry/pgferry/shared/load"
-	"github.com/pgferry/pgferry/shared/runner"
 )
 
 const loadOrderDDL = `
@@ -37,8 +37,8 @@ func testLoadingTableHolds(t *testing.T, mode string) {
 	f.exec(`INSERT INTO keyless SELECT g % 7, 'k' FROM generate_series(1, 50) g`)
 	f.exec(`ANALYZE items`)
 
-	loader := f.loader(f.targets)
-	tables, err := runner.LoadTables(ctx, f.cfg, f.src, []string{"public.items", "public.other", "public.keyless"})
+	loader := f.loader()
+	tables, err := initload.Tables(ctx, f.cfg, f.src, []string{"public.items", "public.other", "public.keyless"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,8 +10,8 @@ import (
 
 	"github.com/pgferry/pgferry/shared/batch"
 	"github.com/pgferry/pgferry/shared/config"
+	"github.com/pgferry/pgferry/shared/initload"
 	"github.com/pgferry/pgferry/shared/load"
-	"github.com/pgferry/pgferry/shared/runner"
 )
 
 // edgeDDL is a table with a column of every built-in type a user table
@@ -152,7 +152,7 @@ func TestInitialLoadCopiesEdgeValuesOfEveryBuiltInType(t *testing.T) {
 			t.Errorf("%s planned binary=%v, want %v (text because %q)", c.table, desc.Binary, c.binary, desc.TextBecause)
 		}
 	}
-	if err := runner.InitialLoad(ctx, f.cfg, f.aws, f.src, f.targets, f.local(), f.lastSent, runner.LoadOptions{}, f.log); err != nil {
+	if err := f.initialLoad(ctx, initload.Options{}); err != nil {
 		t.Fatalf("initial load: %v", err)
 	}
 	assertEdgeSame(t, f, "edge", 80)
@@ -169,8 +169,8 @@ func TestBinaryChunkTheTargetRejectsIsCopiedAsText(t *testing.T) {
 	// binary: the target's rejection is what this test is about.
 	f.exec(strings.NewReplacer("'postgres=arwdDxt/postgres',", "", "'=r/postgres',", "").Replace(edgeRows))
 	ctx := context.Background()
-	loader := f.loader(f.targets)
-	tables, err := runner.LoadTables(ctx, f.cfg, f.src, []string{"public.edge"})
+	loader := f.loader()
+	tables, err := initload.Tables(ctx, f.cfg, f.src, []string{"public.edge"})
 	if err != nil {
 		t.Fatal(err)
 	}

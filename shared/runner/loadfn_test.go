@@ -10,9 +10,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/pgferry/pgferry/shared/initload"
 	"github.com/pgferry/pgferry/shared/metrics"
 	"github.com/pgferry/pgferry/shared/queue/sqsstd"
-	"github.com/pgferry/pgferry/shared/runner"
 )
 
 // TestLoadThroughChunkQueue runs the load the way AWS does: the
@@ -31,22 +31,27 @@ func TestLoadThroughChunkQueue(t *testing.T) {
 		t.Fatal(err)
 	}
 	store := f.aws.Loads
-	resp, err := runner.StartLoad(ctx, f.cfg, f.src, f.targets, store, f.aws.State, q, runner.LoadRequest{Target: "replica", Parallelism: 3}, f.log)
+	loaders, err := f.p.Loaders()
+	if err != nil {
+		t.Fatal(err)
+	}
+	capture, err := f.p.LoadCapture()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := initload.Start(ctx, f.cfg, f.src, loaders, store, capture, q, initload.Request{Target: "replica", Parallelism: 3}, f.log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(resp.Tables) != 1 || resp.Tables[0].Queued < 10 {
 		t.Fatalf("start response %+v: want orders with about 12 chunks queued", resp)
 	}
-	capture, err := runner.LoadCapture(f.cfg, f.src, f.aws.State, f.log)
-	if err != nil {
+	// The load function's cold start builds its own capture.
+	if capture, err = f.p.LoadCapture(); err != nil {
 		t.Fatal(err)
 	}
 	var emfOut bytes.Buffer
-	loader, err := runner.NewLoader(f.cfg, f.src, f.targets, capture, store, metrics.New(&emfOut), f.log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	loader := initload.NewLoader(f.cfg, f.src, loaders, capture, store, metrics.New(&emfOut), f.log)
 	f.exec(`UPDATE orders SET note = 'changed' WHERE id % 1000 = 0`)
 	f.exec(`DELETE FROM orders WHERE id % 997 = 0`)
 	// The load function: every message is handled twice, as a standard
@@ -66,7 +71,7 @@ func TestLoadThroughChunkQueue(t *testing.T) {
 			for _, m := range out.Messages {
 				bodies = append(bodies, []byte(aws.ToString(m.Body)), []byte(aws.ToString(m.Body)))
 			}
-			if failed := runner.CopyChunks(ctx, loader, bodies, 2, f.log); len(failed) > 0 {
+			if failed := initload.CopyChunks(ctx, loader, bodies, 2, f.log); len(failed) > 0 {
 				t.Fatalf("%d of %d chunk messages failed", len(failed), len(bodies))
 			}
 			for _, m := range out.Messages {
@@ -88,7 +93,7 @@ func TestLoadThroughChunkQueue(t *testing.T) {
 	f.replicate()
 	f.assertSame()
 	emfOut.Reset()
-	st, err := runner.LoadProgress(ctx, f.cfg, f.src, f.targets, store, runner.LoadRequest{Action: "status"}, metrics.New(&emfOut))
+	st, err := initload.Status(ctx, f.cfg, f.src, loaders, store, initload.Request{Action: "status"}, metrics.New(&emfOut))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +112,7 @@ func TestLoadThroughChunkQueue(t *testing.T) {
 	if _, err := f.dst.Exec(ctx, `DELETE FROM orders WHERE id % 3 = 0; UPDATE orders SET note = 'damaged' WHERE id % 5 = 0`); err != nil {
 		t.Fatal(err)
 	}
-	again, err := runner.StartLoad(ctx, f.cfg, f.src, f.targets, store, f.aws.State, q, runner.LoadRequest{Tables: []string{"public.orders"}, Reload: true}, f.log)
+	again, err := initload.Start(ctx, f.cfg, f.src, loaders, store, capture, q, initload.Request{Tables: []string{"public.orders"}, Reload: true}, f.log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,9 +12,9 @@ import (
 
 	"github.com/pgferry/pgferry/shared/apply"
 	"github.com/pgferry/pgferry/shared/fault"
+	"github.com/pgferry/pgferry/shared/localrun"
 	"github.com/pgferry/pgferry/shared/metrics"
 	"github.com/pgferry/pgferry/shared/queue"
-	"github.com/pgferry/pgferry/shared/runner"
 	"github.com/pgferry/pgferry/shared/testenv"
 )
 
@@ -45,7 +45,7 @@ func testPoisonBatch(t *testing.T, mode string) {
 
 	f.exec(`INSERT INTO items VALUES (3, 500)`)
 	err := run()
-	if !errors.Is(err, runner.ErrPoison) {
+	if !errors.Is(err, localrun.ErrPoison) {
 		t.Fatalf("until-idle with a poison batch: err = %v, want ErrPoison", err)
 	}
 	for _, want := range []string{"dead-letter queue", "after 2 attempts", "qty_is_small", "23514", "--redrive", "for target replica"} {
@@ -73,7 +73,7 @@ func testPoisonBatch(t *testing.T, mode string) {
 	// until-idle run names what it waits for.
 	f.exec(`INSERT INTO other VALUES (1)`)
 	err = run()
-	if !errors.Is(err, runner.ErrBlocked) || !strings.Contains(err.Error(), "qty_is_small") {
+	if !errors.Is(err, localrun.ErrBlocked) || !strings.Contains(err.Error(), "qty_is_small") {
 		t.Fatalf("until-idle behind a parked batch: err = %v, want ErrBlocked naming the parked batch's error", err)
 	}
 	if got := f.targetInt(`SELECT count(*) FROM other`); got != 0 {
@@ -82,8 +82,8 @@ func testPoisonBatch(t *testing.T, mode string) {
 
 	// Redrive before the fix: still failing, still parked, nothing lost.
 	h := f.local().Handler
-	st, err := runner.Redrive(context.Background(), h, f.aws.DLQ, f.log)
-	if !errors.Is(err, runner.ErrRedrive) || st.Applied != 0 || st.Failing != 1 {
+	st, err := apply.Redrive(context.Background(), h, f.aws.DLQ, f.log)
+	if !errors.Is(err, apply.ErrRedrive) || st.Applied != 0 || st.Failing != 1 {
 		t.Fatalf("redrive before the fix: stats %+v, err %v; want ErrRedrive with 1 failing group", st, err)
 	}
 	if n := len(dlqMessages(t, f)); n != 1 {
@@ -91,7 +91,7 @@ func testPoisonBatch(t *testing.T, mode string) {
 	}
 
 	testenv.Exec(t, f.dst, `ALTER TABLE items DROP CONSTRAINT qty_is_small`)
-	st, err = runner.Redrive(context.Background(), h, f.aws.DLQ, f.log)
+	st, err = apply.Redrive(context.Background(), h, f.aws.DLQ, f.log)
 	if err != nil || st.Applied != 1 {
 		t.Fatalf("redrive after the fix: stats %+v, err %v; want 1 applied", st, err)
 	}

@@ -9,21 +9,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/pgferry/pgferry/shared/config"
-	"github.com/pgferry/pgferry/shared/runner"
-	"github.com/pgferry/pgferry/shared/schema/pgsync"
+	"github.com/pgferry/pgferry/shared/localrun"
 	"github.com/pgferry/pgferry/shared/schema/schematest"
+	"github.com/pgferry/pgferry/shared/schemadiff"
 	"github.com/pgferry/pgferry/shared/testenv"
 )
 
 // newSchemaFixture is a pipeline from a source holding ddl to an empty
 // target whose schema pgferry creates and keeps in step (schema_sync on,
 // the default).
-func newSchemaFixture(t *testing.T, mode, ddl, targetKeys string) (*fixture, map[string]*pgsync.Syncer) {
+func newSchemaFixture(t *testing.T, mode, ddl, targetKeys string) (*fixture, map[string]schemadiff.Syncer) {
 	t.Helper()
-	f, pools := fixtureFrom(t, ddl, "", func(src, dst string) string {
+	f := fixtureFrom(t, ddl, "", func(src, dst string) string {
 		return fmt.Sprintf(`
 name: %s
 source:
@@ -37,22 +35,21 @@ drain:
   interval: 100ms
 `, testenv.Name("t"), src, slotKeys(mode), dst, targetKeys)
 	})
-	syncers := runner.SchemaSyncers(f.cfg, f.src, pools, f.log)
-	runner.WithSchemaSync(f.cfg, f.targets, syncers, pools, f.log)
+	syncers := f.p.Syncers()
 	return f, syncers
 }
 
 // schemaLocal is the local runner as functions/local wires it.
-func schemaLocal(f *fixture, syncers map[string]*pgsync.Syncer) *runner.Local {
+func schemaLocal(f *fixture, syncers map[string]schemadiff.Syncer) *localrun.Local {
 	l := f.local()
 	l.AfterCycle = func(ctx context.Context) error {
-		_, err := runner.SyncSequences(ctx, f.cfg.Name, syncers, nil)
+		_, err := schemadiff.SyncSequences(ctx, f.cfg.Name, syncers, nil)
 		return err
 	}
 	return l
 }
 
-func replicateWith(t *testing.T, l *runner.Local, f *fixture) {
+func replicateWith(t *testing.T, l *localrun.Local, f *fixture) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -168,7 +165,7 @@ func TestPlanPrintsTheDDLAndChangesNothing(t *testing.T) {
 		CREATE SCHEMA private; CREATE TABLE private.secret (id int PRIMARY KEY);
 		CREATE VIEW public.leaky AS SELECT id FROM private.secret`, "")
 	var out bytes.Buffer
-	if err := runner.PrintPlans(context.Background(), f.cfg, f.src, []*pgxpool.Pool{f.dst}, &out, f.log); err != nil {
+	if err := schemadiff.PrintPlans(context.Background(), f.cfg, f.p.Planners(), &out); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"-- target replica:", `CREATE TABLE "shop"."orders"`, `CREATE TYPE "shop"."status" AS ENUM`, `CREATE INDEX "orders_open"`,
@@ -193,7 +190,7 @@ func TestScheduledDiffShipsADDLThatNoWriteFollows(t *testing.T) {
 		l := schemaLocal(f, syncers)
 		replicateWith(t, l, f)
 		f.exec(`CREATE INDEX customers_created ON shop.customers (created DESC)`)
-		res, err := runner.SchemaDiff(ctx, f.cfg, f.src, []*pgxpool.Pool{f.dst}, f.aws, runner.InstanceID(), false, nil, f.log)
+		res, err := f.schemaDiff(ctx, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -202,7 +199,7 @@ func TestScheduledDiffShipsADDLThatNoWriteFollows(t *testing.T) {
 		}
 		replicateWith(t, l, f) // --until-idle waits for the job: it has a position
 		schematest.AssertSameCatalog(t, f.src, f.dst)
-		res, err = runner.SchemaDiff(ctx, f.cfg, f.src, []*pgxpool.Pool{f.dst}, f.aws, runner.InstanceID(), false, nil, f.log)
+		res, err = f.schemaDiff(ctx, false)
 		if err != nil || res.Shipped || res.Pending["replica"] != 0 {
 			t.Fatalf("second schema-diff = %+v, %v; want nothing to do", res, err)
 		}
@@ -423,7 +420,7 @@ func TestConstraintRightAfterItsBackfillFollowsTheStream(t *testing.T) {
 		f.exec(`ALTER TABLE public.plain ADD COLUMN later int`)
 		f.exec(`ALTER TABLE public.plain ALTER COLUMN later SET DEFAULT 5`)
 		replicateWith(t, l, f)
-		if _, err := runner.SchemaDiff(ctx, f.cfg, f.src, []*pgxpool.Pool{f.dst}, f.aws, runner.InstanceID(), false, nil, f.log); err != nil {
+		if _, err := f.schemaDiff(ctx, false); err != nil {
 			t.Fatal(err)
 		}
 		replicateWith(t, l, f)

@@ -5,7 +5,6 @@ package runner
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"strconv"
 	"time"
@@ -15,8 +14,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/pgferry/pgferry/shared/apply"
-	"github.com/pgferry/pgferry/shared/apply/pgapply"
 	"github.com/pgferry/pgferry/shared/batch"
 	"github.com/pgferry/pgferry/shared/capture/slot"
 	"github.com/pgferry/pgferry/shared/capture/trigger"
@@ -26,15 +23,15 @@ import (
 	"github.com/pgferry/pgferry/shared/load/loadstore"
 	"github.com/pgferry/pgferry/shared/metrics"
 	"github.com/pgferry/pgferry/shared/payload/s3store"
-	"github.com/pgferry/pgferry/shared/queue"
 	"github.com/pgferry/pgferry/shared/queue/sqsfifo"
+	"github.com/pgferry/pgferry/shared/queue/sqsstd"
 	"github.com/pgferry/pgferry/shared/schema"
 	"github.com/pgferry/pgferry/shared/schema/pgsync"
 	"github.com/pgferry/pgferry/shared/secrets"
 )
 
-// AWS holds the clients for the pipeline's AWS resources.
-type AWS struct {
+// Resources holds the clients for the pipeline's AWS resources.
+type Resources struct {
 	Queue    *sqsfifo.Queue
 	DLQ      *sqsfifo.Queue // the FIFO dead-letter queue beside Queue
 	Payloads *s3store.Store
@@ -43,16 +40,16 @@ type AWS struct {
 	SQS      *sqs.Client
 }
 
-// ConnectAWS builds clients from ac (see LoadAWS). With ensure, it creates
+// ConnectAWS builds clients from ac (see awsenv.Load). With ensure, it creates
 // the queues, table and bucket when missing, as the local runner does;
 // deployed functions get them from the stack, with the URLs in
 // PGFERRY_QUEUE_URL and PGFERRY_DLQ_URL (looked up by name when unset).
-func ConnectAWS(ctx context.Context, cfg *config.Config, ac aws.Config, ensure bool) (*AWS, error) {
+func ConnectAWS(ctx context.Context, cfg *config.Config, ac aws.Config, ensure bool) (*Resources, error) {
 	var err error
 	sqsc := sqs.NewFromConfig(ac)
 	ddb := dynamodb.NewFromConfig(ac)
 	s3c := s3store.NewClient(ac)
-	out := &AWS{
+	out := &Resources{
 		SQS:      sqsc,
 		Payloads: s3store.New(s3c, cfg.PayloadBucketName()),
 		State:    dynamo.New(ddb, cfg.StateTableName(), cfg.Name),
@@ -115,15 +112,15 @@ func Connect(ctx context.Context, what, dsn string) (*pgxpool.Pool, error) {
 	return pool, nil
 }
 
-// NewDrainer wires the configured capture (trigger or slot), the
-// claim-check publisher and the checkpoint store. Options add what only
-// some callers have (WithMetrics).
-func NewDrainer(cfg *config.Config, src *pgxpool.Pool, a *AWS, owner string, log *slog.Logger, onShip func(*batch.Batch), opts ...DrainOption) Drain {
-	var o drainOpts
-	for _, f := range opts {
-		f(&o)
-	}
-	pub := &queue.ClaimCheck{Next: a.Queue, Store: a.Payloads, Limit: cfg.Batch.InlineLimit}
+// Drainer wires the configured capture (trigger or slot), the claim-check
+// publisher and the checkpoint store into a drain (OpenAWS and OpenSource
+// first), with owner as the lease owner. onShip (nil: none) sees every
+// shipped batch; emf (nil: none) receives the drain's source-side
+// metrics (slot capture: RetainedWALBytes and SlotLagBytes after every
+// run).
+func (p *Pipeline) Drainer(owner string, onShip func(*batch.Batch), emf *metrics.EMF) drain.Runner {
+	cfg, src := p.Config, p.Source
+	log := p.Log.With("fn", "drain")
 	dopts := drain.Options{
 		Pipeline:  cfg.Name,
 		Targets:   cfg.TargetNames(),
@@ -141,63 +138,9 @@ func NewDrainer(cfg *config.Config, src *pgxpool.Pool, a *AWS, owner string, log
 		dopts.Schema = func(ctx context.Context) (string, error) { return schema.Fingerprint(ctx, src, skip) }
 	}
 	if cfg.Source.Capture == config.CaptureSlot {
-		return drain.NewSlot(slot.New(src, cfg, log), a.State, pub, dopts, log, o.emf)
+		return drain.NewSlot(slot.New(src, cfg, log), p.Res.State, p.publisher(), dopts, log, emf)
 	}
-	return drain.New(trigger.New(src, cfg, log), a.State, pub, dopts, log)
-}
-
-// DrainOption configures NewDrainer.
-type DrainOption func(*drainOpts)
-
-type drainOpts struct{ emf *metrics.EMF }
-
-// WithMetrics makes the drain emit its source-side metrics (slot capture:
-// RetainedWALBytes and SlotLagBytes after every run) to emf.
-func WithMetrics(emf *metrics.EMF) DrainOption { return func(o *drainOpts) { o.emf = emf } }
-
-// Targets connects to every target and prepares its applier. The caller
-// closes the returned pools.
-func Targets(ctx context.Context, cfg *config.Config, dsns DSNs, log *slog.Logger) (map[string]apply.Applier, []*pgxpool.Pool, error) {
-	out := map[string]apply.Applier{}
-	// Reach every target before changing any: a typo in the last target's
-	// DSN must not leave pgferry's tables behind on the first.
-	pools, err := ConnectTargets(ctx, cfg, dsns)
-	if err != nil {
-		return nil, nil, err
-	}
-	for i, name := range cfg.TargetNames() {
-		pool := pools[i]
-		ap, err := pgapply.New(ctx, pool, cfg.Name, log.With("target", name))
-		if err != nil {
-			CloseAll(pools)
-			return nil, nil, fmt.Errorf("targets.%s: %w", name, err)
-		}
-		out[name] = ap
-	}
-	return out, pools, nil
-}
-
-// ConnectTargets opens a pool on every target (its DSN from dsns), in
-// cfg.TargetNames order, changing nothing on them. On error none stays
-// open. The caller closes the pools.
-func ConnectTargets(ctx context.Context, cfg *config.Config, dsns DSNs) ([]*pgxpool.Pool, error) {
-	var pools []*pgxpool.Pool
-	for _, name := range cfg.TargetNames() {
-		pool, err := Connect(ctx, "targets."+name, dsns.Targets[name])
-		if err != nil {
-			CloseAll(pools)
-			return nil, err
-		}
-		pools = append(pools, pool)
-	}
-	return pools, nil
-}
-
-// CloseAll closes every pool.
-func CloseAll(pools []*pgxpool.Pool) {
-	for _, p := range pools {
-		p.Close()
-	}
+	return drain.New(trigger.New(src, cfg, log), p.Res.State, p.publisher(), dopts, log)
 }
 
 // InstanceID names this process as a lease owner.
@@ -206,34 +149,12 @@ func InstanceID() string {
 	return h + ":" + strconv.Itoa(os.Getpid()) + ":" + strconv.FormatInt(time.Now().UnixNano(), 36)
 }
 
-// EmitShipped reports a shipped batch (a drain's OnShip hook).
-func EmitShipped(emf *metrics.EMF, b *batch.Batch) {
-	emf.Emit(metrics.Dims{metrics.DimPipeline: b.Pipeline},
-		metrics.Metric{Name: metrics.BatchesShipped, Value: 1, Unit: metrics.Count},
-		metrics.Metric{Name: metrics.RowsShipped, Value: float64(b.Rows()), Unit: metrics.Count},
-		metrics.Metric{Name: metrics.BatchRows, Value: float64(b.Rows()), Unit: metrics.Count})
-}
-
-// EmitBacklog reports the source's event backlog when the drain's capture
-// can count it (trigger capture), and EventBacklogReadFailures = 1 when it
-// could not be counted, so a blind event-backlog alarm is itself alarmed
-// on. Errors are logged, never returned: a metric must not fail a drain.
-func EmitBacklog(ctx context.Context, emf *metrics.EMF, d Drain, pipeline string, log *slog.Logger) {
-	b, ok := d.(interface {
-		Backlog(context.Context) (int64, bool, error)
-	})
-	if !ok || emf == nil {
-		return
+// LoadQueue returns the standard queue of initial-load chunks: its URL
+// from PGFERRY_LOAD_QUEUE_URL, looked up by name when unset.
+func (p *Pipeline) LoadQueue(ctx context.Context) (*sqsstd.Queue, error) {
+	c := sqs.NewFromConfig(p.AWS)
+	if url := os.Getenv(config.EnvLoadQueueURL); url != "" {
+		return sqsstd.New(c, url), nil
 	}
-	dims := metrics.Dims{metrics.DimPipeline: pipeline}
-	n, can, err := b.Backlog(ctx)
-	if err != nil {
-		log.Warn("count event backlog", "err", err)
-		emf.Emit(dims, metrics.Metric{Name: metrics.EventBacklogReadFailures, Value: 1, Unit: metrics.Count})
-		return
-	}
-	if can {
-		emf.Emit(dims, metrics.Metric{Name: metrics.EventBacklog, Value: float64(n), Unit: metrics.Count},
-			metrics.Metric{Name: metrics.EventBacklogReadFailures, Value: 0, Unit: metrics.Count})
-	}
+	return sqsstd.Lookup(ctx, c, p.Config.LoadQueueName())
 }

@@ -21,9 +21,10 @@ import (
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgferry/pgferry/shared/runner/awsenv"
 )
 
 const clusterVar = "PGFERRY_PG_TEST"
@@ -148,7 +149,7 @@ func Exec(t testing.TB, p *pgxpool.Pool, sql string, args ...any) {
 func AWSConfig(t testing.TB) aws.Config {
 	t.Helper()
 	AWS(t)
-	ac, err := awsconfig.LoadDefaultConfig(context.Background())
+	ac, err := awsenv.Load(context.Background())
 	if err != nil {
 		t.Fatalf("AWS configuration: %v", err)
 	}

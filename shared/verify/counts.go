@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgferry/pgferry/shared/batch"
@@ -25,17 +24,16 @@ func (c Count) OK() bool { return c.Err == nil && c.SourceRows == c.TargetRows }
 // target (cheaper than Compare's checksums; under live writes the two
 // sides are read at different moments). Per-table errors are reported in
 // the results.
-func Counts(ctx context.Context, src *pgxpool.Pool, targets map[string]*pgxpool.Pool, names []string, tables []batch.Table) []Count {
+func Counts(ctx context.Context, src *pgxpool.Pool, targets map[string]Target, names []string, tables []batch.Table) []Count {
 	var out []Count
 	for _, t := range tables {
-		q := "SELECT count(*) FROM " + pgx.Identifier{t.Schema, t.Name}.Sanitize()
-		var n int64
-		srcErr := src.QueryRow(ctx, q).Scan(&n)
+		n, srcErr := Postgres{src}.Count(ctx, t)
 		for _, name := range names {
 			c := Count{Table: t, Target: name, SourceRows: n, Err: srcErr}
+			var err error
 			if srcErr != nil {
 				c.Err = fmt.Errorf("source: %w", srcErr)
-			} else if err := targets[name].QueryRow(ctx, q).Scan(&c.TargetRows); err != nil {
+			} else if c.TargetRows, err = targets[name].Count(ctx, t); err != nil {
 				c.Err = fmt.Errorf("target: %w", err)
 			}
 			out = append(out, c)

@@ -59,9 +59,55 @@ func Tables(ctx context.Context, src *pgxpool.Pool, cfg *config.Config) ([]batch
 	return out, rows.Err()
 }
 
-// Compare checks every replicated table on every target. Per-table errors
+// Target is a target as verify reads it; each target kind supplies one
+// (PostgreSQL: Postgres). Both methods only read.
+type Target interface {
+	// Checksum returns t's row count and an order-independent checksum of
+	// its rows, each rendered from the columns cols, in that order, the
+	// way Postgres renders them on the source: equal values give equal
+	// checksums whatever the target kind stores them as.
+	Checksum(ctx context.Context, t batch.Table, cols []string) (rows int64, sum string, err error)
+	// Count returns t's row count.
+	Count(ctx context.Context, t batch.Table) (int64, error)
+}
+
+// Postgres reads a PostgreSQL database (the source, or a postgres
+// target).
+type Postgres struct{ Pool *pgxpool.Pool }
+
+var _ Target = Postgres{}
+
+// Checksum sums the first 60 bits of each row's md5; rows are rendered in
+// the given column order with fixed output settings, so both sides print
+// identical text for identical values.
+func (p Postgres) Checksum(ctx context.Context, t batch.Table, cols []string) (int64, string, error) {
+	q := make([]string, len(cols))
+	for i, c := range cols {
+		q[i] = "t." + pgx.Identifier{c}.Sanitize()
+	}
+	row := "ROW(" + strings.Join(q, ", ") + ")"
+	var n int64
+	var sum string
+	err := pgx.BeginFunc(ctx, p.Pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, pgtext.SessionSettings); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, fmt.Sprintf(`SELECT count(*), coalesce(sum(('x' || substr(md5(%s::text), 1, 15))::bit(60)::bigint), 0)::text FROM %s t`,
+			row, pgx.Identifier{t.Schema, t.Name}.Sanitize())).Scan(&n, &sum)
+	})
+	return n, sum, err
+}
+
+// Count returns t's row count.
+func (p Postgres) Count(ctx context.Context, t batch.Table) (int64, error) {
+	var n int64
+	err := p.Pool.QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{t.Schema, t.Name}.Sanitize()).Scan(&n)
+	return n, err
+}
+
+// Compare checks every replicated table on every target (by name). Per-table errors
 // are reported in the results, not returned.
-func Compare(ctx context.Context, src *pgxpool.Pool, targets map[string]*pgxpool.Pool, cfg *config.Config) ([]Table, error) {
+func Compare(ctx context.Context, src *pgxpool.Pool, targets map[string]Target, cfg *config.Config) ([]Table, error) {
 	tables, err := Tables(ctx, src, cfg)
 	if err != nil {
 		return nil, err
@@ -72,14 +118,14 @@ func Compare(ctx context.Context, src *pgxpool.Pool, targets map[string]*pgxpool
 		if err != nil {
 			return nil, err
 		}
-		sRows, sSum, err := checksum(ctx, src, t, cols)
+		sRows, sSum, err := Postgres{src}.Checksum(ctx, t, cols)
 		if err != nil {
 			return nil, fmt.Errorf("verify: source %s: %w", t, err)
 		}
 		for _, name := range cfg.TargetNames() {
 			on := OnTarget(cfg.Targets[name], t)
 			r := Table{Table: t, TargetTable: on, Target: name, SourceRows: sRows, SourceChecksum: sSum}
-			r.TargetRows, r.TargetChecksum, r.Err = checksum(ctx, targets[name], on, cols)
+			r.TargetRows, r.TargetChecksum, r.Err = targets[name].Checksum(ctx, on, cols)
 			if r.Err != nil {
 				r.Err = fmt.Errorf("target %s, table %s: %w", name, on, r.Err)
 			}
@@ -110,25 +156,4 @@ func columns(ctx context.Context, pool *pgxpool.Pool, t batch.Table) ([]string, 
 		return nil, fmt.Errorf("verify: columns of %s: %w", t, err)
 	}
 	return cols, nil
-}
-
-// checksum sums the first 60 bits of each row's md5; rows are rendered in
-// the source's column order with fixed output settings, so both sides
-// print identical text for identical values.
-func checksum(ctx context.Context, pool *pgxpool.Pool, t batch.Table, cols []string) (int64, string, error) {
-	q := make([]string, len(cols))
-	for i, c := range cols {
-		q[i] = "t." + pgx.Identifier{c}.Sanitize()
-	}
-	row := "ROW(" + strings.Join(q, ", ") + ")"
-	var n int64
-	var sum string
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, pgtext.SessionSettings); err != nil {
-			return err
-		}
-		return tx.QueryRow(ctx, fmt.Sprintf(`SELECT count(*), coalesce(sum(('x' || substr(md5(%s::text), 1, 15))::bit(60)::bigint), 0)::text FROM %s t`,
-			row, pgx.Identifier{t.Schema, t.Name}.Sanitize())).Scan(&n, &sum)
-	})
-	return n, sum, err
 }

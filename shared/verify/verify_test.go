@@ -7,8 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/pgferry/pgferry/shared/config"
 	"github.com/pgferry/pgferry/shared/testenv"
 	"github.com/pgferry/pgferry/shared/verify"
@@ -139,7 +137,7 @@ targets:
 			if err != nil {
 				t.Fatal(err)
 			}
-			res, err := verify.Compare(context.Background(), src, map[string]*pgxpool.Pool{"replica": dst}, cfg)
+			res, err := verify.Compare(context.Background(), src, map[string]verify.Target{"replica": verify.Postgres{Pool: dst}}, cfg)
 			if err != nil {
 				t.Fatal(err)
 			}

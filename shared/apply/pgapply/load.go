@@ -287,3 +287,16 @@ func ResetLoads(ctx context.Context, pool interface {
 		return nil
 	})
 }
+
+// ResetPipeline removes every trace of the applier's pipeline from the
+// target, for a pipeline reset: its watermarks, and its loads (see
+// ResetLoads). Replicated rows stay.
+func (a *Applier) ResetPipeline(ctx context.Context) error {
+	if _, err := a.pool.Exec(ctx, "DELETE FROM "+pgx.Identifier{Schema, "watermarks"}.Sanitize()+" WHERE pipeline = $1", a.pipeline); err != nil {
+		return fmt.Errorf("watermarks: %w", err)
+	}
+	if err := ResetLoads(ctx, a.pool, a.pipeline); err != nil {
+		return fmt.Errorf("load state: %w", err)
+	}
+	return nil
+}

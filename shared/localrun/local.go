@@ -1,9 +1,13 @@
-package runner
+// Package localrun is the local engine: drain and apply in one process,
+// on timers that stand in for EventBridge and the SQS event source
+// mapping, with --until-idle's idle check and a progress line.
+package localrun
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -22,7 +26,7 @@ import (
 // EventBridge and the SQS event source mapping.
 type Local struct {
 	Cfg     *config.Config
-	Drainer Drain
+	Drainer drain.Runner
 	Handler *apply.Handler
 	Queue   *sqsfifo.Queue
 	// DLQ is the dead-letter queue batches are parked in; nil means
@@ -33,9 +37,9 @@ type Local struct {
 	// Metrics receives drain metrics; nil discards them. (Apply metrics
 	// go through Handler.Metrics.)
 	Metrics *metrics.EMF
-	// Busy, if set, holds off --until-idle's exit while it reports true
-	// (an initial load running beside the loops; see RunWithLoad).
-	Busy func() bool
+	// busy, while it reports true, holds off --until-idle's exit (a job
+	// running beside the loops; see RunWith).
+	busy func() bool
 	// AfterCycle, if set, runs after each receive whose messages included
 	// an applied one (schema sync advances target sequences there). Its
 	// error is logged and the loops go on; with untilIdle, Run runs it
@@ -50,11 +54,44 @@ type Local struct {
 	fatal chan error
 }
 
-// Drain is one drain run of either capture mode: it ships every change
-// committed before it started (or stops at its deadline margin) and
-// checkpoints after each batch is queued. See drain.Drainer.Run.
-type Drain interface {
-	Run(ctx context.Context) (drain.Stats, error)
+// RunWith is Run with job (the initial load) running beside the drain
+// and apply loops: with untilIdle it returns once job has returned and
+// every change is applied; a failed job ends the run with job's error.
+// The progress line stays quiet while job runs (it draws its own).
+func (l *Local) RunWith(ctx context.Context, untilIdle bool, lastSent func(context.Context) (batch.Position, error), job func(context.Context) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var running atomic.Bool
+	running.Store(true)
+	l.busy = running.Load
+	if l.Progress != nil {
+		l.Progress.W = quietWhile{w: l.Progress.W, quiet: running.Load}
+	}
+	go func() {
+		if err := job(ctx); err != nil {
+			cancel(err)
+			return
+		}
+		running.Store(false)
+	}()
+	err := l.Run(ctx, untilIdle, lastSent)
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	return err
+}
+
+// quietWhile drops writes while quiet reports true.
+type quietWhile struct {
+	w     io.Writer
+	quiet func() bool
+}
+
+func (q quietWhile) Write(p []byte) (int, error) {
+	if q.quiet() {
+		return len(p), nil
+	}
+	return q.w.Write(p)
 }
 
 var (
@@ -63,10 +100,6 @@ var (
 	// ErrBlocked reports a target that cannot advance until an operator
 	// acts (a parked earlier batch, or a checkpoint lineage mismatch).
 	ErrBlocked = errors.New("a target is blocked")
-	// ErrSequenceSync reports target sequences that could not be advanced
-	// to the source's values: the data is applied, but a failover to that
-	// target would hand out keys the source already used.
-	ErrSequenceSync = errors.New("sequence sync failed")
 )
 
 // What settle allows a failing AfterCycle before --until-idle gives up: a
@@ -108,7 +141,7 @@ func (l *Local) Run(ctx context.Context, untilIdle bool, lastSent func(context.C
 			return err
 		case <-tick.C:
 		}
-		if l.Busy != nil && l.Busy() {
+		if l.busy != nil && l.busy() {
 			start = time.Now().UnixNano()
 			continue
 		}
@@ -216,7 +249,7 @@ func (l *Local) drainLoop(ctx context.Context, untilIdle bool) {
 		}
 		if l.Metrics != nil && time.Since(lastBacklog) > time.Minute {
 			lastBacklog = time.Now()
-			EmitBacklog(ctx, l.Metrics, l.Drainer, l.Cfg.Name, l.Log)
+			drain.EmitBacklog(ctx, l.Metrics, l.Drainer, l.Cfg.Name, l.Log)
 		}
 		sleep(ctx, max(backoff, l.Cfg.Drain.Interval.Duration))
 	}

@@ -1,4 +1,4 @@
-package runner
+package initload
 
 import (
 	"context"
@@ -8,27 +8,30 @@ import (
 	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/pgferry/pgferry/shared/apply"
 	"github.com/pgferry/pgferry/shared/batch"
-	"github.com/pgferry/pgferry/shared/checkpoint/dynamo"
 	"github.com/pgferry/pgferry/shared/config"
 	"github.com/pgferry/pgferry/shared/load"
 	"github.com/pgferry/pgferry/shared/load/loadstore"
 	"github.com/pgferry/pgferry/shared/metrics"
-	"github.com/pgferry/pgferry/shared/queue/sqsstd"
 )
 
-// LoadRequest is the payload of the initial-load function, invoked by
+// ChunkQueue is the standard queue chunk jobs go to (sqsstd.Queue); the
+// load function consumes it.
+type ChunkQueue interface {
+	// SendAll sends every body; duplicates are harmless.
+	SendAll(ctx context.Context, bodies [][]byte) error
+}
+
+// Request is the payload of the initial-load function, invoked by
 // hand (aws lambda invoke), for example
 //
 //	{"target": "replica", "tables": ["public.orders"], "chunk_rows": 200000, "parallelism": 4}
 //
 // Every field is optional. Action "status" reports progress (and emits
 // the LoadSecondsSinceProgress metric) instead of starting a load.
-type LoadRequest struct {
+type Request struct {
 	Action      string   `json:"action,omitempty"` // "start" (default) or "status"
 	Target      string   `json:"target,omitempty"` // one configured target; empty: every target
 	Tables      []string `json:"tables,omitempty"` // patterns narrowing source.tables
@@ -37,8 +40,8 @@ type LoadRequest struct {
 	Reload      bool     `json:"reload,omitempty"`      // copy again even if loaded before
 }
 
-// LoadTableReport is one table's load in a LoadResponse.
-type LoadTableReport struct {
+// TableReport is one table's load in a Response.
+type TableReport struct {
 	Target     string `json:"target"`
 	Table      string `json:"table"`
 	LoadID     string `json:"load_id,omitempty"`
@@ -52,12 +55,12 @@ type LoadTableReport struct {
 	SecondsSinceProgress float64 `json:"seconds_since_progress,omitempty"`
 }
 
-// LoadResponse is what the initial-load function returns.
-type LoadResponse struct {
-	Tables []LoadTableReport `json:"tables"`
+// Response is what the initial-load function returns.
+type Response struct {
+	Tables []TableReport `json:"tables"`
 }
 
-func (r LoadRequest) targets(cfg *config.Config) ([]string, error) {
+func (r Request) targets(cfg *config.Config) ([]string, error) {
 	if r.Target == "" {
 		return cfg.TargetNames(), nil
 	}
@@ -67,36 +70,25 @@ func (r LoadRequest) targets(cfg *config.Config) ([]string, error) {
 	return []string{r.Target}, nil
 }
 
-// StartLoad is the initial-load function: it installs capture (so every
-// later change is in the stream), plans or resumes each table's load,
+// Start is the initial-load function: it installs capture (so every
+// later change is in the stream; the pipeline's load capture refuses a
+// switched source.capture before it installs anything), plans or resumes each table's load,
 // marks the tables loading on the targets and sends every chunk not yet
 // copied to the chunk queue, largest tables first. Calling it again
 // resumes: it re-sends the chunks still missing (duplicates are harmless),
-// which is also how a load whose messages were lost is restarted. state
-// is the pipeline's checkpoint store: a switched source.capture is refused
-// (CheckCapture) before anything is installed.
-func StartLoad(ctx context.Context, cfg *config.Config, src *pgxpool.Pool, targets map[string]apply.Applier,
-	store *loadstore.Store, state CheckpointLoader, q *sqsstd.Queue, req LoadRequest, log *slog.Logger) (LoadResponse, error) {
-	var resp LoadResponse
+// which is also how a load whose messages were lost is restarted.
+func Start(ctx context.Context, cfg *config.Config, src *pgxpool.Pool, targets map[string]load.Target,
+	store load.Store, capture load.Capture, q ChunkQueue, req Request, log *slog.Logger) (Response, error) {
+	var resp Response
 	names, err := req.targets(cfg)
 	if err != nil {
-		return resp, err
-	}
-	capture, err := LoadCapture(cfg, src, state, log)
-	if err != nil {
-		return resp, err
-	}
-	if err := CheckCapture(ctx, cfg, state, src); err != nil {
 		return resp, err
 	}
 	if err := capture.Install(ctx); err != nil {
 		return resp, err
 	}
-	loader, err := NewLoader(cfg, src, targets, capture, store, nil, log)
-	if err != nil {
-		return resp, err
-	}
-	tables, err := LoadTables(ctx, cfg, src, req.Tables)
+	loader := NewLoader(cfg, src, targets, capture, store, nil, log)
+	tables, err := Tables(ctx, cfg, src, req.Tables)
 	if err != nil {
 		return resp, err
 	}
@@ -131,7 +123,7 @@ func StartLoad(ctx context.Context, cfg *config.Config, src *pgxpool.Pool, targe
 					return resp, err
 				}
 			}
-			resp.Tables = append(resp.Tables, LoadTableReport{Target: target, Table: p.Table.Table.String(), LoadID: p.LoadID,
+			resp.Tables = append(resp.Tables, TableReport{Target: target, Table: p.Table.Table.String(), LoadID: p.LoadID,
 				Chunks: int64(len(p.Chunks)), Queued: len(jobs), ChunksDone: int64(len(done)), EstRows: p.Table.EstRows})
 			log.Info("chunks queued", "target", target, "table", p.Table.Table, "load", p.LoadID, "queued", len(jobs), "chunks", len(p.Chunks))
 		}
@@ -139,23 +131,23 @@ func StartLoad(ctx context.Context, cfg *config.Config, src *pgxpool.Pool, targe
 	return resp, nil
 }
 
-// LoadProgress reports every configured table's load (narrowed like a
+// Status reports every configured table's load (narrowed like a
 // start request) and emits LoadSecondsSinceProgress per target: the
 // longest time an unfinished load has gone without copying a chunk, 0
 // when none is unfinished. Schedule it (every few minutes) so that the
 // "load stalled" alarm sees the metric.
 //
 // The hand-over happens in the apply function when the change stream
-// reaches a table's load mark; LoadProgress reads it from the target and
+// reaches a table's load mark; Status reads it from the target and
 // records the plan finished.
-func LoadProgress(ctx context.Context, cfg *config.Config, src *pgxpool.Pool, targets map[string]apply.Applier, store *loadstore.Store,
-	req LoadRequest, emf *metrics.EMF) (LoadResponse, error) {
-	var resp LoadResponse
+func Status(ctx context.Context, cfg *config.Config, src *pgxpool.Pool, targets map[string]load.Target, store *loadstore.Store,
+	req Request, emf *metrics.EMF) (Response, error) {
+	var resp Response
 	names, err := req.targets(cfg)
 	if err != nil {
 		return resp, err
 	}
-	tables, err := LoadTables(ctx, cfg, src, req.Tables)
+	tables, err := Tables(ctx, cfg, src, req.Tables)
 	if err != nil {
 		return resp, err
 	}
@@ -175,7 +167,7 @@ func LoadProgress(ctx context.Context, cfg *config.Config, src *pgxpool.Pool, ta
 					return resp, err
 				}
 			}
-			r := LoadTableReport{Target: target, Table: t.String(), Chunks: p.Chunks, ChunksDone: p.ChunksDone, EstRows: p.EstRows,
+			r := TableReport{Target: target, Table: t.String(), Chunks: p.Chunks, ChunksDone: p.ChunksDone, EstRows: p.EstRows,
 				RowsCopied: p.Rows, Finished: p.Finished}
 			if !p.Finished {
 				r.SecondsSinceProgress = now.Sub(p.LastProgressAt).Seconds()
@@ -234,9 +226,8 @@ func CopyChunks(ctx context.Context, loader *load.Loader, bodies [][]byte, paral
 
 // finishIfHandedOver records t's plan finished if the target has handed
 // the plan's load over.
-func finishIfHandedOver(ctx context.Context, cfg *config.Config, a apply.Applier, store *loadstore.Store, target string, t batch.Table) (bool, error) {
-	lt, ok := a.(load.Target)
-	if !ok {
+func finishIfHandedOver(ctx context.Context, cfg *config.Config, lt load.Target, store *loadstore.Store, target string, t batch.Table) (bool, error) {
+	if lt == nil {
 		return false, nil
 	}
 	p, err := store.Plan(ctx, cfg.Name, target, t)
@@ -248,37 +239,4 @@ func finishIfHandedOver(ctx context.Context, cfg *config.Config, a apply.Applier
 		return false, err
 	}
 	return true, store.Finish(ctx, p)
-}
-
-// LoadConn is what the initial-load and load functions connect to at cold
-// start: the load and checkpoint stores, the source and every target.
-type LoadConn struct {
-	Store   *loadstore.Store
-	State   *dynamo.Store
-	Source  *pgxpool.Pool
-	Targets map[string]apply.Applier
-	Pools   []*pgxpool.Pool // the targets' pools, in cfg.TargetNames order
-}
-
-// ConnectLoad connects what a load function needs, from env. The pools
-// live as long as the container.
-func ConnectLoad(ctx context.Context, env *Env, log *slog.Logger) (*LoadConn, error) {
-	cfg := env.Config
-	ddb := dynamodb.NewFromConfig(env.AWS)
-	src, err := Connect(ctx, "source", env.DSNs.Source)
-	if err != nil {
-		return nil, err
-	}
-	targets, pools, err := Targets(ctx, cfg, env.DSNs, log)
-	if err != nil {
-		src.Close()
-		return nil, err
-	}
-	return &LoadConn{
-		Store:   loadstore.New(ddb, cfg.StateTableName()),
-		State:   dynamo.New(ddb, cfg.StateTableName(), cfg.Name),
-		Source:  src,
-		Targets: targets,
-		Pools:   pools,
-	}, nil
 }

@@ -1,4 +1,4 @@
-package runner
+package verify
 
 import (
 	"context"
@@ -8,11 +8,11 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgferry/pgferry/shared/batch"
 	"github.com/pgferry/pgferry/shared/config"
-	"github.com/pgferry/pgferry/shared/verify"
 )
 
-// PrintVerify compares every replicated table on every target
+// Report compares every replicated table on every target
 // (functions/local --verify) and writes one line per table and target to
 // w: the source table (and the name it has on the target when
 // apply_schema moves it), the target, both row counts and "match",
@@ -20,12 +20,8 @@ import (
 // matches; otherwise an error naming each table and target that differs.
 // Source and targets are read at different moments, so it is meaningful
 // only while the source is quiet (after --until-idle with no writes).
-func PrintVerify(ctx context.Context, cfg *config.Config, src *pgxpool.Pool, pools []*pgxpool.Pool, w io.Writer) error {
-	byName := map[string]*pgxpool.Pool{}
-	for i, n := range cfg.TargetNames() {
-		byName[n] = pools[i]
-	}
-	res, err := verify.Compare(ctx, src, byName, cfg)
+func Report(ctx context.Context, cfg *config.Config, src *pgxpool.Pool, targets map[string]Target, w io.Writer) error {
+	res, err := Compare(ctx, src, targets, cfg)
 	if err != nil {
 		return err
 	}
@@ -59,5 +55,32 @@ func PrintVerify(ctx context.Context, cfg *config.Config, src *pgxpool.Pool, poo
 		return fmt.Errorf("verify: %d of %d table comparisons differ: %s", len(bad), len(res), strings.Join(bad, ", "))
 	}
 	fmt.Fprintf(w, "verify: all %d table comparisons match\n", len(res))
+	return nil
+}
+
+// ReportCounts writes a row-count comparison of tables between the
+// source and every target (names, in that order) to w, and returns an
+// error naming how many differ.
+func ReportCounts(ctx context.Context, src *pgxpool.Pool, targets map[string]Target, names []string, tables []batch.Table, w io.Writer) error {
+	bad := 0
+	fmt.Fprintf(w, "%-40s %-10s %12s %12s  %s\n", "table", "target", "source rows", "target rows", "count")
+	counts := Counts(ctx, src, targets, names, tables)
+	for _, c := range counts {
+		status := "match"
+		switch {
+		case c.Err != nil:
+			status = "ERROR: " + c.Err.Error()
+		case !c.OK():
+			status = "DIFFERENT"
+		}
+		if !c.OK() {
+			bad++
+		}
+		fmt.Fprintf(w, "%-40s %-10s %12d %12d  %s\n", c.Table, c.Target, c.SourceRows, c.TargetRows, status)
+	}
+	if bad > 0 {
+		return fmt.Errorf("load: %d of %d row counts differ", bad, len(counts))
+	}
+	fmt.Fprintf(w, "load: all %d row counts match\n", len(counts))
 	return nil
 }

@@ -1,4 +1,4 @@
-package runner_test
+package drain_test
 
 import (
 	"bytes"
@@ -11,7 +11,6 @@ import (
 
 	"github.com/pgferry/pgferry/shared/drain"
 	"github.com/pgferry/pgferry/shared/metrics"
-	"github.com/pgferry/pgferry/shared/runner"
 )
 
 // backlogDrain is a drain whose backlog count returns n or err.
@@ -20,7 +19,6 @@ type backlogDrain struct {
 	err error
 }
 
-func (backlogDrain) Run(context.Context) (drain.Stats, error) { return drain.Stats{}, nil }
 func (d backlogDrain) Backlog(context.Context) (int64, bool, error) {
 	return d.n, d.err == nil, d.err
 }
@@ -40,7 +38,7 @@ func TestBacklogThatCannotBeCountedIsAMetricNotOnlyALogLine(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var out bytes.Buffer
-			runner.EmitBacklog(context.Background(), metrics.New(&out), c.d, "p", log)
+			drain.EmitBacklog(context.Background(), metrics.New(&out), c.d, "p", log)
 			for _, w := range c.wants {
 				if !strings.Contains(out.String(), w) {
 					t.Errorf("EMF output %q lacks %s", out.String(), w)

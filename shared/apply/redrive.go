@@ -1,4 +1,4 @@
-package runner
+package apply
 
 import (
 	"context"
@@ -8,9 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pgferry/pgferry/shared/apply"
 	"github.com/pgferry/pgferry/shared/queue"
-	"github.com/pgferry/pgferry/shared/queue/sqsfifo"
 )
 
 // ErrRedrive reports dead-lettered batches that still fail.
@@ -20,6 +18,15 @@ var ErrRedrive = errors.New("redrive: some parked batches still fail")
 type RedriveStats struct {
 	Applied int // parked batches applied (or found already applied) and removed
 	Failing int // groups whose first parked batch still fails; it stays parked
+}
+
+// DeadLetters is the dead-letter queue as Redrive reads it.
+// sqsfifo.Queue implements it.
+type DeadLetters interface {
+	Queue
+	// Receive returns up to max messages, waiting up to wait for the
+	// first, and hides them for visibility.
+	Receive(ctx context.Context, max int, wait, visibility time.Duration) ([]queue.Message, error)
 }
 
 // Redrive applies the batches parked in the dead-letter queue directly to
@@ -32,13 +39,13 @@ type RedriveStats struct {
 // stay parked and the returned error (ErrRedrive) names each one with its
 // error. Other groups carry on. Redrive is safe to run while appliers run
 // (the target's watermark lock orders them) and safe to repeat.
-func Redrive(ctx context.Context, h *apply.Handler, dlq *sqsfifo.Queue, log *slog.Logger) (RedriveStats, error) {
+func Redrive(ctx context.Context, h *Handler, dlq DeadLetters, log *slog.Logger) (RedriveStats, error) {
 	var st RedriveStats
 	// Received messages stay hidden this long, so that one pass does not
 	// see a failing batch again; the consume step keeps the one it applies
 	// hidden as long as the apply takes.
 	const hide = time.Minute
-	c := &apply.Consumer{Handler: h, Queue: dlq, Visibility: hide, Log: log, Redrive: true}
+	c := &Consumer{Handler: h, Queue: dlq, Visibility: hide, Log: log, Redrive: true}
 	failed := map[string]bool{}
 	var stuck []string
 	// Messages of failing groups are hidden while the rest is worked
@@ -73,11 +80,11 @@ func Redrive(ctx context.Context, h *apply.Handler, dlq *sqsfifo.Queue, log *slo
 		out := c.Consume(ctx, todo)
 		st.Applied += out.Applied
 		if len(out.Undeleted) > 0 {
-			return st, fmt.Errorf("redrive: applied %s but could not remove it from the dead-letter queue (a second redrive skips it)", apply.DescribeParked(out.Undeleted[0]))
+			return st, fmt.Errorf("redrive: applied %s but could not remove it from the dead-letter queue (a second redrive skips it)", DescribeParked(out.Undeleted[0]))
 		}
 		if f := out.Failed; f != nil {
 			failed[f.Message.Group] = true
-			stuck = append(stuck, fmt.Sprintf("%s still fails: %v", apply.DescribeParked(f.Message), f.Delivery.Err))
+			stuck = append(stuck, fmt.Sprintf("%s still fails: %v", DescribeParked(f.Message), f.Delivery.Err))
 			held = append(held, f.Message)
 		}
 		if err := ctx.Err(); err != nil {
