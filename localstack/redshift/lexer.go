@@ -38,9 +38,11 @@ type lexed struct {
 
 // token is a scanned token with its (already folded) text.
 type token struct {
-	tok  pg.Token
-	kw   pg.KeywordKind
-	text string
+	tok        pg.Token
+	kw         pg.KeywordKind
+	text       string
+	start, end int  // where it was in the statement
+	drop       bool // removed from the text PostgreSQL parses
 }
 
 func (t token) is(words ...string) bool {
@@ -88,7 +90,7 @@ func lex(sql string, params map[string]string) (*lexed, error) {
 					n = len(out.args)
 					out.params[name] = n
 				}
-				toks = append(toks, token{tok: pg.Token_PARAM, text: "$" + strconv.Itoa(n)})
+				toks = append(toks, token{tok: pg.Token_PARAM, text: "$" + strconv.Itoa(n), start: int(t.Start), end: int(raw[i+1].End)})
 				i++
 				continue
 			}
@@ -104,7 +106,7 @@ func lex(sql string, params map[string]string) (*lexed, error) {
 			}
 			text = folded
 		}
-		toks = append(toks, token{tok: t.Token, kw: t.KeywordKind, text: text})
+		toks = append(toks, token{tok: t.Token, kw: t.KeywordKind, text: text, start: int(t.Start), end: int(t.End)})
 	}
 	for name := range params {
 		if _, used := out.params[name]; !used {
@@ -114,6 +116,9 @@ func lex(sql string, params map[string]string) (*lexed, error) {
 	// One statement per SQL string; a trailing semicolon is fine.
 	for len(toks) > 0 && toks[len(toks)-1].tok == pg.Token_ASCII_59 {
 		toks = toks[:len(toks)-1]
+	}
+	if len(toks) > 0 {
+		sql = sql[:toks[len(toks)-1].end]
 	}
 	for _, t := range toks {
 		if t.tok == pg.Token_ASCII_59 {
@@ -144,7 +149,7 @@ func lex(sql string, params map[string]string) (*lexed, error) {
 		out.kind = kindNoop
 		return out, nil
 	}
-	out.sql = join(toks)
+	out.sql = join(sql, toks)
 	return out, nil
 }
 
@@ -171,14 +176,19 @@ func foldIdent(text string) (string, error) {
 	return text, nil
 }
 
-func join(toks []token) string {
+// join rebuilds the statement from its tokens, keeping the original text
+// between them (white space, comments) and leaving out dropped tokens.
+func join(sql string, toks []token) string {
 	var b strings.Builder
-	for i, t := range toks {
-		if i > 0 {
-			b.WriteByte(' ')
+	prev := 0
+	for _, t := range toks {
+		b.WriteString(sql[prev:t.start])
+		if !t.drop {
+			b.WriteString(t.text)
 		}
-		b.WriteString(t.text)
+		prev = t.end
 	}
+	b.WriteString(sql[prev:])
 	return b.String()
 }
 
@@ -189,7 +199,6 @@ func join(toks []token) string {
 func stripRedshiftClauses(in []token) (out []token, noop bool, err error) {
 	ddl := in[0].is("create", "alter")
 	alterTable := in[0].is("alter") && len(in) > 1 && in[1].is("table")
-	out = make([]token, 0, len(in))
 	for i := 0; i < len(in); i++ {
 		t := in[i]
 		next := func(k int) token {
@@ -201,7 +210,7 @@ func stripRedshiftClauses(in []token) (out []token, noop bool, err error) {
 		// SYSDATE (Redshift: the transaction's start, UTC, no time zone).
 		if t.tok == pg.Token_IDENT && t.is("sysdate") && next(1).tok != pg.Token_ASCII_40 &&
 			(i == 0 || in[i-1].tok != pg.Token_ASCII_46) {
-			out = append(out, token{tok: pg.Token_IDENT, text: "(transaction_timestamp() AT TIME ZONE 'UTC')"})
+			in[i].text = "(transaction_timestamp() AT TIME ZONE 'UTC')"
 			continue
 		}
 		// VARCHAR(MAX), VARBYTE(MAX).
@@ -211,11 +220,10 @@ func stripRedshiftClauses(in []token) (out []token, noop bool, err error) {
 			if in[i-2].is("varbyte", "varbinary") {
 				limit = "1024000"
 			}
-			out = append(out, token{tok: pg.Token_ICONST, text: limit})
+			in[i].tok, in[i].text = pg.Token_ICONST, limit
 			continue
 		}
 		if !ddl {
-			out = append(out, t)
 			continue
 		}
 		if t.is("identity") && next(1).tok == pg.Token_ASCII_40 && next(2).tok == pg.Token_ICONST {
@@ -249,12 +257,13 @@ func stripRedshiftClauses(in []token) (out []token, noop bool, err error) {
 				(t.is("encode") && (in[i-2].is("alter") || (i >= 3 && in[i-3].is("alter") && in[i-2].is("column"))))) {
 				return nil, true, nil
 			}
+			for k := i; k < i+skip && k < len(in); k++ {
+				in[k].drop = true
+			}
 			i += skip - 1
-			continue
 		}
-		out = append(out, t)
 	}
-	return out, false, nil
+	return in, false, nil
 }
 
 // parenLen is the number of tokens of a parenthesised list starting at i

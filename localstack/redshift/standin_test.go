@@ -460,6 +460,15 @@ func TestStandinRunsRedshiftDDLAndDML(t *testing.T) {
 	r.ok(`ANALYZE orders`)
 	r.ok(`VACUUM DELETE ONLY orders`)
 
+	// The text PostgreSQL parses keeps comments and line breaks.
+	r.ok("CREATE TABLE big (a varchar(max), -- the longest\n b int /* c */) BACKUP NO DISTKEY (b) COMPOUND SORTKEY (b, a)")
+	if n := r.backendCount(`SELECT count(*) FROM pg_attribute WHERE attrelid = 'big'::regclass AND format_type(atttypid, atttypmod) = 'character varying(65535)'`); n != 1 {
+		t.Error("VARCHAR(MAX) is not VARCHAR(65535)")
+	}
+	if got := r.scalar("SELECT 'a'\n'b' AS s -- adjacent literals on two lines are one"); got != "ab" {
+		t.Errorf("string continuation: %q", got)
+	}
+
 	// MERGE as Redshift takes it.
 	r.ok(`CREATE TABLE src (id int, name varchar(5))`)
 	r.ok(`INSERT INTO src VALUES (2, 'new'), (99, 'ins')`)
