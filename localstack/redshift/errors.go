@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -75,7 +76,10 @@ func pgErrorText(pe *pgconn.PgError) string {
 			}
 			return fmt.Sprintf("ERROR: value too long for type binary varying(%d)", n)
 		}
-		if len(pe.ConstraintName) > 9 && pe.ConstraintName[:9] == "rschar1b_" {
+		if strings.HasPrefix(pe.ConstraintName, "rsnum64_") {
+			return "ERROR: Numeric data overflow (result precision)"
+		}
+		if strings.HasPrefix(pe.ConstraintName, "rschar1b_") {
 			return "ERROR: Multibyte character not supported for CHAR (Hint: try using VARCHAR)"
 		}
 	case "40001", "40P01":

@@ -460,6 +460,17 @@ func TestStandinRunsRedshiftDDLAndDML(t *testing.T) {
 	r.ok(`ANALYZE orders`)
 	r.ok(`VACUUM DELETE ONLY orders`)
 
+	// NUMERIC(19,s) stops at 2^63-1 unscaled, as in Redshift.
+	r.ok(`CREATE TABLE money19 (v numeric(19, 8))`)
+	r.ok(`INSERT INTO money19 VALUES (92233720368.54775807), (-92233720368.54775807)`)
+	if d = r.exec(`INSERT INTO money19 VALUES (92233720368.54775808)`); aws.ToString(d.Error) != "ERROR: Numeric data overflow (result precision)" {
+		t.Errorf("NUMERIC(19,8) above 2^63-1 unscaled: %s %q", d.Status, aws.ToString(d.Error))
+	}
+	// Names that differ only in case are the same name.
+	if d = r.exec(`CREATE TABLE mixed ("A" int, "a" int)`); !strings.Contains(aws.ToString(d.Error), `column "a" specified more than once`) {
+		t.Errorf("mixed-case duplicate columns: %s %q", d.Status, aws.ToString(d.Error))
+	}
+
 	// The text PostgreSQL parses keeps comments and line breaks.
 	r.ok("CREATE TABLE big (a varchar(max), -- the longest\n b int /* c */) BACKUP NO DISTKEY (b) COMPOUND SORTKEY (b, a)")
 	if n := r.backendCount(`SELECT count(*) FROM pg_attribute WHERE attrelid = 'big'::regclass AND format_type(atttypid, atttypmod) = 'character varying(65535)'`); n != 1 {

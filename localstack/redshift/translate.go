@@ -197,6 +197,24 @@ func translateType(tn *pg.TypeName, col *pg.ColumnDef) error {
 		if p > maxNumericPrec {
 			return refuse("numeric-precision", "NUMERIC precision %d must be between 1 and %d", p, maxNumericPrec)
 		}
+		if p == 19 {
+			// Redshift keeps NUMERIC of up to 19 digits in 64 bits, so
+			// the unscaled value stops at 2^63-1 (NUMERIC(19,8) at
+			// 92233720368.54775807), one digit short of 19 nines.
+			scale := 0
+			if len(tn.Typmods) > 1 {
+				if scale, err = typmodInt(tn.Typmods[1]); err != nil {
+					return err
+				}
+			}
+			limit := "9223372036854775807"
+			if scale > 0 {
+				limit = limit[:19-scale] + "." + limit[19-scale:]
+			}
+			abs := pg.MakeFuncCallNode([]*pg.Node{pg.MakeStrNode("abs")}, []*pg.Node{colRef(col.Colname)}, -1)
+			addCheck(col, "rsnum64_"+hash(col.Colname), cmp(abs, "<=",
+				&pg.Node{Node: &pg.Node_AConst{AConst: &pg.A_Const{Val: &pg.A_Const_Fval{Fval: &pg.Float{Fval: limit}}, Location: -1}}}))
+		}
 	case "super":
 		tn.Names = []*pg.Node{pg.MakeStrNode("jsonb")}
 		tn.Typmods = nil
