@@ -43,13 +43,14 @@ _session_run() {
 session_up() {
 	_session_log=${1:-/dev/stderr}
 	shift
-	local sqs=${PGFERRY_SQS_PORT:-4566} ddb=${PGFERRY_DDB_PORT:-4567} n=0 spec name port
+	local sqs=${PGFERRY_SQS_PORT:-4566} ddb=${PGFERRY_DDB_PORT:-4567} rs=${PGFERRY_REDSHIFT_PORT:-4568} n=0 spec name port
 	_session_port_open "$sqs" && n=$((n + 1))
 	_session_port_open "$ddb" && n=$((n + 1))
+	_session_port_open "$rs" && n=$((n + 1))
 	case $n in
 	0) _session_emulators=started ;;
-	1) _session_emulators=partly ;;
-	2) _session_emulators=reused ;;
+	3) _session_emulators=reused ;;
+	*) _session_emulators=partly ;;
 	esac
 	_session_run "the AWS emulation (localstack/up)" "$_session_dir/up" || return 1
 	for spec in "$@"; do
