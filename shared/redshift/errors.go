@@ -113,9 +113,12 @@ func classify(code, msg string) error {
 	return nil
 }
 
-// fromPg turns a pgx failure of statement index into an *Error when the
-// server sent one; other errors (connection loss, context) pass through,
-// and apply.Classify judges them as it does for PostgreSQL targets.
+// FromPg turns a pgx failure of statement index (-1: none) into an *Error
+// when the server sent one; other errors (connection loss, context) pass
+// through, and apply.Classify judges them as it does for PostgreSQL
+// targets. For executors built on pgx, like PGX.
+func FromPg(index int, sql string, err error) error { return fromPg(index, sql, err) }
+
 func fromPg(index int, sql string, err error) error {
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) {
