@@ -83,7 +83,7 @@ func goldenBatch() (*batch.Batch, map[string][][]*string) {
 	cat := map[string][][]*string{
 		"shop.orders": {col("id", "integer", "", "32", "0"), col("note", "character varying", "8", "", ""),
 			col("amount", "numeric", "", "19", "8"), col("doc", "super", "", "", ""), col("at", "timestamp with time zone", "", "", "")},
-		"shop.events":  {col("kind", "character varying", "20", "", ""), col("n", "integer", "", "32", "0")},
+		"shop.events": {col("kind", "character varying", "20", "", ""), col("n", "integer", "", "32", "0")},
 		`shop.we"ird`: {col("k", "character varying", "4", "", ""), col("mixed case", "character varying", "65535", "", "")},
 	}
 	return b, cat
