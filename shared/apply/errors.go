@@ -28,6 +28,10 @@ var (
 	// lost or reset while the target kept its watermark. Applying or
 	// skipping could both be wrong, so it stops until an operator acts.
 	ErrLineage = errors.New("apply: batch is from a different checkpoint lineage than the target")
+	// ErrTransient marks a failure an adapter classified as transient
+	// because its target reports races and outages as text, not SQLSTATE
+	// (the Redshift Data API: serializable isolation violation 1023).
+	ErrTransient = errors.New("apply: transient target failure")
 )
 
 // Class says what to do with a failed message.
@@ -75,6 +79,9 @@ func Classify(err error) Class {
 	}
 	if errors.Is(err, ErrGap) || errors.Is(err, ErrLineage) {
 		return Blocked
+	}
+	if errors.Is(err, ErrTransient) {
+		return Transient
 	}
 	if errors.Is(err, checkpoint.ErrLeaseHeld) || errors.Is(err, checkpoint.ErrLeaseLost) || errors.Is(err, checkpoint.ErrStale) {
 		// Another drain holds or took over the work; try again later.

@@ -23,6 +23,7 @@ func TestClassifyUsesIdentityAndSQLSTATE(t *testing.T) {
 	}{
 		{"gap waits for the missing batch", fmt.Errorf("x: %w", ErrGap), Blocked},
 		{"lineage waits for an operator", fmt.Errorf("x: %w", ErrLineage), Blocked},
+		{"an adapter's transient verdict", fmt.Errorf("rsapply: %w: 1023", ErrTransient), Transient},
 		{"check violation only the target has", pg("23514"), Failed},
 		{"unique violation", pg("23505"), Failed},
 		{"value out of range", pg("22003"), Failed},

@@ -76,6 +76,14 @@ type Target struct {
 	// (see shared/schema/pgsync). false leaves the target's schema to the
 	// operator; batches still fail loudly when it is behind.
 	SchemaSync *bool `yaml:"schema_sync"`
+
+	// Kind redshift only (see redshift.go). DataAPI, when set, replaces
+	// DSN/DSNSecret (a direct connection on port 5439).
+	DataAPI     *RedshiftDataAPI `yaml:"data_api"`
+	Staging     *Staging         `yaml:"staging"`
+	CopyRoleARN string           `yaml:"copy_role_arn"`
+	Numeric     string           `yaml:"numeric"`
+	JSON        string           `yaml:"json"`
 }
 
 // SyncsSchema reports whether schema sync manages this target's schema.
@@ -276,6 +284,10 @@ func sectionOf(typ string) string {
 		return "source"
 	case "Target":
 		return "targets.<name>"
+	case "RedshiftDataAPI":
+		return "targets.<name>.data_api"
+	case "Staging":
+		return "targets.<name>.staging"
 	case "Deploy", "VPC", "Alarms", "Functions":
 		return deploySection(typ)
 	case "Function":
@@ -363,14 +375,17 @@ func (c *Config) validate() error {
 		}
 		switch t.Kind {
 		case KindPostgres:
+			errs = append(errs, refuseRedshiftKeys(key, t)...)
 		case KindRedshift:
-			bad(key+".kind", "%q is not available in this build yet (use postgres)", t.Kind)
+			errs = append(errs, validateRedshift(key, t)...)
 		case "":
 			bad(key+".kind", "required: postgres or redshift")
 		default:
 			bad(key+".kind", "%q is not one of postgres, redshift", t.Kind)
 		}
-		if ep := checkEndpoint(key, t.DSN, t.DSNSecret); ep != nil {
+		if t.Kind == KindRedshift && (t.DataAPI != nil || t.DSN == "" && t.DSNSecret == "") {
+			// validateRedshift checked the endpoint.
+		} else if ep := checkEndpoint(key, t.DSN, t.DSNSecret); ep != nil {
 			errs = append(errs, ep...)
 		} else if t.DSN != "" && t.DSN == c.Source.DSN {
 			bad(key+".dsn", "is the same as source.dsn; a target must be a different database")

@@ -21,6 +21,10 @@ const Namespace = "pgferry"
 const (
 	DimPipeline = "Pipeline"
 	DimTarget   = "Target"
+	// DimTable, DimColumn and DimConversion qualify LossyConversions.
+	DimTable      = "Table"
+	DimColumn     = "Column"
+	DimConversion = "Conversion"
 )
 
 // Metric names.
@@ -69,6 +73,10 @@ const (
 	// LoadSecondsSinceProgress is how long the load has made no progress.
 	LoadRowsCopied           = "LoadRowsCopied"
 	LoadSecondsSinceProgress = "LoadSecondsSinceProgress"
+	// LossyConversions counts values a Redshift target could not hold as
+	// they were and that were changed to fit, per table, column and kind
+	// of change (Conversion: truncated, saturated, rounded, replaced).
+	LossyConversions = "LossyConversions"
 )
 
 // Unit is a CloudWatch unit.
