@@ -146,6 +146,9 @@ func (d *Drainer) Run(ctx context.Context) (Stats, error) {
 	if err := CheckCapture(ctx, cp, config.CaptureTrigger, d.opts.Probe); err != nil {
 		return st, err
 	}
+	if err := d.opts.Rules.Ready(ctx); err != nil {
+		return st, err
+	}
 	if err := d.src.Install(ctx); err != nil {
 		return st, err
 	}

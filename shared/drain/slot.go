@@ -175,6 +175,9 @@ func (d *SlotDrainer) Run(ctx context.Context) (Stats, error) {
 	if err != nil {
 		return st, err
 	}
+	if err := d.opts.Rules.Ready(ctx); err != nil {
+		return st, err
+	}
 	r := &slotRun{SlotDrainer: d, held: held{store: d.cps, ttl: d.opts.Lease, lease: lease, cp: cp}, st: &st, comp: rules.NewFanout(d.opts.Rules, d.opts.Targets)}
 	if cp.Lineage == "" {
 		// Saved before any batch leaves, so a crash cannot change the

@@ -25,16 +25,59 @@ import (
 // Set holds the compiled rules of every target of a pipeline. It is safe
 // for concurrent use.
 type Set struct {
+	cfg      *config.Config
 	pipeline string
 	salt     string
 	cat      Catalog
+	src      Querier // lists the replicated tables for Ready; nil in unit tests
 	targets  map[string]*Target
+	mu       sync.Mutex
+	ready    bool
+}
+
+// ForSource returns cfg's rules reading the source through src, or nil
+// when no target has any (then the drain ships every change to every
+// target as captured).
+func ForSource(cfg *config.Config, src Querier) *Set {
+	has := false
+	for _, t := range cfg.Targets {
+		has = has || t.HasRules()
+	}
+	if !has {
+		return nil
+	}
+	s := New(cfg, &Cached{Next: PG{Q: src}})
+	s.src = src
+	return s
+}
+
+// Ready checks the rules against the source (Check, with the capture
+// mode and replicated tables of the configuration) the first time it is
+// called, and again after a failure. A nil Set is ready.
+func (s *Set) Ready(ctx context.Context) error {
+	if s == nil || s.src == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ready {
+		return nil
+	}
+	tables, err := ReplicatedTables(ctx, s.src, s.cfg)
+	if err != nil {
+		return err
+	}
+	if err := s.Check(ctx, s.cfg.Source.Capture, tables); err != nil {
+		return err
+	}
+	s.ready = true
+	return nil
 }
 
 // New compiles cfg's per-target rules; column types come from cat when a
 // table's plan is first needed.
 func New(cfg *config.Config, cat Catalog) *Set {
-	s := &Set{pipeline: cfg.Name, salt: cfg.HashSalt, cat: cat, targets: map[string]*Target{}}
+	s := &Set{cfg: cfg, pipeline: cfg.Name, salt: cfg.HashSalt, cat: cat, targets: map[string]*Target{}}
 	for _, name := range cfg.TargetNames() {
 		s.targets[name] = &Target{Name: name, cfg: cfg.Targets[name], set: s, plans: map[string]*Plan{}}
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/pgferry/pgferry/shared/payload/s3store"
 	"github.com/pgferry/pgferry/shared/queue"
 	"github.com/pgferry/pgferry/shared/queue/sqsfifo"
+	"github.com/pgferry/pgferry/shared/rules"
 	"github.com/pgferry/pgferry/shared/schema"
 	"github.com/pgferry/pgferry/shared/schema/pgsync"
 	"github.com/pgferry/pgferry/shared/secrets"
@@ -135,6 +136,7 @@ func NewDrainer(cfg *config.Config, src *pgxpool.Pool, a *AWS, owner string, log
 		MinWindow: cfg.Drain.MinWindow.Duration,
 		OnShip:    onShip,
 		Probe:     CaptureProbe(cfg, src),
+		Rules:     rules.ForSource(cfg, src),
 	}
 	if cfg.SyncsSchema() {
 		skip := pgsync.SourceSkip(cfg)
