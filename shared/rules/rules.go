@@ -190,9 +190,12 @@ func (t *Target) compile(ctx context.Context, tab batch.Table, cols, key []strin
 	p := &Plan{Table: tab, In: cols, Key: key, target: t.Name, soft: t.cfg.SoftDeletes()}
 	if tab.Schema == batch.CaptureSchema(t.set.pipeline) {
 		// Load marks and the like: pgferry's own, never shaped.
-		p.Columns = cols
+		p.Columns, p.fns = cols, make([][]func(string) string, len(cols))
 		for i := range cols {
 			p.keep = append(p.keep, i)
+		}
+		for _, k := range key {
+			p.keyIdx = append(p.keyIdx, slices.Index(cols, k))
 		}
 		p.soft = false
 		return p, nil

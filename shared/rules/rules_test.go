@@ -298,3 +298,16 @@ func TestAColumnThatDisappearsStopsTheFanoutNamingTheRule(t *testing.T) {
 		t.Fatalf("err %v, want one naming targets.a.rules[0].mask", err)
 	}
 }
+
+func TestLoadMarksPassThroughUnshaped(t *testing.T) {
+	cfg := parse(t, `  a: {kind: postgres, dsn: "postgres://u:p@localhost:5432/a", tables: ["public.orders"], deletes: soft}`)
+	marks := batch.LoadMarks("demo")
+	f := NewFanout(New(cfg, fakeCatalog{}), []string{"a"})
+	ch := batch.Change{Table: marks, Op: batch.Insert, Columns: []string{"target", "tbl_schema"}, New: []batch.Row{row("a", "public")}}
+	if err := f.Add(context.Background(), ch); err != nil {
+		t.Fatal(err)
+	}
+	if e := f.Epochs("a"); len(e) != 1 || len(e[0].Segments) != 1 || strings.Join(e[0].Segments[0].Columns, ",") != "target,tbl_schema" {
+		t.Fatalf("load mark shaped or dropped: %+v", e)
+	}
+}

@@ -22,6 +22,7 @@ import (
 	"github.com/pgferry/pgferry/shared/load"
 	"github.com/pgferry/pgferry/shared/load/loadstore"
 	"github.com/pgferry/pgferry/shared/metrics"
+	"github.com/pgferry/pgferry/shared/rules"
 	"github.com/pgferry/pgferry/shared/verify"
 )
 
@@ -99,7 +100,7 @@ func NewLoader(cfg *config.Config, src *pgxpool.Pool, targets map[string]apply.A
 		}
 		lt[name] = t
 	}
-	return &load.Loader{Pipeline: cfg.Name, Src: src, Targets: lt, Capture: capture, Store: store, Metrics: emf, Log: log.With("fn", "load")}, nil
+	return &load.Loader{Pipeline: cfg.Name, Src: src, Targets: lt, Capture: capture, Store: store, Metrics: emf, Log: log.With("fn", "load"), Rules: rules.ForSource(cfg, src)}, nil
 }
 
 // InitialLoad runs the initial load of the configured tables into every
