@@ -85,8 +85,11 @@ func New(cfg *config.Config, cat Catalog) *Set {
 }
 
 // Target returns the named target's rules, or nil for a target without
-// any (it gets every replicated table whole, with hard deletes).
+// any, or when s is nil (it gets every replicated table whole, with hard deletes).
 func (s *Set) Target(name string) *Target {
+	if s == nil {
+		return nil
+	}
 	t := s.targets[name]
 	if t == nil || !t.cfg.HasRules() {
 		return nil

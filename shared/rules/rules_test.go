@@ -311,3 +311,10 @@ func TestLoadMarksPassThroughUnshaped(t *testing.T) {
 		t.Fatalf("load mark shaped or dropped: %+v", e)
 	}
 }
+
+func TestANilSetHasNoTargets(t *testing.T) {
+	var s *Set
+	if s.Target("a") != nil || s.Ready(context.Background()) != nil {
+		t.Fatal("a nil Set must mean no rules")
+	}
+}
