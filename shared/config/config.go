@@ -26,6 +26,9 @@ type Config struct {
 	AWS     AWS               `yaml:"aws"`
 	Load    InitialLoad       `yaml:"load"`
 	Deploy  Deploy            `yaml:"deploy"`
+	// HashSalt salts every hash rule of the pipeline (see rules.go);
+	// required when a rule hashes. Give it as "${PGFERRY_HASH_SALT}".
+	HashSalt string `yaml:"hash_salt"`
 
 	// Parsed forms of Source.Tables and Source.Exclude.
 	Include []Pattern `yaml:"-"`
@@ -84,6 +87,16 @@ type Target struct {
 	CopyRoleARN string           `yaml:"copy_role_arn"`
 	Numeric     string           `yaml:"numeric"`
 	JSON        string           `yaml:"json"`
+	// Tables and Exclude choose the replicated tables this target gets
+	// (all when Tables is empty); Deletes is hard or soft; Rules shape
+	// rows per table. See rules.go.
+	Tables  []string `yaml:"tables"`
+	Exclude []string `yaml:"exclude"`
+	Deletes string   `yaml:"deletes"`
+	Rules   []Rule   `yaml:"rules"`
+	// Parsed forms of Tables and Exclude.
+	TablePatterns   []Pattern `yaml:"-"`
+	ExcludePatterns []Pattern `yaml:"-"`
 }
 
 // SyncsSchema reports whether schema sync manages this target's schema.
@@ -430,6 +443,7 @@ func (c *Config) validate() error {
 	errs = append(errs, c.Deploy.validate()...)
 	errs = append(errs, c.Load.validate()...)
 	errs = append(errs, c.validateSlot()...)
+	errs = append(errs, c.validateRules()...)
 	return errors.Join(errs...)
 }
 

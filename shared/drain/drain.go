@@ -15,6 +15,7 @@ import (
 	"github.com/pgferry/pgferry/shared/config"
 	"github.com/pgferry/pgferry/shared/fault"
 	"github.com/pgferry/pgferry/shared/queue"
+	"github.com/pgferry/pgferry/shared/rules"
 )
 
 // Checkpoints is the durable drain state; see checkpoint/dynamo for the
@@ -94,6 +95,10 @@ type Options struct {
 	// refuses to start when the other capture mode's are there (see
 	// CheckCapture). The checkpoint's mode is checked either way.
 	Probe Probe
+	// Rules, if set, shape each target's batch (targets.<name>.rules and
+	// the rest, see package rules); nil ships every change to every
+	// target as captured.
+	Rules *rules.Set
 }
 
 // Drainer drains one pipeline.
@@ -139,6 +144,9 @@ func (d *Drainer) Run(ctx context.Context) (Stats, error) {
 		return st, err
 	}
 	if err := CheckCapture(ctx, cp, config.CaptureTrigger, d.opts.Probe); err != nil {
+		return st, err
+	}
+	if err := d.opts.Rules.Ready(ctx); err != nil {
 		return st, err
 	}
 	if err := d.src.Install(ctx); err != nil {
@@ -238,7 +246,7 @@ func (r *run) window(ctx context.Context) (bool, error) {
 		cp.Pos = batch.Position{Tick: cp.Pos.Tick + 1}
 	}
 	tick := cp.Pos.Tick
-	var comp batch.Compactor
+	comp := rules.NewFanout(r.opts.Rules, r.opts.Targets)
 	var pending []*Txn
 	bytes := 0
 	flush := func() error {
@@ -256,7 +264,7 @@ func (r *run) window(ctx context.Context) (bool, error) {
 			opened = true
 			fault.Point(fault.DrainWindowOpened)
 		}
-		if err := r.ship(ctx, &comp, pending, tick); err != nil {
+		if err := r.ship(ctx, comp, pending, tick); err != nil {
 			return err
 		}
 		comp.Reset()
@@ -267,10 +275,11 @@ func (r *run) window(ctx context.Context) (bool, error) {
 	err = r.src.ReadWindow(ctx, cp.Prev, cp.Window, cp.Pos.Tx, func(txn *Txn) error {
 		found = true
 		for _, ch := range txn.Changes {
-			if err := comp.Add(ch); err != nil {
+			if err := comp.Add(ctx, ch); err != nil {
 				return err
 			}
 		}
+		comp.Commit(txn.Time)
 		pending = append(pending, txn)
 		bytes += txn.Bytes
 		if comp.Events() >= r.opts.MaxRows || bytes >= r.opts.MaxBytes {
@@ -304,7 +313,7 @@ func (r *run) window(ctx context.Context) (bool, error) {
 // ship ships the compacted transactions as one batch (see shipBatch). The
 // checkpoint it saves keeps the window open: the window was saved in it
 // before the window's first batch left.
-func (r *run) ship(ctx context.Context, comp *batch.Compactor, txns []*Txn, tick uint64) error {
+func (r *run) ship(ctx context.Context, comp *rules.Fanout, txns []*Txn, tick uint64) error {
 	c := cut{comp: comp, txns: len(txns), to: batch.Position{Tick: tick, Tx: txns[len(txns)-1].Max}}
 	for _, t := range txns {
 		c.capturedAt = max(c.capturedAt, t.Time)

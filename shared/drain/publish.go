@@ -7,12 +7,13 @@ import (
 	"github.com/pgferry/pgferry/shared/batch"
 	"github.com/pgferry/pgferry/shared/fault"
 	"github.com/pgferry/pgferry/shared/queue"
+	"github.com/pgferry/pgferry/shared/rules"
 )
 
 // cut is a batch's worth of whole transactions, compacted and ready to
 // ship.
 type cut struct {
-	comp       *batch.Compactor
+	comp       *rules.Fanout  // one compacted batch per target
 	txns       int            // whole transactions in comp
 	to         batch.Position // position of the last one: the batch's end
 	capturedAt int64          // newest commit time among them, Unix ms
@@ -47,12 +48,11 @@ func shipBatch(ctx context.Context, h *held, pub queue.Publisher, opts Options, 
 		Txns:       c.txns,
 		Events:     c.comp.Events(),
 		CapturedAt: c.capturedAt,
-		Epochs:     c.comp.Epochs(),
 	}
 	if err := h.renew(ctx); err != nil {
 		return nil, err
 	}
-	if err := publishAll(ctx, pub, opts, &b); err != nil {
+	if err := publishAll(ctx, pub, opts, &b, c.comp.Epochs); err != nil {
 		return nil, err
 	}
 	fault.Point(fault.DrainSent)
@@ -71,14 +71,15 @@ func shipBatch(ctx context.Context, h *held, pub queue.Publisher, opts Options, 
 	return &b, nil
 }
 
-// publishAll puts b on every target's FIFO group. On return without error
+// publishAll puts b, with each target's own epochs (shaped by its rules),
+// on every target's FIFO group. On return without error
 // it is durably queued for all of them. The deduplication id is the
 // target, lineage and end position: SQS drops a re-shipped copy within its
 // five-minute window, and a later copy is a no-op at the target's
 // watermark.
-func publishAll(ctx context.Context, pub queue.Publisher, opts Options, b *batch.Batch) error {
+func publishAll(ctx context.Context, pub queue.Publisher, opts Options, b *batch.Batch, epochs func(target string) []batch.Epoch) error {
 	for _, target := range opts.Targets {
-		b.Target = target
+		b.Target, b.Epochs = target, epochs(target)
 		body, err := b.Encode()
 		if err != nil {
 			return fmt.Errorf("drain: encode batch %d: %w", b.Seq, err)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/pgferry/pgferry/shared/batch"
 	"github.com/pgferry/pgferry/shared/checkpoint"
+	"github.com/pgferry/pgferry/shared/rules"
 )
 
 // steps records, in order, what shipBatch asked of the lease store, the
@@ -68,15 +69,15 @@ func TestShipBatchQueuesThenCheckpointsThenConfirms(t *testing.T) {
 			lease: checkpoint.Lease{Expires: time.Now().Add(10 * time.Second)},
 			cp: checkpoint.Checkpoint{Lineage: "L", Seq: 4, Window: "w",
 				Pos: batch.Position{Tick: 7, Tx: 3}, LastSent: batch.Position{Tick: 7, Tx: 3}}}
-		var comp batch.Compactor
-		if err := comp.Add(batch.Change{Table: batch.Table{Schema: "public", Name: "t"}, Op: batch.Truncate}); err != nil {
+		comp := rules.NewFanout(nil, []string{"a", "b"})
+		if err := comp.Add(context.Background(), batch.Change{Table: batch.Table{Schema: "public", Name: "t"}, Op: batch.Truncate}); err != nil {
 			t.Fatal(err)
 		}
 		var st Stats
 		var shippedSeen []*batch.Batch
 		opts := Options{Pipeline: "p", Targets: []string{"a", "b"}, OnShip: func(b *batch.Batch) { shippedSeen = append(shippedSeen, b) }}
 		to := batch.Position{Tick: 7, Tx: 9}
-		b, err := shipBatch(context.Background(), h, s, opts, &st, cut{comp: &comp, txns: 2, to: to, capturedAt: 42},
+		b, err := shipBatch(context.Background(), h, s, opts, &st, cut{comp: comp, txns: 2, to: to, capturedAt: 42},
 			func() error { return s.do("confirm") })
 
 		want := all

@@ -11,6 +11,7 @@ import (
 	"github.com/pgferry/pgferry/shared/config"
 	"github.com/pgferry/pgferry/shared/metrics"
 	"github.com/pgferry/pgferry/shared/queue"
+	"github.com/pgferry/pgferry/shared/rules"
 )
 
 // LSN is a position in the source's write-ahead log (a pg_lsn).
@@ -178,7 +179,10 @@ func (d *SlotDrainer) Run(ctx context.Context) (Stats, error) {
 	if err != nil {
 		return st, err
 	}
-	r := &slotRun{SlotDrainer: d, held: held{store: d.cps, ttl: d.opts.Lease, lease: lease, cp: cp}, st: &st}
+	if err := d.opts.Rules.Ready(ctx); err != nil {
+		return st, err
+	}
+	r := &slotRun{SlotDrainer: d, held: held{store: d.cps, ttl: d.opts.Lease, lease: lease, cp: cp}, st: &st, comp: rules.NewFanout(d.opts.Rules, d.opts.Targets)}
 	if cp.Lineage == "" {
 		// Saved before any batch leaves, so a crash cannot change the
 		// lineage of batches a target may already have applied.
@@ -215,7 +219,7 @@ type slotRun struct {
 	st     *Stats
 	stream SlotStream
 
-	comp    batch.Compactor
+	comp    *rules.Fanout
 	txns    int // whole transactions in comp
 	bytes   int // their payload size
 	end     LSN
@@ -246,14 +250,14 @@ func (r *slotRun) read(ctx context.Context, token string) error {
 		}
 		switch ev.Kind {
 		case SlotChange:
-			if err := r.comp.Add(ev.Change); err != nil {
+			if err := r.comp.Add(ctx, ev.Change); err != nil {
 				return fmt.Errorf("drain: %w", err)
 			}
 			r.bytes += ev.Bytes
 			r.changed = true
 		case SlotTruncate:
 			for _, t := range ev.Truncate {
-				if err := r.comp.Add(batch.Change{Table: t, Op: batch.Truncate}); err != nil {
+				if err := r.comp.Add(ctx, batch.Change{Table: t, Op: batch.Truncate}); err != nil {
 					return fmt.Errorf("drain: %w", err)
 				}
 			}
@@ -261,6 +265,7 @@ func (r *slotRun) read(ctx context.Context, token string) error {
 		case SlotCommit:
 			caughtUp := ev.Heartbeat == token
 			if r.changed {
+				r.comp.Commit(ev.Time)
 				r.txns++
 				r.end, r.newest = ev.End, max(r.newest, ev.Time)
 				r.changed = false
@@ -301,7 +306,7 @@ func (r *slotRun) ship(ctx context.Context) error {
 			return err
 		}
 	}
-	c := cut{comp: &r.comp, txns: r.txns, to: batch.Position{Tick: uint64(r.end)}, capturedAt: r.newest}
+	c := cut{comp: r.comp, txns: r.txns, to: batch.Position{Tick: uint64(r.end)}, capturedAt: r.newest}
 	b, err := shipBatch(ctx, &r.held, r.pub, r.opts, r.st, c, func() error {
 		r.safe = max(r.safe, r.end)
 		return r.stream.Confirm(r.safe)

@@ -19,6 +19,7 @@ import (
 	"github.com/pgferry/pgferry/shared/config"
 	"github.com/pgferry/pgferry/shared/load"
 	"github.com/pgferry/pgferry/shared/metrics"
+	"github.com/pgferry/pgferry/shared/rules"
 	"github.com/pgferry/pgferry/shared/verify"
 )
 
@@ -72,7 +73,7 @@ func Tables(ctx context.Context, cfg *config.Config, src *pgxpool.Pool, patterns
 // name), through capture (load marks) and store (plans and progress);
 // emf nil discards its metrics.
 func NewLoader(cfg *config.Config, src *pgxpool.Pool, targets map[string]load.Target, capture load.Capture, store load.Store, emf *metrics.EMF, log *slog.Logger) *load.Loader {
-	return &load.Loader{Pipeline: cfg.Name, Src: src, Targets: targets, Capture: capture, Store: store, Metrics: emf, Log: log.With("fn", "load")}
+	return &load.Loader{Pipeline: cfg.Name, Src: src, Targets: targets, Capture: capture, Store: store, Metrics: emf, Log: log.With("fn", "load"), Rules: rules.ForSource(cfg, src)}
 }
 
 // Run (capture installed: see load.Capture) plans or resumes each table, copies the

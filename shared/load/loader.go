@@ -17,6 +17,7 @@ import (
 
 	"github.com/pgferry/pgferry/shared/batch"
 	"github.com/pgferry/pgferry/shared/metrics"
+	"github.com/pgferry/pgferry/shared/rules"
 )
 
 // Plan is one table's load into one target.
@@ -143,6 +144,9 @@ type Loader struct {
 	// OnProgress, if set, is told about copied bytes as they stream and
 	// about each finished chunk (for the progress bar).
 	OnProgress func(j Job, bytes int64, rows int64, done bool)
+	// Rules, if set, shape each target's copy as they shape its batches
+	// (see shape.go); a table a target does not get is not loaded there.
+	Rules *rules.Set
 }
 
 // NewLoadID returns a random load generation id.
@@ -173,6 +177,9 @@ func (l *Loader) Prepare(ctx context.Context, target string, tables []batch.Tabl
 	}
 	var plans []*Plan
 	for _, t := range tables {
+		if r := l.Rules.Target(target); r != nil && !r.Gets(t) {
+			continue
+		}
 		p, err := l.Store.Plan(ctx, l.Pipeline, target, t)
 		if err != nil {
 			return nil, err
@@ -233,18 +240,37 @@ func (l *Loader) Copy(ctx context.Context, j Job) error {
 	if !ok {
 		return fmt.Errorf("load: chunk for target %q, which is not configured", j.Target)
 	}
-	var bytes atomic.Int64
-	stop := l.watch(j, &bytes)
-	rows, copied, err := tgt.CopyChunk(ctx, ChunkCopy{
+	cc := ChunkCopy{
 		Table: j.Table.Table, LoadID: j.LoadID, N: j.Chunk.N, Columns: j.Table.Columns,
 		Where: Where(j.Table.Key, j.Chunk), Binary: j.Table.Binary,
-	}, func(ctx context.Context, w io.Writer, binary bool) error {
+	}
+	var shape *rules.Plan
+	if r := l.Rules.Target(j.Target); r != nil {
+		p, err := r.Plan(ctx, j.Table.Table, j.Table.Columns, j.Table.Key)
+		if err != nil {
+			return err
+		}
+		shape, cc.Columns, cc.Binary = p, shapedColumns(p), false
+	}
+	var bytes atomic.Int64
+	stop := l.watch(j, &bytes)
+	rows, copied, err := tgt.CopyChunk(ctx, cc, func(ctx context.Context, w io.Writer, binary bool) error {
 		// A chunk copied again in text starts its count again.
 		bytes.Store(0)
 		// The source sends one COPY message per row; batch them into 64 KiB
 		// writes, so the target receives large COPY messages and the pipe
 		// hands over a buffer at a time, not a row at a time.
 		bw := bufio.NewWriterSize(countingWriter{w: w, n: &bytes}, 64<<10)
+		if shape != nil {
+			sw := newShapeWriter(shape, bw)
+			if err := CopyOut(ctx, l.Src, j.Table, j.Chunk, false, sw); err != nil {
+				return err
+			}
+			if err := sw.flush(); err != nil {
+				return err
+			}
+			return bw.Flush()
+		}
 		if err := CopyOut(ctx, l.Src, j.Table, j.Chunk, binary, bw); err != nil {
 			return err
 		}

@@ -25,6 +25,7 @@ import (
 	"github.com/pgferry/pgferry/shared/payload/s3store"
 	"github.com/pgferry/pgferry/shared/queue/sqsfifo"
 	"github.com/pgferry/pgferry/shared/queue/sqsstd"
+	"github.com/pgferry/pgferry/shared/rules"
 	"github.com/pgferry/pgferry/shared/schema"
 	"github.com/pgferry/pgferry/shared/schema/pgsync"
 	"github.com/pgferry/pgferry/shared/secrets"
@@ -132,6 +133,7 @@ func (p *Pipeline) Drainer(owner string, onShip func(*batch.Batch), emf *metrics
 		MinWindow: cfg.Drain.MinWindow.Duration,
 		OnShip:    onShip,
 		Probe:     CaptureProbe(cfg, src),
+		Rules:     rules.ForSource(cfg, src),
 	}
 	if cfg.SyncsSchema() {
 		skip := pgsync.SourceSkip(cfg)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/pgferry/pgferry/shared/apply/pgapply"
 	"github.com/pgferry/pgferry/shared/config"
+	"github.com/pgferry/pgferry/shared/rules"
 	"github.com/pgferry/pgferry/shared/schema"
 	sqlfiles "github.com/pgferry/pgferry/sql"
 )
@@ -39,6 +40,7 @@ type Syncer struct {
 	pipeline    string
 	target      string
 	applySchema string
+	rules       config.Target // what rules.ShapeCatalog needs
 	sel         schema.Selection
 	log         *slog.Logger
 	deferred    deferredState
@@ -49,8 +51,11 @@ func New(src, dst *pgxpool.Pool, cfg *config.Config, target string, log *slog.Lo
 	return &Syncer{
 		src: src, dst: dst, pipeline: cfg.Name, target: target,
 		applySchema: cfg.Targets[target].ApplySchema,
+		rules:       cfg.Targets[target],
 		sel: schema.Selection{
-			Table:  func(root schema.QName) bool { return cfg.Replicated(root.Schema, root.Name) },
+			Table: func(root schema.QName) bool {
+				return cfg.Replicated(root.Schema, root.Name) && cfg.Targets[target].Gets(root.Schema, root.Name)
+			},
 			Schema: coveredSchema(cfg),
 			Skip:   SourceSkip(cfg),
 		},
@@ -77,6 +82,7 @@ func (s *Syncer) Desired(ctx context.Context) (*schema.Catalog, error) {
 	if err != nil {
 		return nil, fmt.Errorf("source: %w", err)
 	}
+	rules.ShapeCatalog(s.rules, c)
 	m := &schema.Mapper{ApplySchema: s.applySchema}
 	if s.applySchema != "" {
 		// Rewritten names must read as the target's own deparse does.
