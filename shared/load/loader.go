@@ -2,6 +2,7 @@ package load
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -217,18 +218,8 @@ func (l *Loader) Prepare(ctx context.Context, target string, tables []batch.Tabl
 		}
 		plans = append(plans, p)
 	}
-	slices.SortStableFunc(plans, func(a, b *Plan) int { return cmpInt(b.Table.EstBytes, a.Table.EstBytes) })
+	slices.SortStableFunc(plans, func(a, b *Plan) int { return cmp.Compare(b.Table.EstBytes, a.Table.EstBytes) })
 	return plans, nil
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Copy copies one chunk (or finds it copied), records it in the store,

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -142,12 +143,12 @@ func compare(k cmpKind, a, b operand) int {
 			return boolCmp(a.nan, b.nan)
 		}
 		if a.inf != 0 || b.inf != 0 {
-			return cmpInt(a.inf, b.inf)
+			return cmp.Compare(a.inf, b.inf)
 		}
 		return a.num.Cmp(b.num)
 	case cmpTime:
 		if a.inf != 0 || b.inf != 0 {
-			return cmpInt(a.inf, b.inf)
+			return cmp.Compare(a.inf, b.inf)
 		}
 		return a.tm.Compare(b.tm)
 	case cmpBool:
@@ -164,16 +165,6 @@ func boolCmp(a, b bool) int {
 		return 1
 	}
 	return -1
-}
-
-func cmpInt(a, b int) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // cond is one compiled filter condition.

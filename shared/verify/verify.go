@@ -39,26 +39,7 @@ func (t Table) OK() bool {
 // Tables lists the replicated tables of the source: plain tables and
 // partitioned roots matching the patterns, in name order.
 func Tables(ctx context.Context, src *pgxpool.Pool, cfg *config.Config) ([]batch.Table, error) {
-	rows, err := src.Query(ctx, `
-		SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
-		  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_%'
-		ORDER BY 1, 2`)
-	if err != nil {
-		return nil, fmt.Errorf("verify: list tables: %w", err)
-	}
-	defer rows.Close()
-	var out []batch.Table
-	for rows.Next() {
-		var t batch.Table
-		if err := rows.Scan(&t.Schema, &t.Name); err != nil {
-			return nil, err
-		}
-		if cfg.Replicated(t.Schema, t.Name) {
-			out = append(out, t)
-		}
-	}
-	return out, rows.Err()
+	return rules.ReplicatedTables(ctx, src, cfg)
 }
 
 // Target is a target as verify reads it; each target kind supplies one
