@@ -259,12 +259,15 @@ func TestDrainKeepsTransactionThatCommitsLate(t *testing.T) {
 	if got := r.shipped(r.q); len(got) != 0 {
 		t.Fatalf("a drain of an empty source shipped %d batches", len(got))
 	}
-	var indexed bool
-	if err := r.src.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, r.cfg.CaptureSchema()+".events_txid").Scan(&indexed); err != nil {
+	// Capture version 3 keeps no index on its event table: a window
+	// reads nearly all of it, and an index cost every captured statement.
+	var indexes int
+	if err := r.src.QueryRow(ctx, `SELECT count(*) FROM pg_index WHERE indrelid = to_regclass($1)`,
+		pgx.Identifier{r.cfg.CaptureSchema(), "events"}.Sanitize()).Scan(&indexes); err != nil {
 		t.Fatal(err)
 	}
-	if !indexed {
-		t.Fatal("capture install did not create the events_txid index")
+	if indexes != 0 {
+		t.Fatalf("capture install left %d indexes on its event table", indexes)
 	}
 
 	a := r.begin()

@@ -1,9 +1,15 @@
--- pgferry trigger capture, version 2. Idempotent: safe to run again.
+-- pgferry trigger capture, version 3. Idempotent: safe to run again, and it
+-- upgrades an install of version 2 in place (events already written in the
+-- version 2 format stay readable: they carry their column names).
 -- Everything lives in the pipeline's own schema, never in public.
 CREATE SCHEMA IF NOT EXISTS @schema@;
 
 -- One row per captured statement, not per row: statement-level triggers
 -- with transition tables aggregate every affected row into one insert.
+-- Since version 3 an event names its table's shape (ev_shape, see shapes
+-- below) instead of carrying its column names (ev_cols, still read for
+-- events of version 2), and an UPDATE keeps old rows (ev_old) only when
+-- they are needed (see capture_update).
 -- Rows are kept as record literals (the row's text output, taken with
 -- alias.*::text: a bare alias would resolve to a column of that name), which is
 -- exact for every type and needs no per-type code.
@@ -17,18 +23,39 @@ CREATE TABLE IF NOT EXISTS @schema@.events (
     ev_old   text[],
     ev_new   text[]
 );
--- Windows are selected by transaction id range, then filtered by snapshot.
--- Created only when missing: CREATE INDEX IF NOT EXISTS takes a SHARE lock
--- on events before it finds the index, so every re-install (each drain)
--- would wait for any open writing transaction and stall new writers
--- queued behind it.
-DO $do$
-BEGIN
-    IF to_regclass('@schema@.events_txid') IS NULL THEN
-        CREATE INDEX events_txid ON @schema@.events (ev_txid);
-    END IF;
-END
-$do$;
+ALTER TABLE @schema@.events ADD COLUMN IF NOT EXISTS ev_shape bigint;
+-- No index: a window holds every transaction committed since the last one
+-- and shipped events are purged, so a window read (and the purge) reads
+-- nearly the whole table anyway; the index of version 2 (on ev_txid) cost
+-- every captured statement an index insert and its WAL. This script runs
+-- only when the installed version differs (see Install), under a lock
+-- timeout: the ALTER and DROP above and here wait for open writers.
+DROP INDEX IF EXISTS @schema@.events_txid;
+
+-- A table's shape: its column names in order and the columns of its
+-- replica identity key, as a statement saw them. An event names its shape
+-- by (ev_relid, ev_shape); the id is a hash of what the trigger reads
+-- (column names, replica identity index), so it changes whenever the
+-- columns change, in the same statement that first writes with the new
+-- columns: rows written before an ALTER decode with the old shape, rows
+-- after it with the new one, whatever window they share. Rows are never
+-- deleted (a few per schema change); they go with the schema.
+CREATE TABLE IF NOT EXISTS @schema@.shapes (
+    sh_relid oid NOT NULL,
+    sh_id    bigint NOT NULL,
+    sh_cols  text[] NOT NULL,
+    -- the replica identity's columns: the primary key (REPLICA IDENTITY
+    -- DEFAULT) or the index of REPLICA IDENTITY USING INDEX; empty when
+    -- there is none (no primary key, FULL, NOTHING): every old row is kept
+    sh_key   text[] NOT NULL,
+    sh_at    timestamptz NOT NULL DEFAULT now()
+);
+-- Not unique: a writer must never wait for another one's uncommitted
+-- shape (a unique index would make the first writers of a new shape wait
+-- for each other's commits). Two sessions that meet a new shape at the
+-- same time may both record it; the copies are equal and the drain reads
+-- either.
+CREATE INDEX IF NOT EXISTS shapes_id ON @schema@.shapes (sh_relid, sh_id);
 
 -- The snapshot taken when capture was first installed: the first window
 -- starts there, so no transaction that wrote events can be skipped.
@@ -55,6 +82,42 @@ AS $$
       AND attnum OPERATOR(pg_catalog.>) 0 AND NOT attisdropped
 $$;
 
+-- shape_of registers a shape the first time a session meets it: the
+-- shapes row (unless one is visible) and a session setting that says so, so
+-- later statements of the session skip both. The setting's name carries
+-- the shapes table's OID, so a capture schema dropped and installed again
+-- (reset) is not mistaken for the old one. A session can set that setting
+-- itself; it then only keeps its own shape from being registered, and the
+-- drain stops with an error naming the missing shape: it cannot make rows
+-- decode differently.
+CREATE OR REPLACE FUNCTION @schema@.shape_of(rel pg_catalog.oid, id pg_catalog.int8, cols pg_catalog.text[], ri pg_catalog.oid)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM @schema@.shapes s
+                   WHERE s.sh_relid OPERATOR(pg_catalog.=) rel AND s.sh_id OPERATOR(pg_catalog.=) id) THEN
+    INSERT INTO @schema@.shapes (sh_relid, sh_id, sh_cols, sh_key)
+    VALUES (rel, id, cols, ARRAY(
+        SELECT a.attname::pg_catalog.text
+        FROM pg_catalog.pg_index i
+        CROSS JOIN LATERAL pg_catalog.unnest(i.indkey::pg_catalog.int2[]) WITH ORDINALITY k(attnum, ord)
+        JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid AND a.attnum OPERATOR(pg_catalog.=) k.attnum
+        WHERE i.indexrelid OPERATOR(pg_catalog.=) ri
+        ORDER BY k.ord));
+    END IF;
+    PERFORM pg_catalog.set_config('pgferry.s' OPERATOR(pg_catalog.||) '@schema@.shapes'::pg_catalog.regclass::pg_catalog.oid
+        OPERATOR(pg_catalog.||) 'x' OPERATOR(pg_catalog.||) pg_catalog.to_hex(id), '1', false);
+END
+$$;
+
+-- The names under which a session's TimeZone prints timestamps exactly as
+-- UTC does ("+00"). Many servers default to Etc/UTC: before version 3 every
+-- statement of those sessions paid for pinning and unpinning the settings.
+CREATE OR REPLACE FUNCTION @schema@.utc_names() RETURNS pg_catalog.text[]
+LANGUAGE sql IMMUTABLE
+AS $$ SELECT '{UTC,Etc/UTC,Etc/UCT,UCT,Etc/Universal,Universal,Etc/Zulu,Zulu}'::pg_catalog.text[] $$;
+
 -- Rows are captured in their text form, which depends on a few session
 -- settings. pin_output() checks them; when one differs from the canonical
 -- value (rare) it sets the canonical values for the rest of the statement
@@ -72,7 +135,7 @@ BEGIN
        AND pg_catalog.current_setting('IntervalStyle') OPERATOR(pg_catalog.=) 'postgres'
        AND pg_catalog.current_setting('extra_float_digits')::pg_catalog.int4 OPERATOR(pg_catalog.>) 0
        AND pg_catalog.current_setting('bytea_output') OPERATOR(pg_catalog.=) 'hex'
-       AND pg_catalog.current_setting('TimeZone') OPERATOR(pg_catalog.=) 'UTC' THEN
+       AND pg_catalog.current_setting('TimeZone') OPERATOR(pg_catalog.=) ANY (@schema@.utc_names()) THEN
         RETURN NULL;
     END IF;
     FOR i IN 1..5 LOOP
@@ -95,15 +158,50 @@ BEGIN
 END
 $$;
 
+-- lead_key returns the first field of a row's text, with its delimiters,
+-- when it is unquoted (then it cannot hold a comma), else NULL: the key
+-- text of a table keyed by its first column. Inlined by the planner.
+CREATE OR REPLACE FUNCTION @schema@.lead_key(r pg_catalog.text) RETURNS pg_catalog.text
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT CASE WHEN pg_catalog.substr(r, 2, 1) OPERATOR(pg_catalog.=) '"' THEN NULL
+                WHEN pg_catalog.strpos(r, ',') OPERATOR(pg_catalog.=) 0 THEN r
+                ELSE pg_catalog.left(r, pg_catalog.strpos(r, ',')) END
+$$;
+
+-- Every capture function below starts the same way (plpgsql has no
+-- macros): it checks the output settings inline (pin_output is only
+-- called when one differs), reads the table's column names (one index
+-- scan of pg_attribute; the version 2 helper columns_of cost a plan per
+-- call and a sort) and its replica identity index (from the relation
+-- cache), hashes both into the shape id and registers the shape if the
+-- session has not met it yet.
+
 CREATE OR REPLACE FUNCTION @schema@.capture_insert() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 AS $$
 DECLARE
-    pinned pg_catalog.text[] := @schema@.pin_output();
+    pinned pg_catalog.text[];
+    cols pg_catalog.text[] := ARRAY(SELECT a.attname::pg_catalog.text FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid OPERATOR(pg_catalog.=) TG_RELID AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped ORDER BY a.attnum);
+    ri pg_catalog.oid := pg_catalog.pg_get_replica_identity_index(TG_RELID);
+    sh pg_catalog.int8 := pg_catalog.hashtextextended(cols::pg_catalog.text OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) COALESCE(ri, 0), TG_RELID::pg_catalog.int8);
 BEGIN
-    INSERT INTO @schema@.events (ev_relid, ev_op, ev_cols, ev_new)
-    SELECT TG_RELID, 'I', @schema@.columns_of(TG_RELID), pg_catalog.array_agg(n.*::pg_catalog.text)
-    FROM pgferry_new n HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0;
+    IF NOT (pg_catalog.current_setting('TimeZone') OPERATOR(pg_catalog.=) ANY (@schema@.utc_names())
+            AND pg_catalog.starts_with(pg_catalog.current_setting('DateStyle'), 'ISO')
+            AND pg_catalog.current_setting('IntervalStyle') OPERATOR(pg_catalog.=) 'postgres'
+            AND pg_catalog.current_setting('bytea_output') OPERATOR(pg_catalog.=) 'hex'
+            AND pg_catalog.current_setting('extra_float_digits') OPERATOR(pg_catalog.>) '0') THEN
+        pinned := @schema@.pin_output();
+    END IF;
+    IF pg_catalog.current_setting('pgferry.s' OPERATOR(pg_catalog.||) '@schema@.shapes'::pg_catalog.regclass::pg_catalog.oid
+           OPERATOR(pg_catalog.||) 'x' OPERATOR(pg_catalog.||) pg_catalog.to_hex(sh), true) IS NULL THEN
+        PERFORM @schema@.shape_of(TG_RELID, sh, cols, ri);
+    END IF;
+    INSERT INTO @schema@.events (ev_relid, ev_op, ev_shape, ev_new)
+    SELECT TG_RELID, 'I', sh, n.rows
+    FROM (SELECT ARRAY(SELECT y.*::pg_catalog.text FROM pgferry_new y) AS rows) n
+    WHERE n.rows OPERATOR(pg_catalog.<>) '{}';
     IF pinned IS NOT NULL THEN
         PERFORM @schema@.unpin_output(pinned);
     END IF;
@@ -111,17 +209,72 @@ BEGIN
 END
 $$;
 
+-- An UPDATE keeps an old row only when the replicas need it to find the
+-- row it replaces:
+--   * the table has no replica identity key (no primary key, REPLICA
+--     IDENTITY FULL or NOTHING): every old row, matched by its whole
+--     content (REPLICA IDENTITY FULL semantics);
+--   * otherwise, an old row whose key is not the key of any new row of the
+--     statement (its key changed, or another row took it): the drain
+--     removes exactly those (batch.Compactor: "remove Old, then add New"),
+--     so the others would be dropped there anyway.
+-- Keys are compared as text, as the drain compares them. A key that is one
+-- leading column is read off the row's text (an unquoted first field ends
+-- at the first comma; a quoted one keeps its old row); other keys are
+-- compared as jsonb text of their columns. The old rows of DELETE are
+-- always kept.
 CREATE OR REPLACE FUNCTION @schema@.capture_update() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 AS $$
 DECLARE
-    pinned pg_catalog.text[] := @schema@.pin_output();
+    pinned pg_catalog.text[];
+    cols pg_catalog.text[] := ARRAY(SELECT a.attname::pg_catalog.text FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid OPERATOR(pg_catalog.=) TG_RELID AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped ORDER BY a.attnum);
+    ri pg_catalog.oid := pg_catalog.pg_get_replica_identity_index(TG_RELID);
+    sh pg_catalog.int8 := pg_catalog.hashtextextended(cols::pg_catalog.text OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) COALESCE(ri, 0), TG_RELID::pg_catalog.int8);
+    nonkey pg_catalog.text[];
 BEGIN
-    INSERT INTO @schema@.events (ev_relid, ev_op, ev_cols, ev_old, ev_new)
-    SELECT TG_RELID, 'U', @schema@.columns_of(TG_RELID), o.rows, n.rows
-    FROM (SELECT pg_catalog.array_agg(x.*::pg_catalog.text) AS rows FROM pgferry_old x) o,
-         (SELECT pg_catalog.array_agg(y.*::pg_catalog.text) AS rows FROM pgferry_new y) n
-    WHERE n.rows IS NOT NULL;
+    IF NOT (pg_catalog.current_setting('TimeZone') OPERATOR(pg_catalog.=) ANY (@schema@.utc_names())
+            AND pg_catalog.starts_with(pg_catalog.current_setting('DateStyle'), 'ISO')
+            AND pg_catalog.current_setting('IntervalStyle') OPERATOR(pg_catalog.=) 'postgres'
+            AND pg_catalog.current_setting('bytea_output') OPERATOR(pg_catalog.=) 'hex'
+            AND pg_catalog.current_setting('extra_float_digits') OPERATOR(pg_catalog.>) '0') THEN
+        pinned := @schema@.pin_output();
+    END IF;
+    IF pg_catalog.current_setting('pgferry.s' OPERATOR(pg_catalog.||) '@schema@.shapes'::pg_catalog.regclass::pg_catalog.oid
+           OPERATOR(pg_catalog.||) 'x' OPERATOR(pg_catalog.||) pg_catalog.to_hex(sh), true) IS NULL THEN
+        PERFORM @schema@.shape_of(TG_RELID, sh, cols, ri);
+    END IF;
+    IF ri IS NULL THEN
+        INSERT INTO @schema@.events (ev_relid, ev_op, ev_shape, ev_old, ev_new)
+        SELECT TG_RELID, 'U', sh, ARRAY(SELECT x.*::pg_catalog.text FROM pgferry_old x), n.rows
+        FROM (SELECT ARRAY(SELECT y.*::pg_catalog.text FROM pgferry_new y) AS rows) n
+        WHERE n.rows OPERATOR(pg_catalog.<>) '{}';
+    ELSIF pg_catalog.pg_get_indexdef(ri, 2, false) OPERATOR(pg_catalog.=) ''
+          AND pg_catalog.pg_get_indexdef(ri, 1, false) OPERATOR(pg_catalog.=) pg_catalog.quote_ident(cols[1]) THEN
+        INSERT INTO @schema@.events (ev_relid, ev_op, ev_shape, ev_old, ev_new)
+        SELECT TG_RELID, 'U', sh, NULLIF(ARRAY(
+                   SELECT o.r FROM (SELECT x.*::pg_catalog.text AS r FROM pgferry_old x) o
+                   WHERE @schema@.lead_key(o.r) IS NULL
+                      OR NOT EXISTS (SELECT FROM pgferry_new y WHERE @schema@.lead_key(y.*::pg_catalog.text) OPERATOR(pg_catalog.=) @schema@.lead_key(o.r))),
+                 '{}'), n.rows
+        FROM (SELECT ARRAY(SELECT y.*::pg_catalog.text FROM pgferry_new y) AS rows) n
+        WHERE n.rows OPERATOR(pg_catalog.<>) '{}';
+    ELSE
+        SELECT ARRAY(SELECT c FROM pg_catalog.unnest(cols) c WHERE c OPERATOR(pg_catalog.<>) ALL (s.sh_key))
+        INTO nonkey
+        FROM @schema@.shapes s WHERE s.sh_relid OPERATOR(pg_catalog.=) TG_RELID AND s.sh_id OPERATOR(pg_catalog.=) sh;
+        INSERT INTO @schema@.events (ev_relid, ev_op, ev_shape, ev_old, ev_new)
+        SELECT TG_RELID, 'U', sh, NULLIF(ARRAY(
+                   SELECT x.*::pg_catalog.text FROM pgferry_old x
+                   WHERE nonkey IS NULL
+                      OR NOT EXISTS (SELECT FROM pgferry_new y
+                                     WHERE (pg_catalog.to_jsonb(y.*) OPERATOR(pg_catalog.-) nonkey)::pg_catalog.text
+                                           OPERATOR(pg_catalog.=) (pg_catalog.to_jsonb(x.*) OPERATOR(pg_catalog.-) nonkey)::pg_catalog.text)),
+                 '{}'), n.rows
+        FROM (SELECT ARRAY(SELECT y.*::pg_catalog.text FROM pgferry_new y) AS rows) n
+        WHERE n.rows OPERATOR(pg_catalog.<>) '{}';
+    END IF;
     IF pinned IS NOT NULL THEN
         PERFORM @schema@.unpin_output(pinned);
     END IF;
@@ -133,11 +286,27 @@ CREATE OR REPLACE FUNCTION @schema@.capture_delete() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 AS $$
 DECLARE
-    pinned pg_catalog.text[] := @schema@.pin_output();
+    pinned pg_catalog.text[];
+    cols pg_catalog.text[] := ARRAY(SELECT a.attname::pg_catalog.text FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid OPERATOR(pg_catalog.=) TG_RELID AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped ORDER BY a.attnum);
+    ri pg_catalog.oid := pg_catalog.pg_get_replica_identity_index(TG_RELID);
+    sh pg_catalog.int8 := pg_catalog.hashtextextended(cols::pg_catalog.text OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) COALESCE(ri, 0), TG_RELID::pg_catalog.int8);
 BEGIN
-    INSERT INTO @schema@.events (ev_relid, ev_op, ev_cols, ev_old)
-    SELECT TG_RELID, 'D', @schema@.columns_of(TG_RELID), pg_catalog.array_agg(o.*::pg_catalog.text)
-    FROM pgferry_old o HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0;
+    IF NOT (pg_catalog.current_setting('TimeZone') OPERATOR(pg_catalog.=) ANY (@schema@.utc_names())
+            AND pg_catalog.starts_with(pg_catalog.current_setting('DateStyle'), 'ISO')
+            AND pg_catalog.current_setting('IntervalStyle') OPERATOR(pg_catalog.=) 'postgres'
+            AND pg_catalog.current_setting('bytea_output') OPERATOR(pg_catalog.=) 'hex'
+            AND pg_catalog.current_setting('extra_float_digits') OPERATOR(pg_catalog.>) '0') THEN
+        pinned := @schema@.pin_output();
+    END IF;
+    IF pg_catalog.current_setting('pgferry.s' OPERATOR(pg_catalog.||) '@schema@.shapes'::pg_catalog.regclass::pg_catalog.oid
+           OPERATOR(pg_catalog.||) 'x' OPERATOR(pg_catalog.||) pg_catalog.to_hex(sh), true) IS NULL THEN
+        PERFORM @schema@.shape_of(TG_RELID, sh, cols, ri);
+    END IF;
+    INSERT INTO @schema@.events (ev_relid, ev_op, ev_shape, ev_old)
+    SELECT TG_RELID, 'D', sh, o.rows
+    FROM (SELECT ARRAY(SELECT x.*::pg_catalog.text FROM pgferry_old x) AS rows) o
+    WHERE o.rows OPERATOR(pg_catalog.<>) '{}';
     IF pinned IS NOT NULL THEN
         PERFORM @schema@.unpin_output(pinned);
     END IF;

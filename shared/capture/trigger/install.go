@@ -24,6 +24,7 @@ type Capture struct {
 	schema string
 	log    *slog.Logger
 	rels   map[uint32]capture.Relation
+	shapes map[shapeID]shape
 
 	// KeylessCopyOnly limits the copy of existing rows at install to
 	// tables without a primary key: the initial load copies the keyed ones
@@ -35,7 +36,7 @@ type Capture struct {
 // New returns trigger capture for cfg's source. It does not touch the
 // database until Install or a read.
 func New(pool *pgxpool.Pool, cfg *config.Config, log *slog.Logger) *Capture {
-	return &Capture{pool: pool, cfg: cfg, schema: cfg.CaptureSchema(), log: log, rels: map[uint32]capture.Relation{}}
+	return &Capture{pool: pool, cfg: cfg, schema: cfg.CaptureSchema(), log: log, rels: map[uint32]capture.Relation{}, shapes: map[shapeID]shape{}}
 }
 
 // triggerOps lists the per-table triggers: name suffix, event, transition
@@ -84,6 +85,13 @@ func (c *Capture) Install(ctx context.Context) error {
 		// Serialise installers of this pipeline; the lock ends with the
 		// transaction.
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", "pgferry:"+c.cfg.Name); err != nil {
+			return err
+		}
+		// Upgrading alters the event table, which waits for every open
+		// transaction that wrote events and holds up new writers while it
+		// waits: give up after a while (the next drain tries again; the
+		// installed version keeps capturing meanwhile).
+		if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '5s'"); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, sqlfiles.Capture(c.schema)); err != nil {

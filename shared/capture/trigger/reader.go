@@ -49,8 +49,11 @@ func (c *Capture) ReadWindow(ctx context.Context, prev, cur string, after int64,
 		return nil
 	}
 	clear(c.rels) // names and keys may have changed since the last window
+	if err := c.loadShapes(ctx, prev, cur); err != nil {
+		return err
+	}
 	rows, err := c.pool.Query(ctx, fmt.Sprintf(`
-		SELECT txmax, ev_txid::text::bigint, ev_relid, ev_op::text, ev_cols, ev_old, ev_new,
+		SELECT txmax, ev_txid::text::bigint, ev_relid, ev_op::text, ev_shape, ev_cols, ev_old, ev_new,
 		       (extract(epoch FROM ev_time) * 1000)::bigint
 		FROM (SELECT e.*, max(ev_id) OVER (PARTITION BY ev_txid) AS txmax
 		      FROM %s.events e
@@ -71,9 +74,10 @@ func (c *Capture) ReadWindow(ctx context.Context, prev, cur string, after int64,
 			xid             uint64
 			relid           uint32
 			op              string
+			shape           *int64
 			cols, old, newr []string
 		)
-		if err := rows.Scan(&txmax, &xid, &relid, &op, &cols, &old, &newr, &ms); err != nil {
+		if err := rows.Scan(&txmax, &xid, &relid, &op, &shape, &cols, &old, &newr, &ms); err != nil {
 			return fmt.Errorf("trigger: read window: %w", err)
 		}
 		if !w.Contains(xid) {
@@ -89,7 +93,16 @@ func (c *Capture) ReadWindow(ctx context.Context, prev, cur string, after int64,
 			txn = &drain.Txn{Max: txmax}
 		}
 		txn.Time = max(txn.Time, ms)
-		ch, n, err := c.change(ctx, relid, batch.Op(op[0]), cols, old, newr)
+		var key []string
+		if shape != nil {
+			sh, ok := c.shapes[shapeID{relid, *shape}]
+			if !ok {
+				return fmt.Errorf("trigger: event of relation %d names shape %d, which %s.shapes does not hold "+
+					"(a session set the setting pgferry.s*x%x itself?)", relid, *shape, c.schema, uint64(*shape))
+			}
+			cols, key = sh.cols, sh.key
+		}
+		ch, n, err := c.change(ctx, relid, batch.Op(op[0]), cols, key, old, newr)
 		if err != nil {
 			return err
 		}
@@ -124,7 +137,11 @@ func parseWindow(prev, cur string) (Window, error) {
 
 // change turns one event row into a Change; it returns nil for a relation
 // dropped since (its target table goes with it). n is the payload size.
-func (c *Capture) change(ctx context.Context, relid uint32, op batch.Op, cols, old, newr []string) (*batch.Change, int, error) {
+// cols are the columns the rows were written with; key is the replica
+// identity key of the event's shape: empty (no key when written, or an
+// event of capture version 2) takes the primary key of the current
+// catalog, as version 2 always did.
+func (c *Capture) change(ctx context.Context, relid uint32, op batch.Op, cols, key, old, newr []string) (*batch.Change, int, error) {
 	rel, err := c.rel(ctx, relid)
 	if err != nil {
 		return nil, 0, err
@@ -136,7 +153,10 @@ func (c *Capture) change(ctx context.Context, relid uint32, op batch.Op, cols, o
 	if op == batch.Truncate {
 		return &batch.Change{Table: rel.Self, Op: op}, 0, nil
 	}
-	ch := &batch.Change{Table: rel.Table, Op: op, Columns: cols, Key: rel.PK}
+	if len(key) == 0 {
+		key = rel.PK
+	}
+	ch := &batch.Change{Table: rel.Table, Op: op, Columns: cols, Key: key}
 	n := 0
 	parse := func(recs []string) ([]batch.Row, error) {
 		out := make([]batch.Row, 0, len(recs))
@@ -157,6 +177,48 @@ func (c *Capture) change(ctx context.Context, relid uint32, op batch.Op, cols, o
 		return nil, 0, err
 	}
 	return ch, n, nil
+}
+
+// shapeID names a table shape (capture version 3): see the shapes table in
+// sql/source/capture.sql.
+type shapeID struct {
+	relid uint32
+	id    int64
+}
+
+type shape struct {
+	cols, key []string
+}
+
+// loadShapes reads the shapes that events of the window (prev, cur] name
+// and the cache lacks. A shape never changes once written, and it commits
+// with (or before) the first event that names it, so it is visible
+// wherever that event is.
+func (c *Capture) loadShapes(ctx context.Context, prev, cur string) error {
+	rows, err := c.pool.Query(ctx, fmt.Sprintf(`
+		SELECT s.sh_relid, s.sh_id, s.sh_cols, s.sh_key
+		FROM %[1]s.shapes s
+		WHERE (s.sh_relid, s.sh_id) IN (
+			SELECT DISTINCT ev_relid, ev_shape FROM %[1]s.events
+			WHERE ev_shape IS NOT NULL
+			  AND ev_txid >= pg_snapshot_xmin($1::pg_snapshot)
+			  AND ev_txid < pg_snapshot_xmax($2::pg_snapshot))`, pgx.Identifier{c.schema}.Sanitize()), prev, cur)
+	if err != nil {
+		return fmt.Errorf("trigger: read table shapes: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id shapeID
+		var sh shape
+		if err := rows.Scan(&id.relid, &id.id, &sh.cols, &sh.key); err != nil {
+			return fmt.Errorf("trigger: read table shapes: %w", err)
+		}
+		c.shapes[id] = sh
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("trigger: read table shapes: %w", err)
+	}
+	return nil
 }
 
 func (c *Capture) rel(ctx context.Context, relid uint32) (capture.Relation, error) {
