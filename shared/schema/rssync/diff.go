@@ -475,7 +475,10 @@ func convert(col, from, to string) string {
 	case to == "super" && strings.HasPrefix(from, "varchar"):
 		return "JSON_PARSE(" + col + ")"
 	case from == "super" && strings.HasPrefix(to, "varchar"):
-		return "JSON_SERIALIZE(" + col + ")"
+		// Quoted: a parser of PostgreSQL 16 or later (the stand-in's)
+		// reads bare JSON_SERIALIZE(…) as SQL/JSON syntax, not as
+		// Redshift's function of that name. Not yet run on a real Redshift.
+		return `"json_serialize"(` + col + ")"
 	}
 	return "CAST(" + col + " AS " + renderType(to) + ")"
 }

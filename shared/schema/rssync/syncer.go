@@ -141,6 +141,12 @@ func (s *Syncer) Sync(ctx context.Context) (*schema.Plan, error) {
 		return p.plan(), nil
 	}
 	if err := s.run(ctx, p); err != nil {
+		// Another process (a schema job and a retry-after-DDL elsewhere)
+		// may have run the same DDL first: then nothing is left to do.
+		if again, perr := s.plan(ctx); perr == nil && len(again.units) == 0 && !again.regOnly {
+			s.log.Info("schema sync: the target was brought up to date meanwhile", "target", s.target, "err", err)
+			return again.plan(), nil
+		}
 		return nil, fmt.Errorf("targets.%s: schema sync: %w", s.target, err)
 	}
 	for _, w := range p.warnings {
