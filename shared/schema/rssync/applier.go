@@ -113,17 +113,15 @@ func (a *Applier) forget() {
 }
 
 // mapBatch moves a batch's tables into apply_schema (the pipeline's own
-// load marks stay where they are).
+// load marks stay where they are) and folds their names to lower case,
+// as Redshift folds identifiers (and as sync created the tables).
 func (a *Applier) mapBatch(b *batch.Batch) *batch.Batch {
 	to := a.sync.applySchema
-	if to == "" {
-		return b
-	}
 	return rewrite(b, func(t batch.Table) batch.Table {
-		if t.Schema != a.capture {
+		if to != "" && t.Schema != a.capture {
 			t.Schema = to
 		}
-		return t
+		return batch.Table{Schema: strings.ToLower(t.Schema), Name: strings.ToLower(t.Name)}
 	}, nil)
 }
 

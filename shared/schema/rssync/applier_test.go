@@ -86,3 +86,20 @@ func TestApplierSyncsAndRetriesABatchTheTargetIsBehindOf(t *testing.T) {
 		t.Fatalf("columns: %s", got)
 	}
 }
+
+// With apply_schema and mixed-case source names, batches are written to
+// the folded names under apply_schema.
+func TestApplierWritesIntoApplySchema(t *testing.T) {
+	e := newEnv(t, "    apply_schema: Analytics\n")
+	ctx := context.Background()
+	testenv.Exec(t, e.src, `CREATE TABLE "T" (id integer PRIMARY KEY, "A" text)`)
+	a := e.applier()
+	b := rowBatch(1, []string{"id", "A"}, batch.Row{str("1"), str("x")})
+	b.Epochs[0].Segments[0].Table.Name = "T"
+	if _, err := a.Apply(ctx, b); err != nil {
+		t.Fatalf("batch: %v", err)
+	}
+	if got := e.query(`SELECT id || '/' || a FROM analytics.t`); got != "1/x" {
+		t.Fatalf("row: %s", got)
+	}
+}
