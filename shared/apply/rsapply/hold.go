@@ -381,7 +381,11 @@ func (a *Applier) handOver(ctx context.Context, out *batch.Batch, ld *loadPlan, 
 	if err != nil {
 		return false, err
 	}
-	for _, p := range append(held, pending...) {
+	replay, err := mergeParts(append(held, pending...))
+	if err != nil {
+		return false, err
+	}
+	for _, p := range replay {
 		out.Epochs = append(out.Epochs, p.epoch())
 	}
 	pipe, err := redshift.Literal(a.opt.Pipeline)
@@ -403,7 +407,7 @@ func (a *Applier) handOver(ctx context.Context, out *batch.Batch, ld *loadPlan, 
 		fmt.Sprintf("UPDATE %s.loads SET state = 'loaded', finished_at = %s WHERE pipeline = %s AND %s AND load_id = %s",
 			sch, a.nowLiteral(), pipe, tw, lid))
 	ld.handed = append(ld.handed, t)
-	a.log.Info("loaded table handed over to the change stream", "table", t, "load", loadID, "held_parts", len(held))
+	a.log.Info("loaded table handed over to the change stream", "table", t, "load", loadID, "held_parts", len(held), "replayed_parts", len(replay))
 	return true, nil
 }
 
@@ -481,4 +485,115 @@ func (a *Applier) committed(ld *loadPlan) {
 // nowLiteral renders the applier's clock as a timestamptz literal.
 func (a *Applier) nowLiteral() string {
 	return "'" + a.now().UTC().Format("2006-01-02 15:04:05.000000") + "+00'"
+}
+
+// mergeParts folds a loading table's held parts, in order, into fewer
+// parts with the same effect, so that the hand-over's one transaction
+// stays within the Data API's statement limit: a truncate makes every
+// earlier part moot, and consecutive parts of whole rows over the same
+// columns and key become one part holding each key's last change. Parts
+// of partial rows (and keyless ones) are kept as they are, in place.
+func mergeParts(parts []heldPart) ([]heldPart, error) {
+	var out []heldPart
+	var cur *merging
+	flush := func() {
+		if cur != nil {
+			out = append(out, heldPart{Seg: cur.segment()})
+			cur = nil
+		}
+	}
+	for _, p := range parts {
+		switch {
+		case len(p.Truncate) > 0 && p.Seg == nil:
+			cur, out = nil, []heldPart{p}
+		case p.Seg != nil && len(p.Truncate) == 0 && !p.Seg.Update && len(p.Seg.Key) > 0:
+			if cur != nil && !(slices.Equal(cur.seg.Columns, p.Seg.Columns) && slices.Equal(cur.seg.Key, p.Seg.Key)) {
+				flush()
+			}
+			if cur == nil {
+				var err error
+				if cur, err = newMerging(p.Seg); err != nil {
+					return nil, err
+				}
+			}
+			if err := cur.add(p.Seg); err != nil {
+				return nil, err
+			}
+		default:
+			flush()
+			out = append(out, p)
+		}
+	}
+	flush()
+	return out, nil
+}
+
+// merging is whole-row segments folded by key.
+type merging struct {
+	seg    batch.Segment // Table, Columns, Key
+	keyIdx []int
+	order  []string
+	last   map[string]mergedRow
+}
+
+type mergedRow struct {
+	key batch.Row
+	row batch.Row // nil: deleted
+}
+
+func newMerging(s *batch.Segment) (*merging, error) {
+	m := &merging{seg: batch.Segment{Table: s.Table, Columns: s.Columns, Key: s.Key}, last: map[string]mergedRow{}}
+	for _, k := range s.Key {
+		i := slices.Index(s.Columns, k)
+		if i < 0 {
+			return nil, fmt.Errorf("held part of %s lacks key column %q", s.Table, k)
+		}
+		m.keyIdx = append(m.keyIdx, i)
+	}
+	return m, nil
+}
+
+func (m *merging) set(key, row batch.Row) error {
+	k, err := json.Marshal(key)
+	if err != nil {
+		return err
+	}
+	ks := string(k)
+	if _, ok := m.last[ks]; !ok {
+		m.order = append(m.order, ks)
+	}
+	m.last[ks] = mergedRow{key: key, row: row}
+	return nil
+}
+
+// add folds s in: deletes before upserts, as the planner applies them.
+func (m *merging) add(s *batch.Segment) error {
+	for _, d := range s.Deletes {
+		if err := m.set(d, nil); err != nil {
+			return err
+		}
+	}
+	for _, u := range s.Upserts {
+		key := make(batch.Row, len(m.keyIdx))
+		for i, j := range m.keyIdx {
+			key[i] = u[j]
+		}
+		if err := m.set(key, u); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *merging) segment() *batch.Segment {
+	s := m.seg
+	for _, k := range m.order {
+		e := m.last[k]
+		if e.row == nil {
+			s.Deletes = append(s.Deletes, e.key)
+		} else {
+			s.Upserts = append(s.Upserts, e.row)
+		}
+	}
+	return &s
 }
