@@ -1,18 +1,26 @@
 package rsapply
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"net/url"
 	"strings"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/service/redshiftdata"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgferry/pgferry/shared/apply"
 	"github.com/pgferry/pgferry/shared/batch"
+	"github.com/pgferry/pgferry/shared/config"
 	"github.com/pgferry/pgferry/shared/load"
+	"github.com/pgferry/pgferry/shared/metrics"
+	"github.com/pgferry/pgferry/shared/payload/s3store"
+	"github.com/pgferry/pgferry/shared/redshift"
 	"github.com/pgferry/pgferry/shared/testenv"
 )
 
@@ -106,7 +114,7 @@ func markSeg(loadID string) batch.Segment {
 func (r *loadRig) want() string {
 	r.t.Helper()
 	rows, err := r.src.Query(context.Background(), `SELECT id, CASE WHEN octet_length(note) > 12 THEN 'ünïcødé ' ELSE note END,
-		CASE WHEN amount > 92233720368.54775807 THEN 92233720368.54775807 ELSE amount END::numeric(19,8) FROM shop.items ORDER BY id`)
+		CASE WHEN amount > 92233720368.54775807 THEN 92233720368.54775807 ELSE amount END::numeric(19,8)::text FROM shop.items ORDER BY id`)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -384,6 +392,65 @@ func TestLoadHandOverOfManyHeldBatchesFitsTheDataAPI(t *testing.T) {
 		t.Fatalf("held parts: %d, %v", n, err)
 	}
 	next(batch.Epoch{Segments: []batch.Segment{markSeg("L1")}})
+	if got := r.state(); got != "loaded 0 0" {
+		t.Fatalf("after the mark: %q", got)
+	}
+	if got, want := r.got(), r.want(); got != want {
+		t.Fatalf("target differs from source:\n%s", diffLines(got, want))
+	}
+}
+
+// TestLoadThroughTheStandIn runs a load through the real product path:
+// the Data API client against the Redshift stand-in (which refuses SQL
+// Redshift would refuse) and COPY files in the S3 emulator: chunks copied
+// (one twice), changes held, and the mark's batch handing the table over.
+func TestLoadThroughTheStandIn(t *testing.T) {
+	ctx := context.Background()
+	awsCfg := testenv.AWSConfig(t)
+	dsn := testenv.NewDB(t, "rsload_rs")
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex := redshift.NewDataAPI(redshiftdata.NewFromConfig(awsCfg), config.RedshiftDataAPI{Workgroup: "wg", Database: strings.TrimPrefix(u.Path, "/")})
+	if err := ex.Tx(ctx, []string{"CREATE SCHEMA shop",
+		"CREATE TABLE shop.items (id integer NOT NULL, note varchar(12), amount numeric(19,8), PRIMARY KEY (id))"}); err != nil {
+		t.Fatal(err)
+	}
+	bucket := testenv.Name("rsload-")
+	s3c := s3store.NewClient(awsCfg)
+	if err := s3store.EnsureBucket(ctx, s3c, bucket); err != nil {
+		t.Fatal(err)
+	}
+	emf := &bytes.Buffer{}
+	a, err := New(ctx, ex, NewS3Objects(s3c, bucket), Options{Pipeline: "p", Target: "warehouse", Bucket: bucket, Prefix: "pgferry/",
+		CopyRoleARN: "arn:aws:iam::123456789012:role/copy", Metrics: metrics.New(emf), Log: slog.Default()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := testenv.Pool(t, testenv.NewDB(t, "rsload_src"))
+	testenv.Exec(t, src, `CREATE SCHEMA shop;
+		CREATE TABLE shop.items (id int PRIMARY KEY, note text, amount numeric);
+		INSERT INTO shop.items SELECT g, 'n' || g, g * 1.5 FROM generate_series(1, 3000) g;
+		UPDATE shop.items SET note = 'ünïcødé and long' WHERE id = 7`)
+	r := &loadRig{target: &target{t: t, shim: &pgShim{pool: testenv.Pool(t, dsn)}, emf: emf}, src: src}
+	if err := a.BeginLoad(ctx, "p.warehouse", items, "L1", 4, false); err != nil {
+		t.Fatal(err)
+	}
+	r.copyChunk(a, "L1", 0)
+	r.copyChunk(a, "L1", 1)
+	r.srcExec(`UPDATE shop.items SET note = 'changed' WHERE id = 5; DELETE FROM shop.items WHERE id = 2000`)
+	r.apply(a, mkBatch(1, 0, 10, batch.Epoch{Segments: []batch.Segment{itemSeg([]batch.Row{row("5", "changed", "7.5")}, row("2000"))}}))
+	if rows, copied := r.copyChunk(a, "L1", 1); rows != 750 || copied {
+		t.Fatalf("chunk 1 again: %d rows, copied %v", rows, copied)
+	}
+	r.copyChunk(a, "L1", 2)
+	r.copyChunk(a, "L1", 3)
+	if st, _, err := a.LoadStatus(ctx, items); err != nil || st != (load.State{LoadID: "L1", Chunks: 4, Copied: 4}) {
+		t.Fatalf("status: %+v, %v", st, err)
+	}
+	r.srcExec(`UPDATE shop.items SET amount = 0 WHERE id = 6`)
+	r.apply(a, mkBatch(2, 10, 20, batch.Epoch{Segments: []batch.Segment{itemSeg([]batch.Row{row("6", "n6", "0")}), markSeg("L1")}}))
 	if got := r.state(); got != "loaded 0 0" {
 		t.Fatalf("after the mark: %q", got)
 	}
