@@ -347,3 +347,26 @@ func convertChunk(ctx context.Context, c load.ChunkCopy, ti *tableInfo, tcols []
 }
 
 var errChunkRead = errors.New("chunk read ended")
+
+// ResetLoads forgets every load of the pipeline on the target: its load
+// state, chunk records and held changes, in one transaction. Tables keep
+// their rows. For a pipeline reset (reset.Target), beside the watermarks.
+func (a *Applier) ResetLoads(ctx context.Context) error {
+	pipe, err := redshift.Literal(a.opt.Pipeline)
+	if err != nil {
+		return err
+	}
+	sch := quote(Schema)
+	err = a.ex.Tx(ctx, []string{
+		"LOCK " + sch + ".watermarks",
+		"LOCK " + sch + ".load_chunks",
+		fmt.Sprintf("DELETE FROM %s.load_chunks WHERE load_id IN (SELECT load_id FROM %s.loads WHERE pipeline = %s)", sch, sch, pipe),
+		fmt.Sprintf("DELETE FROM %s.load_held WHERE pipeline = %s", sch, pipe),
+		fmt.Sprintf("DELETE FROM %s.loads WHERE pipeline = %s", sch, pipe),
+	})
+	a.Forget()
+	if err != nil {
+		return fmt.Errorf("rsapply: reset loads: %w", err)
+	}
+	return nil
+}

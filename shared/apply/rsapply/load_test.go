@@ -330,6 +330,19 @@ func TestLoadRestartEmptiesTheTableAndTheGuardCatchesAStaleCache(t *testing.T) {
 	if got, want := r.got(), r.want(); got != want {
 		t.Fatalf("target differs from source:\n%s", diffLines(got, want))
 	}
+	// A reset forgets the load; the rows stay.
+	if err := loader.BeginLoad(ctx, "p.warehouse", orders, "L3", 1, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := loader.ResetLoads(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.rows(`SELECT (SELECT count(*) FROM pgferry.loads) || ' ' || (SELECT count(*) FROM shop.items)`); got != "0 3000" {
+		t.Fatalf("after reset: loads and rows %s", got)
+	}
+	if _, found, err := loader.LoadStatus(ctx, items); err != nil || found {
+		t.Fatalf("status after reset: found %v, %v", found, err)
+	}
 }
 
 // diffLines shows the first lines that differ.
