@@ -61,6 +61,9 @@ type Applier struct {
 	// group. It only saves a read: the transaction's guard checks it, and
 	// any failure drops it.
 	marks map[string]mark
+	// loading caches the tables loading on the target (hold.go); nil:
+	// read it. Every batch's guard checks it still holds.
+	loading map[batch.Table]string
 }
 
 type mark struct {
@@ -77,8 +80,8 @@ func New(ctx context.Context, ex redshift.Exec, store Objects, opt Options) (*Ap
 	if opt.Log == nil {
 		opt.Log = slog.Default()
 	}
-	if err := ex.Tx(ctx, WatermarkDDL()); err != nil {
-		return nil, fmt.Errorf("rsapply: install watermark table: %w", err)
+	if err := ex.Tx(ctx, append(WatermarkDDL(), LoadDDL()...)); err != nil {
+		return nil, fmt.Errorf("rsapply: install watermark and load tables: %w", err)
 	}
 	return &Applier{
 		ex: ex, store: store, opt: opt, log: opt.Log, now: time.Now,
@@ -168,7 +171,12 @@ func (a *Applier) Apply(ctx context.Context, b *batch.Batch) (apply.Result, erro
 	if res, err, done := decide(b, m); done {
 		return res, err
 	}
-	p, err := a.plan(ctx, b, m)
+	ld, err := a.divert(ctx, b)
+	if err != nil {
+		a.forget(group)
+		return apply.Result{}, fmt.Errorf("rsapply: batch %d (%s..%s): %w", b.Seq, b.From, b.To, err)
+	}
+	p, err := a.plan(ctx, ld.batch, m, ld)
 	if err != nil {
 		a.forget(group)
 		return apply.Result{}, fmt.Errorf("rsapply: batch %d (%s..%s): %w", b.Seq, b.From, b.To, err)
@@ -187,6 +195,7 @@ func (a *Applier) Apply(ctx context.Context, b *batch.Batch) (apply.Result, erro
 	a.marks[group] = mark{pos: b.To, lineage: b.Lineage, exists: true}
 	a.mu.Unlock()
 	a.loss.report(p.losses)
+	a.committed(ld)
 	return apply.Result{Applied: true, Rows: p.rows}, nil
 }
 
@@ -232,8 +241,8 @@ func (a *Applier) explain(ctx context.Context, b *batch.Batch, p *plan, err erro
 	return apply.Result{}, fmt.Errorf("rsapply: batch %d (%s..%s): %w", b.Seq, b.From, b.To, err)
 }
 
-func (a *Applier) plan(ctx context.Context, b *batch.Batch, m mark) (*plan, error) {
-	pl := &planner{a: a, b: b, p: &plan{guardIdx: -1, checkIdx: -1, losses: losses{}},
+func (a *Applier) plan(ctx context.Context, b *batch.Batch, m mark, ld *loadPlan) (*plan, error) {
+	pl := &planner{a: a, b: b, ld: ld, p: &plan{guardIdx: -1, checkIdx: -1, losses: losses{}},
 		keyDir: a.opt.Prefix + batch.Group(b.Pipeline, b.Target) + "/" + b.To.String() + "/"}
 	pl.info = func(t batch.Table) (*tableInfo, error) { return a.info(ctx, t) }
 	if err := pl.build(m.pos, m.lineage, m.exists); err != nil {
@@ -247,7 +256,7 @@ func (a *Applier) plan(ctx context.Context, b *batch.Batch, m mark) (*plan, erro
 }
 
 func (a *Applier) put(ctx context.Context, p *plan) error {
-	for _, s := range p.stages {
+	for _, s := range append(p.stages[:len(p.stages):len(p.stages)], p.files...) {
 		data := s.file.gzip()
 		if err := a.store.Put(ctx, s.dataKey, data); err != nil {
 			return err
@@ -263,11 +272,12 @@ func (a *Applier) put(ctx context.Context, p *plan) error {
 // bucket's lifecycle rule and is only logged: the batch is already
 // decided.
 func (a *Applier) cleanup(p *plan) {
-	if len(p.stages) == 0 {
+	all := append(p.stages[:len(p.stages):len(p.stages)], p.files...)
+	if len(all) == 0 {
 		return
 	}
-	keys := make([]string, 0, 2*len(p.stages))
-	for _, s := range p.stages {
+	keys := make([]string, 0, 2*len(all))
+	for _, s := range all {
 		keys = append(keys, s.dataKey, s.mfKey)
 	}
 	ctx, stop := context.WithTimeout(context.Background(), 30*time.Second)
@@ -300,6 +310,7 @@ func (a *Applier) forget(group string) {
 	a.mu.Lock()
 	delete(a.marks, group)
 	clear(a.tables)
+	a.loading = nil
 	a.mu.Unlock()
 }
 
@@ -308,5 +319,6 @@ func (a *Applier) Forget() {
 	a.mu.Lock()
 	clear(a.tables)
 	clear(a.marks)
+	a.loading = nil
 	a.mu.Unlock()
 }

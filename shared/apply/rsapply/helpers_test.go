@@ -69,9 +69,11 @@ type pgShim struct {
 	store *memObjects
 	// log records every statement sent.
 	log [][]string
+	// max, if set, is the most statements a Tx takes (the Data API's 40).
+	max int
 }
 
-func (s *pgShim) MaxStatements() int { return 0 }
+func (s *pgShim) MaxStatements() int { return s.max }
 
 func (s *pgShim) Query(ctx context.Context, sql string) ([][]*string, error) {
 	return redshift.NewPGX(s.pool).Query(ctx, sql)
@@ -79,6 +81,9 @@ func (s *pgShim) Query(ctx context.Context, sql string) ([][]*string, error) {
 
 func (s *pgShim) Tx(ctx context.Context, stmts []string) error {
 	s.log = append(s.log, stmts)
+	if s.max > 0 && len(stmts) > s.max {
+		return fmt.Errorf("%d statements in one transaction, the executor takes %d", len(stmts), s.max)
+	}
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return err

@@ -56,6 +56,9 @@ type plan struct {
 	checkIdx int // index of the row-count check (-1: none)
 	rows     int
 	losses   losses
+	// files are staged files COPYed straight into a table (held
+	// changes), not through a stage; put and cleanup handle them too.
+	files []*stage
 }
 
 // planner builds the plan of one batch.
@@ -66,6 +69,9 @@ type planner struct {
 	p      *plan
 	dml    []string
 	keyDir string // S3 key prefix of this batch's files
+	// ld is the batch's part in loads (hold.go): a guard condition, a
+	// held-changes file and the hand-over statements. nil: none.
+	ld *loadPlan
 }
 
 const matchPrefix = "pgferry_match_"
@@ -295,6 +301,9 @@ func (pl *planner) build(wm batch.Position, wmLineage string, wmExists bool) err
 	} else {
 		expect = fmt.Sprintf("(SELECT count(*) FROM %s.watermarks WHERE %s) = 0", sch, where)
 	}
+	if pl.ld != nil && pl.ld.guard != "" {
+		expect += " AND " + pl.ld.guard
+	}
 	p.stmts = append(p.stmts, "LOCK "+sch+".watermarks")
 	p.guardIdx = len(p.stmts)
 	p.stmts = append(p.stmts, "SELECT 1 / CASE WHEN "+expect+" THEN 1 ELSE 0 END")
@@ -318,15 +327,26 @@ func (pl *planner) build(wm batch.Position, wmLineage string, wmExists bool) err
 			}
 		}
 	}
-	if len(p.stages) > 0 {
-		conds := make([]string, len(p.stages))
-		for i, s := range p.stages {
-			conds[i] = fmt.Sprintf("(SELECT count(*) FROM %s) = %d", s.name, s.file.rows)
+	if pl.ld != nil {
+		if err := pl.holdFile(); err != nil {
+			return err
+		}
+	}
+	if len(p.stages) > 0 || (pl.ld != nil && pl.ld.check != "") {
+		var conds []string
+		for _, s := range p.stages {
+			conds = append(conds, fmt.Sprintf("(SELECT count(*) FROM %s) = %d", s.name, s.file.rows))
+		}
+		if pl.ld != nil && pl.ld.check != "" {
+			conds = append(conds, pl.ld.check)
 		}
 		p.checkIdx = len(p.stmts)
 		p.stmts = append(p.stmts, "SELECT 1 / CASE WHEN "+strings.Join(conds, " AND ")+" THEN 1 ELSE 0 END")
 	}
 	p.stmts = append(p.stmts, pl.dml...)
+	if pl.ld != nil {
+		p.stmts = append(p.stmts, pl.ld.after...)
+	}
 	now, _ := redshift.Literal(pl.a.now().UTC().Format("2006-01-02 15:04:05.000000") + "+00")
 	p.stmts = append(p.stmts,
 		fmt.Sprintf("DELETE FROM %s.watermarks WHERE %s", sch, where),
