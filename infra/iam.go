@@ -33,7 +33,13 @@ func (b *builder) grants() {
 	source := []string{b.cfg.Source.DSNSecret}
 	var targets []string
 	for _, n := range b.cfg.TargetNames() {
-		targets = append(targets, b.cfg.Targets[n].DSNSecret)
+		t := b.cfg.Targets[n]
+		targets = append(targets, t.DSNSecret)
+		if t.DataAPI != nil {
+			// A Redshift target's database credentials, which the Data
+			// API reads with the caller's permission.
+			targets = append(targets, t.DataAPI.SecretARN)
+		}
 	}
 	all := append(append([]string{}, source...), targets...)
 
@@ -83,6 +89,8 @@ func (b *builder) grants() {
 	load := o.Functions[fnLoad]
 	allow(load, "LoadProgress", loadActions, o.Table.TableArn())
 	b.allowSecrets(load, all)
+
+	b.redshiftGrants()
 }
 
 // allow adds one Allow statement to fn's role.
