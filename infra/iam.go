@@ -42,6 +42,9 @@ func (b *builder) grants() {
 		}
 	}
 	all := append(append([]string{}, source...), targets...)
+	// hash_salt_secret: read by the functions that run hash rules on rows
+	// (runner.Boot resolves it in those only).
+	salt := []string{b.cfg.HashSaltSecret}
 
 	// drain: capture → batches on the FIFO queue (large ones to S3 first)
 	// → checkpoint and lease.
@@ -49,7 +52,7 @@ func (b *builder) grants() {
 	allow(drain, "SendBatches", []string{"sqs:SendMessage"}, o.Queue.QueueArn())
 	allow(drain, "PutPayloads", []string{"s3:PutObject"}, objects)
 	allow(drain, "Checkpoint", checkpointActions, o.Table.TableArn())
-	b.allowSecrets(drain, source)
+	b.allowSecrets(drain, append(append([]string{}, source...), salt...))
 
 	// apply: consumes the FIFO queue (event source); reads claim-checked
 	// payloads; parks failing batches in the DLQ (SendMessage) and, when
@@ -88,7 +91,7 @@ func (b *builder) grants() {
 	// target, records chunk progress.
 	load := o.Functions[fnLoad]
 	allow(load, "LoadProgress", loadActions, o.Table.TableArn())
-	b.allowSecrets(load, all)
+	b.allowSecrets(load, append(append([]string{}, all...), salt...))
 
 	b.redshiftGrants()
 }

@@ -832,6 +832,7 @@ func jsonEqual(a, b interface{}) bool {
 // identity (its own prefix in the pipeline bucket).
 const redshiftConfig = `
 name: orders_eu
+hash_salt_secret: pgferry/orders/salt
 source:
   dsn_secret: pgferry/orders/source
   tables: ["public.*"]
@@ -1070,5 +1071,19 @@ func TestRedshiftTargetsGetAlarmsAndALossyConversionsWidget(t *testing.T) {
 	}
 	if _, plainT := fixture(t); strings.Contains(body(plainT), metrics.LossyConversions) {
 		t.Error("a PostgreSQL-only dashboard shows LossyConversions")
+	}
+}
+
+func TestHashSaltSecretIsReadableByDrainAndLoadOnly(t *testing.T) {
+	s, tmpl := redshiftFixture(t)
+	for fn, reads := range map[string]bool{fnDrain: true, fnLoad: true, fnApply: false, fnSchemaDiff: false, fnInitialLoad: false} {
+		got := resourcesFor(t, s, tmpl, fn, "secretsmanager:GetSecretValue")
+		if strings.Contains(got, "pgferry/orders/salt-??????") != reads {
+			t.Errorf("%s reads the hash salt: %v, want %v (%s)", fn, !reads, reads, got)
+		}
+	}
+	plainS, plainT := fixture(t)
+	if got := resourcesFor(t, plainS, plainT, fnDrain, "secretsmanager:GetSecretValue"); strings.Contains(got, "salt") {
+		t.Errorf("drain reads a salt the configuration does not name: %s", got)
 	}
 }
