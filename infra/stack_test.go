@@ -1087,3 +1087,14 @@ func TestHashSaltSecretIsReadableByDrainAndLoadOnly(t *testing.T) {
 		t.Errorf("drain reads a salt the configuration does not name: %s", got)
 	}
 }
+
+func TestPlainHashSaltIsRefusedForDeployment(t *testing.T) {
+	doc := strings.Replace(redshiftConfig, "hash_salt_secret: pgferry/orders/salt", `hash_salt: "a-salt-of-sixteen-or-more"`, 1)
+	err := deployable(parse(t, doc))
+	if err == nil || !strings.Contains(err.Error(), "hash_salt_secret") || strings.Contains(err.Error(), "a-salt-of-sixteen") {
+		t.Fatalf("err = %v, want hash_salt refused, pointing to hash_salt_secret, without echoing it", err)
+	}
+	if err := deployable(parse(t, redshiftConfig)); err != nil {
+		t.Fatalf("hash_salt_secret refused: %v", err)
+	}
+}

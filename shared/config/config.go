@@ -98,6 +98,10 @@ type Target struct {
 	Exclude []string `yaml:"exclude"`
 	Deletes string   `yaml:"deletes"`
 	Rules   []Rule   `yaml:"rules"`
+	// AcceptRulesChange acknowledges a change of Tables, Exclude, Deletes
+	// or Rules on a running pipeline: the new RulesFingerprint, which the
+	// drain's refusal prints (see rulesfp.go).
+	AcceptRulesChange string `yaml:"accept_rules_change"`
 	// Parsed forms of Tables and Exclude.
 	TablePatterns   []Pattern `yaml:"-"`
 	ExcludePatterns []Pattern `yaml:"-"`

@@ -178,6 +178,9 @@ func (c *Config) validateRules() []error {
 		for i := range t.Rules {
 			errs = append(errs, t.Rules[i].validate(fmt.Sprintf("%s.rules[%d]", key, i))...)
 		}
+		if a := t.AcceptRulesChange; a != "" && !rulesFPRE.MatchString(a) {
+			bad(key+".accept_rules_change", "%q is not a rules fingerprint (16 hex digits, as the drain's refusal prints it)", a)
+		}
 		c.Targets[name] = t
 	}
 	switch {
