@@ -10,7 +10,9 @@ import (
 
 func TestCheckRulesRefusesAnUnacknowledgedChangeOnly(t *testing.T) {
 	now := map[string]string{"a": "1111111111111111", "b": "2222222222222222"}
-	cp := func(m map[string]string) checkpoint.Checkpoint { return checkpoint.Checkpoint{Rules: checkpoint.EncodeRules(m)} }
+	cp := func(m map[string]string) checkpoint.Checkpoint {
+		return checkpoint.Checkpoint{Rules: checkpoint.EncodeRules(m)}
+	}
 	for name, c := range map[string]struct {
 		cp       checkpoint.Checkpoint
 		accepted map[string]string
