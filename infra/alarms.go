@@ -94,6 +94,10 @@ func (b *builder) alarms(topicARN string) {
 		// then succeeds is no alarm. A period spans at least one
 		// schema-diff run, so that a quiet source (no apply cycles) still
 		// gives each period a datapoint; without any, the state is kept.
+		if b.cfg.Targets[t].Kind == config.KindRedshift {
+			// Redshift has no sequences: nothing to advance, no metric.
+			continue
+		}
 		add(alarmSpec{id: alarmSequenceSync + "-" + t, what: "target " + t + "'s sequences cannot be advanced to the source's values (a failover would reuse keys)",
 			metric: b.custom(metrics.SequenceSyncFailures, t, "Minimum", periodCovering(set.schemaDiffEvery, 15*minute)), threshold: 1, op: atLeast,
 			periods: 2, breaching: 2, missing: awscloudwatch.TreatMissingData_IGNORE})

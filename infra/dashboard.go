@@ -52,8 +52,21 @@ func (b *builder) dashboard() {
 		failures = append(failures,
 			label(b.custom(metrics.ApplyFailures, t, "Sum", minute), t+" apply failures"),
 			label(b.custom(metrics.PoisonBatches, t, "Sum", minute), t+" parked batches"),
-			label(b.custom(metrics.GroupBlocked, t, "Maximum", minute), t+" blocked"),
-			label(b.custom(metrics.SequenceSyncFailures, t, "Maximum", minute), t+" sequence sync failing"))
+			label(b.custom(metrics.GroupBlocked, t, "Maximum", minute), t+" blocked"))
+		if b.cfg.Targets[t].Kind != config.KindRedshift {
+			failures = append(failures, label(b.custom(metrics.SequenceSyncFailures, t, "Maximum", minute), t+" sequence sync failing"))
+		}
+	}
+
+	// A Redshift target changes values it cannot hold (saturated numerics,
+	// truncated text, replaced NaN…) and counts each, per table, column
+	// and kind of conversion: one graph per target, one line per column.
+	var lossy []awscloudwatch.IWidget
+	for _, t := range b.redshiftTargets() {
+		lossy = append(lossy, graph("Values changed to fit Redshift target "+t+" (by table, column, conversion)", 24,
+			insights(fmt.Sprintf(`SELECT SUM(%s) FROM %q WHERE %s = '%s' AND %s = '%s' GROUP BY "%s", "%s", "%s"`,
+				metrics.LossyConversions, metrics.Namespace, metrics.DimPipeline, b.cfg.Name, metrics.DimTarget, t,
+				metrics.DimTable, metrics.DimColumn, metrics.DimConversion), "${LABEL}")))
 	}
 
 	var alarms []awscloudwatch.IAlarm
@@ -61,44 +74,48 @@ func (b *builder) dashboard() {
 		alarms = append(alarms, a)
 	}
 
+	rowsOfWidgets := []*[]awscloudwatch.IWidget{
+		{
+			graph("Replication lag (ms, source commit → target commit)", 12, lag...),
+			graph("Rows per second", 12, rows...),
+		},
+		{
+			graph("Rows per shipped batch", 8,
+				label(b.custom(metrics.BatchRows, "", "Average", minute), "average"),
+				label(b.custom(metrics.BatchRows, "", "Maximum", minute), "maximum")),
+			graph("Batch queue", 8,
+				label(o.Queue.MetricApproximateNumberOfMessagesVisible(stat("Maximum", minute)), "waiting"),
+				label(o.Queue.MetricApproximateNumberOfMessagesNotVisible(stat("Maximum", minute)), "in flight"),
+				label(o.DLQ.MetricApproximateNumberOfMessagesVisible(stat("Maximum", minute)), "parked (DLQ)"),
+				label(o.Queue.MetricApproximateAgeOfOldestMessage(stat("Maximum", minute)), "oldest (s)")),
+			graph("Source backlog", 8, backlog...),
+		},
+		{
+			graph("Function errors", 8, fnErrors...),
+			graph("Pipeline failures", 8, failures...),
+			graph("Throttles", 8, fnThrottles...),
+		},
+		{
+			graph("Initial load", 12,
+				insights(fmt.Sprintf("SELECT SUM(%s) FROM %q WHERE %s = '%s'", metrics.LoadRowsCopied, metrics.Namespace, metrics.DimPipeline, b.cfg.Name), "rows copied"),
+				insights(fmt.Sprintf("SELECT MAX(%s) FROM %q WHERE %s = '%s'", metrics.LoadSecondsSinceProgress, metrics.Namespace, metrics.DimPipeline, b.cfg.Name), "seconds since progress"),
+				label(o.LoadQueue.MetricApproximateNumberOfMessagesVisible(stat("Maximum", minute)), "chunks waiting"),
+				label(o.LoadQueue.MetricApproximateNumberOfMessagesNotVisible(stat("Maximum", minute)), "chunks copying"),
+				label(o.LoadDLQ.MetricApproximateNumberOfMessagesVisible(stat("Maximum", minute)), "chunks failed (DLQ)")),
+			awscloudwatch.NewAlarmStatusWidget(&awscloudwatch.AlarmStatusWidgetProps{
+				Title:  jsii.String("Alarms"),
+				Alarms: &alarms,
+				Width:  jsii.Number(12),
+				Height: jsii.Number(6),
+			}),
+		},
+	}
+	for i := range lossy {
+		rowsOfWidgets = append(rowsOfWidgets, &[]awscloudwatch.IWidget{lossy[i]})
+	}
 	o.Dashboard = awscloudwatch.NewDashboard(b.stack, jsii.String("Dashboard"), &awscloudwatch.DashboardProps{
 		DashboardName: jsii.String(b.prefix),
-		Widgets: &[]*[]awscloudwatch.IWidget{
-			{
-				graph("Replication lag (ms, source commit → target commit)", 12, lag...),
-				graph("Rows per second", 12, rows...),
-			},
-			{
-				graph("Rows per shipped batch", 8,
-					label(b.custom(metrics.BatchRows, "", "Average", minute), "average"),
-					label(b.custom(metrics.BatchRows, "", "Maximum", minute), "maximum")),
-				graph("Batch queue", 8,
-					label(o.Queue.MetricApproximateNumberOfMessagesVisible(stat("Maximum", minute)), "waiting"),
-					label(o.Queue.MetricApproximateNumberOfMessagesNotVisible(stat("Maximum", minute)), "in flight"),
-					label(o.DLQ.MetricApproximateNumberOfMessagesVisible(stat("Maximum", minute)), "parked (DLQ)"),
-					label(o.Queue.MetricApproximateAgeOfOldestMessage(stat("Maximum", minute)), "oldest (s)")),
-				graph("Source backlog", 8, backlog...),
-			},
-			{
-				graph("Function errors", 8, fnErrors...),
-				graph("Pipeline failures", 8, failures...),
-				graph("Throttles", 8, fnThrottles...),
-			},
-			{
-				graph("Initial load", 12,
-					insights(fmt.Sprintf("SELECT SUM(%s) FROM %q WHERE %s = '%s'", metrics.LoadRowsCopied, metrics.Namespace, metrics.DimPipeline, b.cfg.Name), "rows copied"),
-					insights(fmt.Sprintf("SELECT MAX(%s) FROM %q WHERE %s = '%s'", metrics.LoadSecondsSinceProgress, metrics.Namespace, metrics.DimPipeline, b.cfg.Name), "seconds since progress"),
-					label(o.LoadQueue.MetricApproximateNumberOfMessagesVisible(stat("Maximum", minute)), "chunks waiting"),
-					label(o.LoadQueue.MetricApproximateNumberOfMessagesNotVisible(stat("Maximum", minute)), "chunks copying"),
-					label(o.LoadDLQ.MetricApproximateNumberOfMessagesVisible(stat("Maximum", minute)), "chunks failed (DLQ)")),
-				awscloudwatch.NewAlarmStatusWidget(&awscloudwatch.AlarmStatusWidgetProps{
-					Title:  jsii.String("Alarms"),
-					Alarms: &alarms,
-					Width:  jsii.Number(12),
-					Height: jsii.Number(6),
-				}),
-			},
-		},
+		Widgets:       &rowsOfWidgets,
 	})
 }
 

@@ -33,9 +33,18 @@ func (b *builder) grants() {
 	source := []string{b.cfg.Source.DSNSecret}
 	var targets []string
 	for _, n := range b.cfg.TargetNames() {
-		targets = append(targets, b.cfg.Targets[n].DSNSecret)
+		t := b.cfg.Targets[n]
+		targets = append(targets, t.DSNSecret)
+		if t.DataAPI != nil {
+			// A Redshift target's database credentials, which the Data
+			// API reads with the caller's permission.
+			targets = append(targets, t.DataAPI.SecretARN)
+		}
 	}
 	all := append(append([]string{}, source...), targets...)
+	// hash_salt_secret: read by the functions that run hash rules on rows
+	// (runner.Boot resolves it in those only).
+	salt := []string{b.cfg.HashSaltSecret}
 
 	// drain: capture → batches on the FIFO queue (large ones to S3 first)
 	// → checkpoint and lease.
@@ -43,7 +52,7 @@ func (b *builder) grants() {
 	allow(drain, "SendBatches", []string{"sqs:SendMessage"}, o.Queue.QueueArn())
 	allow(drain, "PutPayloads", []string{"s3:PutObject"}, objects)
 	allow(drain, "Checkpoint", checkpointActions, o.Table.TableArn())
-	b.allowSecrets(drain, source)
+	b.allowSecrets(drain, append(append([]string{}, source...), salt...))
 
 	// apply: consumes the FIFO queue (event source); reads claim-checked
 	// payloads; parks failing batches in the DLQ (SendMessage) and, when
@@ -82,7 +91,9 @@ func (b *builder) grants() {
 	// target, records chunk progress.
 	load := o.Functions[fnLoad]
 	allow(load, "LoadProgress", loadActions, o.Table.TableArn())
-	b.allowSecrets(load, all)
+	b.allowSecrets(load, append(append([]string{}, all...), salt...))
+
+	b.redshiftGrants()
 }
 
 // allow adds one Allow statement to fn's role.

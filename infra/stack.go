@@ -117,6 +117,11 @@ func deployable(cfg *config.Config) error {
 	if len(bad) > 0 {
 		return fmt.Errorf("pgferry: config: %s: a deployed pipeline takes its connection strings from Secrets Manager, never from plain values: use dsn_secret (an ARN or secret name) instead", strings.Join(bad, ", "))
 	}
+	if cfg.HashSalt != "" {
+		// Expanded at synthesis, it would sit in the Lambda environment
+		// and the template in plain text.
+		return fmt.Errorf("pgferry: config: hash_salt: a deployed pipeline takes the hash salt from Secrets Manager, never from a plain value: use hash_salt_secret (an ARN or secret name) instead")
+	}
 	return nil
 }
 

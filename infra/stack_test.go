@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -822,4 +823,278 @@ func jsonEqual(a, b interface{}) bool {
 	x, _ := json.Marshal(a)
 	y, _ := json.Marshal(b)
 	return string(x) == string(y)
+}
+
+// redshiftConfig adds three Redshift targets beside a PostgreSQL one, one
+// per way of reaching the database: a workgroup by ARN with a secret
+// (staged in the pipeline bucket), a cluster with a database user (staged
+// in another bucket), and a workgroup by name with the functions' IAM
+// identity (its own prefix in the pipeline bucket).
+const redshiftConfig = `
+name: orders_eu
+hash_salt_secret: pgferry/orders/salt
+source:
+  dsn_secret: pgferry/orders/source
+  tables: ["public.*"]
+targets:
+  replica:
+    kind: postgres
+    dsn_secret: pgferry/orders/replica
+  warehouse:
+    kind: redshift
+    data_api: {workgroup: "arn:aws:redshift-serverless:eu-west-1:123456789012:workgroup/0a1b2c3d-aaaa-bbbb-cccc-0123456789ab", database: dev, secret_arn: "arn:aws:secretsmanager:eu-west-1:123456789012:secret:pgferry/warehouse-AbCdEf"}
+    copy_role_arn: arn:aws:iam::123456789012:role/warehouse-copy
+  archive:
+    kind: redshift
+    data_api: {cluster: analytics, database: dev, db_user: pgferry}
+    staging: {bucket: acme-redshift-staging, prefix: pgferry/archive/}
+    copy_role_arn: arn:aws:iam::123456789012:role/archive-copy
+  lake:
+    kind: redshift
+    data_api: {workgroup: lake-wg, database: lake}
+    staging: {prefix: rs/lake/}
+    copy_role_arn: arn:aws:iam::123456789012:role/lake-copy
+`
+
+var rs fixtureT
+
+func redshiftFixture(t *testing.T) (*PipelineStack, assertions.Template) {
+	return build(t, &rs, redshiftConfig, false)
+}
+
+func TestRedshiftTargetsGetExactlyTheDataAPIAndStagingActions(t *testing.T) {
+	s, tmpl := redshiftFixture(t)
+	plainS, plainT := fixture(t)
+	run := []string{"redshift-data:BatchExecuteStatement", "redshift-data:ExecuteStatement"}
+	stmt := []string{"redshift-data:CancelStatement", "redshift-data:DescribeStatement", "redshift-data:GetStatementResult"}
+	creds := []string{"redshift-serverless:GetCredentials", "redshift:GetClusterCredentials"}
+	stage := []string{"s3:DeleteObject", "s3:PutObject"}
+	for fn, extra := range map[string][][]string{
+		fnDrain:       nil,
+		fnApply:       {run, stmt, creds, stage},
+		fnSchemaDiff:  {run, stmt, creds, {"s3:PutObject"}}, // PutObject: its own DDL payloads, not staging
+		fnInitialLoad: {run, stmt, creds},
+		fnLoad:        {run, stmt, creds, stage},
+	} {
+		base, _ := grantsOf(t, plainS, plainT, fn)
+		want := append([]string{}, base...)
+		for _, l := range extra {
+			for _, a := range l {
+				if !contains(want, a) {
+					want = append(want, a)
+				}
+			}
+		}
+		sort.Strings(want)
+		got, _ := grantsOf(t, s, tmpl, fn)
+		if strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Errorf("%s may do\n  %v\nwant exactly\n  %v", fn, got, want)
+		}
+	}
+}
+
+func TestRedshiftDataAPIIsScopedToEachTargetsWorkgroupOrCluster(t *testing.T) {
+	s, tmpl := redshiftFixture(t)
+	for _, fn := range []string{fnApply, fnSchemaDiff, fnInitialLoad, fnLoad} {
+		got := resourcesFor(t, s, tmpl, fn, "redshift-data:BatchExecuteStatement")
+		for _, want := range []string{
+			`"arn:aws:redshift-serverless:eu-west-1:123456789012:workgroup/0a1b2c3d-aaaa-bbbb-cccc-0123456789ab"`,
+			`:redshift:",{"Ref":"AWS::Region"},":",{"Ref":"AWS::AccountId"},":cluster:analytics"`,
+			// A workgroup given by name: its ARN ends in an id unknown at
+			// synthesis, so the account's workgroups in the region.
+			`:redshift-serverless:",{"Ref":"AWS::Region"},":",{"Ref":"AWS::AccountId"},":workgroup/*"`,
+		} {
+			if !strings.Contains(got, want) {
+				t.Errorf("%s: BatchExecuteStatement on %s, want it to include %s", fn, got, want)
+			}
+		}
+		if n := strings.Count(got, "workgroup/") + strings.Count(got, ":cluster:"); n != 3 {
+			t.Errorf("%s: BatchExecuteStatement on %d resources, want the 3 targets': %s", fn, n, got)
+		}
+		if got != resourcesFor(t, s, tmpl, fn, "redshift-data:ExecuteStatement") {
+			t.Errorf("%s: ExecuteStatement and BatchExecuteStatement differ in scope", fn)
+		}
+
+		// Credentials: the database user on the cluster; the IAM identity
+		// on the workgroup given by name; the secret for the other.
+		got = resourcesFor(t, s, tmpl, fn, "redshift:GetClusterCredentials")
+		if !strings.Contains(got, `:dbuser:analytics/pgferry"`) || !strings.Contains(got, `:dbname:analytics/dev"`) || strings.Count(got, "Fn::Join") != 2 {
+			t.Errorf("%s: GetClusterCredentials on %s, want only user pgferry and database dev of cluster analytics", fn, got)
+		}
+		got = resourcesFor(t, s, tmpl, fn, "redshift-serverless:GetCredentials")
+		if !strings.Contains(got, `:workgroup/*"`) || strings.Contains(got, "0a1b2c3d") {
+			t.Errorf("%s: GetCredentials on %s, want only the workgroup without a secret", fn, got)
+		}
+		got = resourcesFor(t, s, tmpl, fn, "secretsmanager:GetSecretValue")
+		if !strings.Contains(got, "secret:pgferry/warehouse-AbCdEf") {
+			t.Errorf("%s cannot read the warehouse's Data API secret: %s", fn, got)
+		}
+
+		// Statement calls take no cluster: limited to the role's own.
+		_, stmts := grantsOf(t, s, tmpl, fn)
+		found := false
+		for _, st := range stmts {
+			if contains(literals(st["Action"]), "redshift-data:DescribeStatement") {
+				found = true
+				b, _ := json.Marshal(st["Condition"])
+				if string(b) != `{"StringEquals":{"redshift-data:statement-owner-iam-userid":"${aws:userid}"}}` {
+					t.Errorf("%s: DescribeStatement condition %s, want only the role's own statements", fn, b)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("%s cannot follow its statements", fn)
+		}
+	}
+	if got := resourcesFor(t, s, tmpl, fnDrain, "secretsmanager:GetSecretValue"); strings.Contains(got, "warehouse") {
+		t.Errorf("drain may read the warehouse's secret, which it does not use: %s", got)
+	}
+}
+
+func TestRedshiftStagingPrefixesAreWritableByApplyAndLoadOnly(t *testing.T) {
+	s, tmpl := redshiftFixture(t)
+	bucket := "pgferry-orders-eu-payloads"
+	want := []string{
+		`":s3:::` + bucket + `/pgferry/orders_eu/warehouse/*"`, // the default prefix
+		`":s3:::acme-redshift-staging/pgferry/archive/*"`,
+		`":s3:::` + bucket + `/rs/lake/*"`,
+	}
+	for _, fn := range []string{fnApply, fnLoad} {
+		got := resourcesFor(t, s, tmpl, fn, "s3:DeleteObject")
+		for _, w := range want {
+			if !strings.Contains(got, w) {
+				t.Errorf("%s: DeleteObject on %s, want %s", fn, got, w)
+			}
+		}
+		if strings.Count(got, ":s3:::") != 3 {
+			t.Errorf("%s: DeleteObject on %s, want exactly the 3 staging prefixes", fn, got)
+		}
+		put := resourcesFor(t, s, tmpl, fn, "s3:PutObject")
+		for _, w := range want {
+			if !strings.Contains(put, w) {
+				t.Errorf("%s: PutObject on %s, want %s", fn, put, w)
+			}
+		}
+	}
+	for _, fn := range []string{fnDrain, fnSchemaDiff, fnInitialLoad} {
+		if got := resourcesFor(t, s, tmpl, fn, "s3:PutObject"); strings.Contains(got, "s3:::") {
+			t.Errorf("%s may write staging files: %s", fn, got)
+		}
+	}
+}
+
+func TestRedshiftCopyRolesReadOnlyTheirPrefixInThePipelineBucket(t *testing.T) {
+	_, tmpl := redshiftFixture(t)
+	var stmts []obj
+	for _, res := range *tmpl.FindResources(jsii.String("AWS::S3::BucketPolicy"), nil) {
+		props := (*res)["Properties"].(obj)
+		for _, st := range props["PolicyDocument"].(obj)["Statement"].(arr) {
+			if m := st.(obj); m["Effect"] == "Allow" {
+				stmts = append(stmts, m)
+			}
+		}
+	}
+	byRole := map[string][]string{}
+	for _, st := range stmts {
+		p, _ := json.Marshal(st["Principal"])
+		b, _ := json.Marshal(st)
+		byRole[string(p)] = append(byRole[string(p)], string(b))
+	}
+	for role, prefix := range map[string]string{"warehouse-copy": "pgferry/orders_eu/warehouse/", "lake-copy": "rs/lake/"} {
+		got := byRole[`{"AWS":"arn:aws:iam::123456789012:role/`+role+`"}`]
+		if len(got) != 2 {
+			t.Errorf("role %s has %d bucket policy statements, want GetObject and ListBucket: %v", role, len(got), byRole)
+			continue
+		}
+		all := strings.Join(got, "\n")
+		if !strings.Contains(all, `"Action":"s3:GetObject"`) || !strings.Contains(all, `"/`+prefix+`*"`) ||
+			!strings.Contains(all, `"Action":"s3:ListBucket"`) || !strings.Contains(all, `{"StringLike":{"s3:prefix":"`+prefix+`*"}}`) {
+			t.Errorf("role %s: %s, want GetObject on %s* and ListBucket of that prefix only", role, all, prefix)
+		}
+		if strings.Contains(all, "PutObject") || strings.Contains(all, "DeleteObject") {
+			t.Errorf("role %s may write: %s", role, all)
+		}
+	}
+	// Staged in a bucket the stack does not own: the operator grants it.
+	if len(byRole) != 2 {
+		t.Errorf("bucket policy names %d principals, want the 2 copy roles staging in the pipeline bucket: %v", len(byRole), byRole)
+	}
+}
+
+func TestPostgresOnlyStackHasNoRedshiftGrants(t *testing.T) {
+	_, tmpl := fixture(t)
+	for role, list := range policyStatements(t, tmpl) {
+		for _, st := range list {
+			for _, a := range literals(st["Action"]) {
+				if strings.HasPrefix(a, "redshift") || a == "s3:DeleteObject" {
+					t.Errorf("role %s of a PostgreSQL-only stack may %s", role, a)
+				}
+			}
+		}
+	}
+	for _, res := range *tmpl.FindResources(jsii.String("AWS::S3::BucketPolicy"), nil) {
+		if b, _ := json.Marshal(res); strings.Contains(string(b), ":role/") {
+			t.Errorf("bucket policy of a PostgreSQL-only stack names a role: %s", b)
+		}
+	}
+}
+
+func TestRedshiftTargetsGetAlarmsAndALossyConversionsWidget(t *testing.T) {
+	s, tmpl := redshiftFixture(t)
+	for _, target := range []string{"warehouse", "archive", "lake"} {
+		for _, id := range []string{alarmLag, alarmGroupBlocked} {
+			if _, ok := s.Alarms[id+"-"+target]; !ok {
+				t.Errorf("no alarm %s-%s", id, target)
+			}
+		}
+		// Redshift has no sequences.
+		if _, ok := s.Alarms[alarmSequenceSync+"-"+target]; ok {
+			t.Errorf("alarm %s-%s watches a metric a Redshift target never emits", alarmSequenceSync, target)
+		}
+	}
+	if _, ok := s.Alarms[alarmSequenceSync+"-replica"]; !ok {
+		t.Error("the PostgreSQL target lost its sequence-sync alarm")
+	}
+	body := func(tmpl assertions.Template) string {
+		for _, res := range *tmpl.FindResources(jsii.String("AWS::CloudWatch::Dashboard"), nil) {
+			b, _ := json.Marshal((*res)["Properties"].(obj)["DashboardBody"])
+			return string(b)
+		}
+		return ""
+	}
+	text := body(tmpl)
+	for _, target := range []string{"warehouse", "archive", "lake"} {
+		q := fmt.Sprintf(`SELECT SUM(%s) FROM \\\"pgferry\\\" WHERE Pipeline = 'orders_eu' AND Target = '%s' GROUP BY \\\"Table\\\", \\\"Column\\\", \\\"Conversion\\\"`, metrics.LossyConversions, target)
+		if !strings.Contains(text, q) {
+			t.Errorf("dashboard lacks the lossy-conversions query of %s (%s)", target, q)
+		}
+	}
+	if _, plainT := fixture(t); strings.Contains(body(plainT), metrics.LossyConversions) {
+		t.Error("a PostgreSQL-only dashboard shows LossyConversions")
+	}
+}
+
+func TestHashSaltSecretIsReadableByDrainAndLoadOnly(t *testing.T) {
+	s, tmpl := redshiftFixture(t)
+	for fn, reads := range map[string]bool{fnDrain: true, fnLoad: true, fnApply: false, fnSchemaDiff: false, fnInitialLoad: false} {
+		got := resourcesFor(t, s, tmpl, fn, "secretsmanager:GetSecretValue")
+		if strings.Contains(got, "pgferry/orders/salt-??????") != reads {
+			t.Errorf("%s reads the hash salt: %v, want %v (%s)", fn, !reads, reads, got)
+		}
+	}
+	plainS, plainT := fixture(t)
+	if got := resourcesFor(t, plainS, plainT, fnDrain, "secretsmanager:GetSecretValue"); strings.Contains(got, "salt") {
+		t.Errorf("drain reads a salt the configuration does not name: %s", got)
+	}
+}
+
+func TestPlainHashSaltIsRefusedForDeployment(t *testing.T) {
+	doc := strings.Replace(redshiftConfig, "hash_salt_secret: pgferry/orders/salt", `hash_salt: "a-salt-of-sixteen-or-more"`, 1)
+	err := deployable(parse(t, doc))
+	if err == nil || !strings.Contains(err.Error(), "hash_salt_secret") || strings.Contains(err.Error(), "a-salt-of-sixteen") {
+		t.Fatalf("err = %v, want hash_salt refused, pointing to hash_salt_secret, without echoing it", err)
+	}
+	if err := deployable(parse(t, redshiftConfig)); err != nil {
+		t.Fatalf("hash_salt_secret refused: %v", err)
+	}
 }

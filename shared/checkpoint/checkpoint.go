@@ -5,6 +5,8 @@ package checkpoint
 
 import (
 	"errors"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/pgferry/pgferry/shared/batch"
@@ -42,6 +44,11 @@ type Checkpoint struct {
 	// must not continue from it (see Mode). "" in checkpoints saved before
 	// the mode was recorded.
 	Capture string
+	// Rules is the rules fingerprint (config.RulesFingerprint) each target
+	// was shipped under, in EncodeRules form ("" in checkpoints saved
+	// before it was recorded). A drain compares it with its configuration
+	// before shipping (drain.CheckRules).
+	Rules string
 	// Saved is when the checkpoint was last written (zero if unknown). It
 	// is read, never written, by the caller: the store sets it.
 	Saved time.Time
@@ -83,3 +90,29 @@ var (
 	// forward).
 	ErrStale = errors.New("checkpoint: position does not advance")
 )
+
+// EncodeRules writes fingerprints by target name as Checkpoint.Rules:
+// "name=fingerprint" pairs, sorted, joined by ";" (target names and
+// fingerprints hold neither).
+func EncodeRules(m map[string]string) string {
+	parts := make([]string, 0, len(m))
+	for n, fp := range m {
+		parts = append(parts, n+"="+fp)
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ";")
+}
+
+// DecodeRules reads Checkpoint.Rules back (nil for "").
+func DecodeRules(s string) map[string]string {
+	if s == "" {
+		return nil
+	}
+	out := map[string]string{}
+	for _, p := range strings.Split(s, ";") {
+		if n, fp, ok := strings.Cut(p, "="); ok {
+			out[n] = fp
+		}
+	}
+	return out
+}

@@ -29,6 +29,10 @@ type Config struct {
 	// HashSalt salts every hash rule of the pipeline (see rules.go);
 	// required when a rule hashes. Give it as "${PGFERRY_HASH_SALT}".
 	HashSalt string `yaml:"hash_salt"`
+	// HashSaltSecret, instead of HashSalt, names a Secrets Manager secret
+	// (ARN or name) whose value is the salt; runner.Start resolves it once
+	// into HashSalt. A deployed pipeline uses it (DESIGN §6).
+	HashSaltSecret string `yaml:"hash_salt_secret"`
 
 	// Parsed forms of Source.Tables and Source.Exclude.
 	Include []Pattern `yaml:"-"`
@@ -94,6 +98,10 @@ type Target struct {
 	Exclude []string `yaml:"exclude"`
 	Deletes string   `yaml:"deletes"`
 	Rules   []Rule   `yaml:"rules"`
+	// AcceptRulesChange acknowledges a change of Tables, Exclude, Deletes
+	// or Rules on a running pipeline: the new RulesFingerprint, which the
+	// drain's refusal prints (see rulesfp.go).
+	AcceptRulesChange string `yaml:"accept_rules_change"`
 	// Parsed forms of Tables and Exclude.
 	TablePatterns   []Pattern `yaml:"-"`
 	ExcludePatterns []Pattern `yaml:"-"`

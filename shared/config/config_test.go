@@ -113,3 +113,47 @@ func TestPatternQuotedParts(t *testing.T) {
 		t.Fatal("glob parts must match as globs")
 	}
 }
+
+func TestRulesFingerprintFollowsWhatATargetReceives(t *testing.T) {
+	base := `
+name: fp
+source: {dsn: "postgres://u@localhost:5432/src", tables: ["public.*"]}
+targets:
+  a:
+    kind: postgres
+    dsn: "postgres://u@localhost:5432/a"
+    deletes: hard
+    rules: [{table: public.t, filter: [{column: c, op: eq, value: "x"}]}]
+`
+	fp := func(doc string) (string, error) {
+		c, err := Parse([]byte(doc), func(string) (string, bool) { return "", false })
+		if err != nil {
+			return "", err
+		}
+		return c.RulesFingerprint("a"), nil
+	}
+	was, err := fp(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for doc, same := range map[string]bool{
+		strings.Replace(base, "    deletes: hard\n", "", 1):                                                           true, // hard is the default
+		strings.Replace(base, "localhost:5432/a", "other:5432/a", 1):                                                  true,
+		strings.Replace(base, "deletes: hard\n", "deletes: hard\n    accept_rules_change: \"0123456789abcdef\"\n", 1): true,
+		strings.Replace(base, `value: "x"`, `value: "y"`, 1):                                                          false,
+		strings.Replace(base, "deletes: hard", "deletes: soft", 1):                                                    false,
+		strings.Replace(base, "deletes: hard\n", "deletes: hard\n    tables: [\"public.t\"]\n", 1):                    false,
+	} {
+		got, err := fp(doc)
+		if err != nil {
+			t.Fatalf("%v in\n%s", err, doc)
+		}
+		if (got == was) != same {
+			t.Errorf("fingerprint %s vs %s, want same=%v for\n%s", got, was, same, doc)
+		}
+	}
+	_, err = fp(strings.Replace(base, "deletes: hard\n", "deletes: hard\n    accept_rules_change: yes\n", 1))
+	if err == nil || !strings.Contains(err.Error(), "targets.a.accept_rules_change") {
+		t.Fatalf("err = %v, want a bad acknowledgement refused naming its key", err)
+	}
+}

@@ -178,10 +178,20 @@ func (c *Config) validateRules() []error {
 		for i := range t.Rules {
 			errs = append(errs, t.Rules[i].validate(fmt.Sprintf("%s.rules[%d]", key, i))...)
 		}
+		if a := t.AcceptRulesChange; a != "" && !rulesFPRE.MatchString(a) {
+			bad(key+".accept_rules_change", "%q is not a rules fingerprint (16 hex digits, as the drain's refusal prints it)", a)
+		}
 		c.Targets[name] = t
 	}
-	if c.UsesHash() && len(c.HashSalt) < 16 {
-		bad("hash_salt", "a rule hashes a column: set hash_salt (at least 16 characters, e.g. \"${PGFERRY_HASH_SALT}\") so that hashed values cannot be reversed by a dictionary")
+	switch {
+	case c.HashSaltSecret != "" && c.HashSalt != "":
+		bad("hash_salt_secret", "set either hash_salt or hash_salt_secret, not both")
+	case c.HashSaltSecret != "" && !secretARNRE.MatchString(c.HashSaltSecret) && !secretNameRE.MatchString(c.HashSaltSecret):
+		bad("hash_salt_secret", "%q is neither a Secrets Manager secret ARN nor a secret name", c.HashSaltSecret)
+	case c.HashSaltSecret != "":
+		// Resolved at start (runner.ResolveHashSalt), which checks its length.
+	case c.UsesHash() && len(c.HashSalt) < 16:
+		bad("hash_salt", "a rule hashes a column: set hash_salt (at least 16 characters, e.g. \"${PGFERRY_HASH_SALT}\") or hash_salt_secret (a Secrets Manager secret holding it) so that hashed values cannot be reversed by a dictionary")
 	}
 	return errs
 }

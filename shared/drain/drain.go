@@ -99,6 +99,12 @@ type Options struct {
 	// the rest, see package rules); nil ships every change to every
 	// target as captured.
 	Rules *rules.Set
+	// RulesFP is each target's rules fingerprint (config.RulesFingerprints)
+	// and RulesAccepted the acknowledged changes (config.RulesAccepted):
+	// a run refuses a changed fingerprint that is not acknowledged
+	// (CheckRules) and records RulesFP with every checkpoint. With RulesFP
+	// nil nothing is checked or recorded.
+	RulesFP, RulesAccepted map[string]string
 }
 
 // Drainer drains one pipeline.
@@ -144,6 +150,9 @@ func (d *Drainer) Run(ctx context.Context) (Stats, error) {
 		return st, err
 	}
 	if err := CheckCapture(ctx, cp, config.CaptureTrigger, d.opts.Probe); err != nil {
+		return st, err
+	}
+	if err := CheckRules(cp, d.opts.RulesFP, d.opts.RulesAccepted); err != nil {
 		return st, err
 	}
 	if err := d.opts.Rules.Ready(ctx); err != nil {
@@ -221,6 +230,9 @@ func (r *run) window(ctx context.Context) (bool, error) {
 		cp.Lineage = newLineage()
 	}
 	cp.Capture = config.CaptureTrigger // recorded (or kept) by every save
+	if r.opts.RulesFP != nil {
+		cp.Rules = checkpoint.EncodeRules(r.opts.RulesFP)
+	}
 	r.cp = cp
 	opened := cp.Window != ""
 	if !opened && r.schema.due(r.opts, !r.started) {

@@ -174,7 +174,13 @@ func (d *SlotDrainer) Run(ctx context.Context) (Stats, error) {
 	if err := CheckCapture(ctx, cp, config.CaptureSlot, d.opts.Probe); err != nil {
 		return st, err
 	}
+	if err := CheckRules(cp, d.opts.RulesFP, d.opts.RulesAccepted); err != nil {
+		return st, err
+	}
 	cp.Capture = config.CaptureSlot // recorded (or kept) by every save
+	if d.opts.RulesFP != nil {
+		cp.Rules = checkpoint.EncodeRules(d.opts.RulesFP)
+	}
 	info, err := d.src.Install(ctx, cp.Lineage != "")
 	if err != nil {
 		return st, err

@@ -290,6 +290,11 @@ func (t *Target) compile(ctx context.Context, tab batch.Table, cols, key []strin
 				return nil, err
 			}
 			salt := t.set.salt
+			if salt == "" {
+				// hash_salt_secret not resolved in this process: never
+				// hash without a salt.
+				return nil, fmt.Errorf("config: %s.hash: no salt: hash_salt_secret has not been resolved in this process", rk)
+			}
 			fns[i] = append(fns[i], func(s string) string { return Hash(salt, s) })
 		}
 		for _, c := range sortedKeys(r.Replace) {

@@ -318,3 +318,32 @@ func TestANilSetHasNoTargets(t *testing.T) {
 		t.Fatal("a nil Set must mean no rules")
 	}
 }
+
+// TestHashWithoutAResolvedSaltIsRefused: with hash_salt_secret the salt
+// arrives at start (runner.ResolveHashSalt); a process that did not
+// resolve it must refuse to hash rather than hash without a salt.
+func TestHashWithoutAResolvedSaltIsRefused(t *testing.T) {
+	doc := `
+name: demo
+hash_salt_secret: pgferry/demo/salt
+source: {dsn: "postgres://u:p@localhost:5432/src", tables: ["public.*"]}
+targets:
+  a:
+    kind: postgres
+    dsn: "postgres://u:p@localhost:5432/a"
+    rules: [{table: public.customers, hash: [country]}]
+`
+	cfg, err := config.Parse([]byte(doc), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(cfg, fakeCatalog{customers: custInfo}).Target("a").Plan(context.Background(), customers, custCols, []string{"id"})
+	if err == nil || !strings.Contains(err.Error(), "targets.a.rules[0].hash") || !strings.Contains(err.Error(), "hash_salt_secret") {
+		t.Fatalf("err = %v, want a refusal naming targets.a.rules[0].hash and hash_salt_secret", err)
+	}
+	cfg.HashSalt = "resolved-salt-0123456789"
+	plan, err := New(cfg, fakeCatalog{customers: custInfo}).Target("a").Plan(context.Background(), customers, custCols, []string{"id"})
+	if err != nil || plan == nil {
+		t.Fatalf("with the salt resolved: plan %v, err %v", plan, err)
+	}
+}

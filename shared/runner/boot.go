@@ -26,14 +26,31 @@ type Env struct {
 // configuration (awsenv.Load: once per process, every client is built
 // from it) and the DSNs, fetching any dsn_secret from
 // Secrets Manager (ResolveDSNs; no AWS call when there is none).
+//
+// It also resolves hash_salt_secret into cfg.HashSalt (ResolveHashSalt).
 func Start(ctx context.Context, cfg *config.Config) (*Env, error) {
+	return start(ctx, cfg, true)
+}
+
+// saltUsers are the functions that run the hash rules, and so need
+// hash_salt_secret (infra grants it to them only): the drain ships rows
+// through the rules, the load copies chunks through them.
+var saltUsers = map[string]bool{"drain": true, "load": true}
+
+func start(ctx context.Context, cfg *config.Config, salt bool) (*Env, error) {
 	ac, err := awsenv.Load(ctx)
 	if err != nil {
 		return nil, err
 	}
-	dsns, err := ResolveDSNs(ctx, cfg, secretsmanager.NewFromConfig(ac))
+	sm := secretsmanager.NewFromConfig(ac)
+	dsns, err := ResolveDSNs(ctx, cfg, sm)
 	if err != nil {
 		return nil, err
+	}
+	if salt {
+		if err := ResolveHashSalt(ctx, cfg, sm); err != nil {
+			return nil, err
+		}
 	}
 	return &Env{Config: cfg, DSNs: dsns, AWS: ac}, nil
 }
@@ -50,7 +67,7 @@ func Boot(ctx context.Context, fn string) (*Env, *slog.Logger, error) {
 		return nil, log, err
 	}
 	log = log.With("pipeline", cfg.Name)
-	env, err := Start(ctx, cfg)
+	env, err := start(ctx, cfg, saltUsers[fn])
 	if err != nil {
 		return nil, log, err
 	}

@@ -113,3 +113,73 @@ func TestPlainDSNsNeedNoSecretsManager(t *testing.T) {
 		t.Fatalf("dsns = %+v, want the configured ones", dsns)
 	}
 }
+
+const saltYAML = `
+name: shop
+hash_salt_secret: pgferry/shop/salt
+source:
+  dsn: postgres://u@localhost:5432/src
+  tables: ["public.*"]
+targets:
+  wh:
+    kind: postgres
+    dsn: postgres://u@localhost:5432/wh
+    rules: [{table: public.customers, hash: [phone]}]
+`
+
+// TestHashSaltSecretResolvesOnceWithoutEchoingTheSalt: hash_salt_secret is
+// fetched once into HashSalt; a salt too short, or a secret that cannot be
+// read, is refused naming the key and the secret but never the value.
+func TestHashSaltSecretResolvesOnceWithoutEchoingTheSalt(t *testing.T) {
+	cfg, err := config.Parse([]byte(saltYAML), os.LookupEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HashSalt != "" {
+		t.Fatalf("hash_salt = %q before resolving", cfg.HashSalt)
+	}
+	sm := &secretValues{values: map[string]string{"pgferry/shop/salt": "  a-long-and-secret-salt-value\n"}}
+	if err := runner.ResolveHashSalt(context.Background(), cfg, sm); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HashSalt != "a-long-and-secret-salt-value" || sm.calls != 1 {
+		t.Fatalf("hash_salt = %q after %d calls, want the trimmed secret after 1", cfg.HashSalt, sm.calls)
+	}
+
+	cfg.HashSalt = ""
+	sm.values["pgferry/shop/salt"] = "short-s3cret"
+	err = runner.ResolveHashSalt(context.Background(), cfg, sm)
+	if err == nil || !strings.Contains(err.Error(), "hash_salt_secret") || !strings.Contains(err.Error(), "pgferry/shop/salt") || strings.Contains(err.Error(), "short-s3cret") {
+		t.Fatalf("err = %v, want a refusal naming hash_salt_secret and the secret, not the value", err)
+	}
+	if cfg.HashSalt != "" {
+		t.Fatalf("a refused salt was kept: %q", cfg.HashSalt)
+	}
+	delete(sm.values, "pgferry/shop/salt")
+	if err := runner.ResolveHashSalt(context.Background(), cfg, sm); err == nil || !strings.Contains(err.Error(), "hash_salt_secret") {
+		t.Fatalf("err = %v, want an unreadable secret refused naming hash_salt_secret", err)
+	}
+
+	// Without hash_salt_secret no call is made (the local runner with
+	// hash_salt from the environment needs no Secrets Manager).
+	plain, err := config.Parse([]byte(strings.Replace(saltYAML, "hash_salt_secret: pgferry/shop/salt", `hash_salt: "0123456789abcdef"`, 1)), os.LookupEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := runner.ResolveHashSalt(context.Background(), plain, nil); err != nil || plain.HashSalt != "0123456789abcdef" {
+		t.Fatalf("hash_salt %q, err %v: want it untouched and no call", plain.HashSalt, err)
+	}
+}
+
+func TestHashSaltKeysAreValidated(t *testing.T) {
+	for doc, want := range map[string]string{
+		strings.Replace(saltYAML, "hash_salt_secret: pgferry/shop/salt", "hash_salt_secret: pgferry/shop/salt\nhash_salt: \"0123456789abcdef\"", 1): "hash_salt_secret: set either hash_salt or hash_salt_secret",
+		strings.Replace(saltYAML, "pgferry/shop/salt", `"not a secret!"`, 1):                                                                        "hash_salt_secret: \"not a secret!\" is neither",
+		strings.Replace(saltYAML, "hash_salt_secret: pgferry/shop/salt", "", 1):                                                                     "or hash_salt_secret",
+	} {
+		_, err := config.Parse([]byte(doc), os.LookupEnv)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v, want it to contain %q", err, want)
+		}
+	}
+}

@@ -3,6 +3,10 @@ package runner
 import (
 	"context"
 	"fmt"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/pgferry/pgferry/shared/config"
 	"github.com/pgferry/pgferry/shared/secrets"
@@ -65,4 +69,36 @@ func ResolveDSNs(ctx context.Context, cfg *config.Config, c secrets.Client) (DSN
 		out.Targets[name] = dsn
 	}
 	return out, nil
+}
+
+// minSaltLen is the shortest salt accepted (as config asks of hash_salt).
+const minSaltLen = 16
+
+// ResolveHashSalt fetches hash_salt_secret, when set, and puts its value
+// in cfg.HashSalt, where the hash rules read it. It makes one
+// GetSecretValue call, at start, like ResolveDSNs; without
+// hash_salt_secret it makes none (c may be nil). The value is the secret's
+// whole SecretString, surrounding white space removed. Errors name the key
+// and the secret, never the value; the salt is never logged.
+func ResolveHashSalt(ctx context.Context, cfg *config.Config, c secrets.Client) error {
+	id := cfg.HashSaltSecret
+	if id == "" {
+		return nil
+	}
+	if c == nil {
+		return fmt.Errorf("config: hash_salt_secret: secret %s: no Secrets Manager client", id)
+	}
+	out, err := c.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(id)})
+	if err != nil {
+		return fmt.Errorf("config: hash_salt_secret: secret %s: %w", id, err)
+	}
+	if out.SecretString == nil {
+		return fmt.Errorf("config: hash_salt_secret: secret %s has no SecretString (binary secrets are not supported)", id)
+	}
+	salt := strings.TrimSpace(*out.SecretString)
+	if len(salt) < minSaltLen {
+		return fmt.Errorf("config: hash_salt_secret: secret %s holds %d characters; a salt needs at least %d so that hashed values cannot be reversed by a dictionary", id, len(salt), minSaltLen)
+	}
+	cfg.HashSalt = salt
+	return nil
 }

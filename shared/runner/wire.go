@@ -134,6 +134,9 @@ func (p *Pipeline) Drainer(owner string, onShip func(*batch.Batch), emf *metrics
 		OnShip:    onShip,
 		Probe:     CaptureProbe(cfg, src),
 		Rules:     rules.ForSource(cfg, src),
+
+		RulesFP:       cfg.RulesFingerprints(),
+		RulesAccepted: cfg.RulesAccepted(),
 	}
 	if cfg.SyncsSchema() {
 		skip := pgsync.SourceSkip(cfg)

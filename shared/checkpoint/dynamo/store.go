@@ -120,6 +120,7 @@ func (s *Store) Load(ctx context.Context) (checkpoint.Checkpoint, error) {
 	cp.Seq, _ = strconv.ParseUint(ddb.NumberOf(it["seq"]), 10, 64)
 	cp.Prev, cp.Window, cp.Lineage = ddb.StringOf(it["prev"]), ddb.StringOf(it["window"]), ddb.StringOf(it["lineage"])
 	cp.Schema, cp.Capture = ddb.StringOf(it["schema_fp"]), ddb.StringOf(it["capture"])
+	cp.Rules = ddb.StringOf(it["rules_fp"])
 	if ms, err := strconv.ParseInt(ddb.NumberOf(it["updated_at"]), 10, 64); err == nil {
 		cp.Saved = time.UnixMilli(ms)
 	}
@@ -141,6 +142,10 @@ func (s *Store) Save(ctx context.Context, l checkpoint.Lease, cp checkpoint.Chec
 	if cp.Capture != "" {
 		set += ", capture = :cap"
 		vals[":cap"] = ddb.S(cp.Capture)
+	}
+	if cp.Rules != "" {
+		set += ", rules_fp = :rfp"
+		vals[":rfp"] = ddb.S(cp.Rules)
 	}
 	_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 &s.table,
