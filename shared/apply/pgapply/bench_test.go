@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,8 +47,12 @@ func BenchmarkApplyThroughput(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
+			aps, err := pgapply.New(ctx, pool, "bench_staged", slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if err != nil {
+				b.Fatal(err)
+			}
 			cols := []string{"id", "v", "n", "at", "tags"}
-			var ours, raw, hand, rowwise time.Duration
+			var ours, staged, raw, hand, rowwise time.Duration
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				testenv.Exec(b, pool, "TRUNCATE bench")
@@ -61,6 +66,14 @@ func BenchmarkApplyThroughput(b *testing.B) {
 					b.Fatal(err)
 				}
 				ours += time.Since(t0)
+
+				if n <= 10000 { // the same apply with every segment staged (the design before unnest)
+					testenv.Exec(b, pool, "TRUNCATE bench")
+					testenv.Exec(b, pool, "INSERT INTO bench (id) SELECT g FROM generate_series(0, $1) g", n/2-1)
+					st := *bt
+					st.Pipeline = "bench_staged"
+					staged += timeIt(b, func() { applyStaged(b, aps, &st) })
+				}
 
 				testenv.Exec(b, pool, "TRUNCATE bench")
 				raw += timeIt(b, func() { copyRows(b, pool, "bench", rows) })
@@ -82,6 +95,9 @@ func BenchmarkApplyThroughput(b *testing.B) {
 			b.ReportMetric(hand.Seconds()/ours.Seconds(), "x_hand_merge")
 			if rowwise > 0 {
 				b.ReportMetric(rowwise.Seconds()/ours.Seconds(), "x_row_by_row")
+			}
+			if staged > 0 {
+				b.ReportMetric(perSec(staged), "staged_rows/s")
 			}
 		})
 	}
@@ -144,5 +160,111 @@ func rowByRow(b *testing.B, pool *pgxpool.Pool, rows []batch.Row) {
 	})
 	if err != nil {
 		b.Fatal(err)
+	}
+}
+
+// applyStaged applies bt with every segment COPYed into a staging table.
+func applyStaged(b *testing.B, ap *pgapply.Applier, bt *batch.Batch) {
+	old := pgapply.SmallSegment
+	pgapply.SmallSegment = 0
+	defer func() { pgapply.SmallSegment = old }()
+	if _, err := ap.Apply(context.Background(), bt); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkApplyManyTables applies 1k-row batches on a pipeline of 200
+// tables of the bench shape (half new keys, half updates), in two
+// patterns: "spread", every batch touching all 200 tables with 5 rows
+// each, and "rotate", each batch 1k rows of one table, cycling through
+// the tables. It reports rows/s of the applier, of the same applier with
+// every segment staged (a temporary table per segment), and of row-by-row
+// upserts of the same rows, all in the same run.
+func BenchmarkApplyManyTables(b *testing.B) {
+	const tables, n = 200, 1000
+	ctx := context.Background()
+	pool := testenv.Pool(b, testenv.NewDB(b, "bench"))
+	for i := range tables {
+		testenv.Exec(b, pool, strings.Replace(benchDDL, "bench", fmt.Sprintf("bench_%d", i), 1))
+	}
+	cols := []string{"id", "v", "n", "at", "tags"}
+	for _, pattern := range []string{"spread", "rotate"} {
+		b.Run("pattern="+pattern, func(b *testing.B) {
+			ap, err := pgapply.New(ctx, pool, "bench_"+pattern, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if err != nil {
+				b.Fatal(err)
+			}
+			// batchFor returns the segments of batch i and the tables it touches.
+			batchFor := func(i int) ([]batch.Segment, []string) {
+				var segs []batch.Segment
+				var names []string
+				add := func(t, rows int) {
+					name := fmt.Sprintf("bench_%d", t)
+					names = append(names, name)
+					segs = append(segs, batch.Segment{Table: batch.Table{Schema: "public", Name: name}, Columns: cols,
+						Key: []string{"id"}, Upserts: benchRows(rows, 0)})
+				}
+				if pattern == "spread" {
+					for t := range tables {
+						add(t, n/tables)
+					}
+				} else {
+					add(i%tables, n)
+				}
+				return segs, names
+			}
+			reset := func(names []string) {
+				for _, t := range names {
+					q := pgx.Identifier{t}.Sanitize()
+					testenv.Exec(b, pool, "TRUNCATE "+q)
+					testenv.Exec(b, pool, "INSERT INTO "+q+" (id) SELECT g FROM generate_series(0, $1) g", n/2/len(names)-1)
+				}
+			}
+			var ours, staged, rowwise time.Duration
+			seq := uint64(0)
+			next := func(segs []batch.Segment) *batch.Batch {
+				seq++
+				return &batch.Batch{Version: batch.Version, Pipeline: "bench_" + pattern, Target: "t", Seq: seq,
+					From: batch.Position{Tick: seq - 1}, To: batch.Position{Tick: seq}, Epochs: []batch.Epoch{{Segments: segs}}}
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				segs, names := batchFor(i)
+				reset(names)
+				bt := next(segs)
+				ours += timeIt(b, func() {
+					if _, err := ap.Apply(ctx, bt); err != nil {
+						b.Fatal(err)
+					}
+				})
+				reset(names)
+				bt = next(segs)
+				staged += timeIt(b, func() { applyStaged(b, ap, bt) })
+				reset(names)
+				rowwise += timeIt(b, func() {
+					err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+						for _, s := range segs {
+							q := fmt.Sprintf(`INSERT INTO %s VALUES ($1::bigint, $2, $3::numeric, $4::timestamptz, $5::text[])
+								ON CONFLICT (id) DO UPDATE SET v = EXCLUDED.v, n = EXCLUDED.n, at = EXCLUDED.at, tags = EXCLUDED.tags`,
+								pgx.Identifier{s.Table.Name}.Sanitize())
+							for _, r := range s.Upserts {
+								if _, err := tx.Exec(ctx, q, r[0], r[1], r[2], r[3], r[4]); err != nil {
+									return err
+								}
+							}
+						}
+						return nil
+					})
+					if err != nil {
+						b.Fatal(err)
+					}
+				})
+			}
+			perSec := func(d time.Duration) float64 { return float64(n*b.N) / d.Seconds() }
+			b.ReportMetric(perSec(ours), "rows/s")
+			b.ReportMetric(perSec(staged), "staged_rows/s")
+			b.ReportMetric(perSec(rowwise), "row_by_row_rows/s")
+			b.ReportMetric(rowwise.Seconds()/ours.Seconds(), "x_row_by_row")
+		})
 	}
 }

@@ -1,7 +1,6 @@
 package pgapply
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/pgferry/pgferry/shared/apply"
 	"github.com/pgferry/pgferry/shared/batch"
-	"github.com/pgferry/pgferry/shared/pgtext"
 )
 
 // writer applies the epochs of one batch inside its transaction.
@@ -116,31 +114,6 @@ func (w *writer) nextStage() string {
 	return pgx.Identifier{"pgferry_stage_" + strconv.Itoa(w.stages)}.Sanitize()
 }
 
-// stage creates a temporary table shaped like cols of t and COPYs rows
-// (projected to idx) into it. Values are in their types' text form, so the
-// text COPY format parses each one with the column type's own input
-// function: exact, and no per-type encoding in Go.
-func (w *writer) stage(ctx context.Context, t batch.Table, cols []string, idx []int, rows []batch.Row) (string, error) {
-	name := w.nextStage()
-	if _, err := w.tx.Exec(ctx, fmt.Sprintf("CREATE TEMP TABLE %s ON COMMIT DROP AS SELECT %s FROM %s WITH NO DATA",
-		name, quoteCols(cols, ""), ident(t))); err != nil {
-		return "", err
-	}
-	var buf []byte
-	proj := make(batch.Row, len(idx))
-	for _, r := range rows {
-		for i, j := range idx {
-			proj[i] = r[j]
-		}
-		buf = pgtext.AppendCopyRow(buf, proj)
-	}
-	if _, err := w.tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(buf),
-		fmt.Sprintf("COPY %s (%s) FROM STDIN", name, quoteCols(cols, ""))); err != nil {
-		return "", err
-	}
-	return name, nil
-}
-
 func (w *writer) upserts(ctx context.Context, s *batch.Segment) error {
 	ti, err := w.a.info(ctx, w.tx, s.Table)
 	if err != nil {
@@ -151,7 +124,7 @@ func (w *writer) upserts(ctx context.Context, s *batch.Segment) error {
 		return err
 	}
 	cols := pick(s.Columns, idx)
-	st, err := w.stage(ctx, s.Table, cols, idx, s.Upserts)
+	src, err := w.columnsSource(ctx, s.Table, ti, cols, idx, s.Upserts)
 	if err != nil {
 		return err
 	}
@@ -172,7 +145,7 @@ func (w *writer) upserts(ctx context.Context, s *batch.Segment) error {
 	// so an existing row keeps its own.
 	into := []string{quoteCols(cols, "")}
 	sel := []string{quoteCols(cols, "")}
-	var args []any
+	args := src.args
 	for _, c := range ti.fill(s.Columns) {
 		into = append(into, pgx.Identifier{c.name}.Sanitize())
 		if c.hasMissing {
@@ -185,9 +158,9 @@ func (w *writer) upserts(ctx context.Context, s *batch.Segment) error {
 		}
 	}
 	insert := fmt.Sprintf("INSERT INTO %s (%s)%s SELECT %s FROM %s", ident(s.Table),
-		strings.Join(into, ", "), overriding, strings.Join(sel, ", "), st)
+		strings.Join(into, ", "), overriding, strings.Join(sel, ", "), src.from)
 	replace := func() error {
-		if _, err := w.tx.Exec(ctx, fmt.Sprintf("DELETE FROM %s t USING %s s WHERE %s", ident(s.Table), st, keyMatch(s.Key))); err != nil {
+		if _, err := w.tx.Exec(ctx, fmt.Sprintf("DELETE FROM %s t USING %s WHERE %s", ident(s.Table), src.from, keyMatch(s.Key)), src.args...); err != nil {
 			return err
 		}
 		_, err := w.tx.Exec(ctx, insert, args...)
@@ -252,11 +225,11 @@ func (w *writer) deletes(ctx context.Context, s *batch.Segment) error {
 		for i := range idx {
 			idx[i] = i
 		}
-		st, err := w.stage(ctx, s.Table, s.Key, idx, s.Deletes)
+		src, err := w.columnsSource(ctx, s.Table, ti, s.Key, idx, s.Deletes)
 		if err != nil {
 			return err
 		}
-		_, err = w.tx.Exec(ctx, fmt.Sprintf("DELETE FROM %s t USING %s s WHERE %s", ident(s.Table), st, keyMatch(s.Key)))
+		_, err = w.tx.Exec(ctx, fmt.Sprintf("DELETE FROM %s t USING %s WHERE %s", ident(s.Table), src.from, keyMatch(s.Key)), src.args...)
 		return err
 	}
 	return w.keylessDeletes(ctx, ti, s)
