@@ -213,12 +213,16 @@ func BenchmarkApplyManyTables(b *testing.B) {
 				}
 				return segs, names
 			}
-			reset := func(names []string) {
-				for _, t := range names {
-					q := pgx.Identifier{t}.Sanitize()
-					testenv.Exec(b, pool, "TRUNCATE "+q)
-					testenv.Exec(b, pool, "INSERT INTO "+q+" (id) SELECT g FROM generate_series(0, $1) g", n/2/len(names)-1)
+			reset := func(names []string) { // one round trip
+				qs := make([]string, len(names))
+				for i, t := range names {
+					qs[i] = pgx.Identifier{t}.Sanitize()
 				}
+				sql := "TRUNCATE " + strings.Join(qs, ", ")
+				for _, q := range qs {
+					sql += fmt.Sprintf("; INSERT INTO %s (id) SELECT g FROM generate_series(0, %d) g", q, n/2/len(names)-1)
+				}
+				testenv.Exec(b, pool, sql)
 			}
 			var ours, staged, rowwise time.Duration
 			seq := uint64(0)

@@ -60,6 +60,11 @@ func (w *writer) rowsSource(ctx context.Context, t batch.Table, sel, names, type
 			args: args,
 		}, nil
 	}
+	// The staging table is created and filled at once: statements queued
+	// before it run first.
+	if err := w.flush(ctx); err != nil {
+		return inline{}, err
+	}
 	name := w.nextStage()
 	if _, err := w.tx.Exec(ctx, fmt.Sprintf("CREATE TEMP TABLE %s ON COMMIT DROP AS SELECT %s FROM %s WITH NO DATA",
 		name, strings.Join(sel, ", "), ident(t))); err != nil {

@@ -23,6 +23,36 @@ type writer struct {
 	rows   int
 	held   int        // row changes held back for loading tables
 	load   *loadState // nil while replaying held changes
+
+	// pending holds merge statements of small segments, sent together
+	// (one round trip) by flush; what names each for errors. Anything that
+	// uses tx directly and could see or change their rows flushes first,
+	// so statements still run in the order the epoch gives them.
+	pending pgx.Batch
+	what    []string
+}
+
+// queue adds a statement to the pending pipeline; what names it in errors.
+func (w *writer) queue(what, sql string, args ...any) {
+	w.pending.Queue(sql, args...)
+	w.what = append(w.what, what)
+}
+
+// flush sends the pending statements and reads their results in order.
+func (w *writer) flush(ctx context.Context) error {
+	if len(w.what) == 0 {
+		return nil
+	}
+	b, what := w.pending, w.what
+	w.pending, w.what = pgx.Batch{}, nil
+	br := w.tx.SendBatch(ctx, &b)
+	for _, wh := range what {
+		if _, err := br.Exec(); err != nil {
+			_ = br.Close()
+			return fmt.Errorf("%s: %w", wh, err)
+		}
+	}
+	return br.Close()
 }
 
 func ident(t batch.Table) string { return pgx.Identifier{t.Schema, t.Name}.Sanitize() }
@@ -67,7 +97,7 @@ func (w *writer) epoch(ctx context.Context, ep batch.Epoch) error {
 			}
 		}
 	}
-	return nil
+	return w.flush(ctx)
 }
 
 // resolve maps segment columns to the target: it returns the indexes of
@@ -159,22 +189,21 @@ func (w *writer) upserts(ctx context.Context, s *batch.Segment) error {
 	}
 	insert := fmt.Sprintf("INSERT INTO %s (%s)%s SELECT %s FROM %s", ident(s.Table),
 		strings.Join(into, ", "), overriding, strings.Join(sel, ", "), src.from)
-	replace := func() error {
-		if _, err := w.tx.Exec(ctx, fmt.Sprintf("DELETE FROM %s t USING %s WHERE %s", ident(s.Table), src.from, keyMatch(s.Key)), src.args...); err != nil {
-			return err
-		}
-		_, err := w.tx.Exec(ctx, insert, args...)
-		return err
+	what := fmt.Sprintf("upsert into %s", s.Table)
+	replace := func() {
+		w.queue(what, fmt.Sprintf("DELETE FROM %s t USING %s WHERE %s", ident(s.Table), src.from, keyMatch(s.Key)), src.args...)
+		w.queue(what, insert, args...)
 	}
 	switch {
 	case len(s.Key) == 0:
 		// Keyless: every entry is one row; duplicates stay duplicates.
-		_, err = w.tx.Exec(ctx, insert, args...)
-		return err
+		w.queue(what, insert, args...)
+		return nil
 	case !sameSet(ti.pk, s.Key):
 		// The target has no matching primary key to conflict on: replace
 		// rows by key instead.
-		return replace()
+		replace()
+		return nil
 	}
 	merge := insert
 	if len(set) == 0 {
@@ -183,8 +212,8 @@ func (w *writer) upserts(ctx context.Context, s *batch.Segment) error {
 		merge += fmt.Sprintf(" ON CONFLICT (%s) DO UPDATE SET %s", quoteCols(s.Key, ""), strings.Join(set, ", "))
 	}
 	if !ti.otherUnique {
-		_, err = w.tx.Exec(ctx, merge, args...)
-		return err
+		w.queue(what, merge, args...)
+		return nil
 	}
 	// Rows of one batch may swap the values of another unique column
 	// (compaction nets the transactions that did it). Merged one row at a
@@ -192,6 +221,9 @@ func (w *writer) upserts(ctx context.Context, s *batch.Segment) error {
 	// rows (delete, then insert) does not. Replacing is the fallback only:
 	// it resets the columns a batch does not carry and, where the target
 	// refuses session_replication_role, fires ON DELETE actions.
+	if err := w.flush(ctx); err != nil {
+		return err
+	}
 	sp, err := w.tx.Begin(ctx)
 	if err != nil {
 		return err
@@ -208,7 +240,8 @@ func (w *writer) upserts(ctx context.Context, s *batch.Segment) error {
 	if err := sp.Rollback(ctx); err != nil {
 		return err
 	}
-	return replace()
+	replace()
+	return w.flush(ctx)
 }
 
 func (w *writer) deletes(ctx context.Context, s *batch.Segment) error {
@@ -229,7 +262,11 @@ func (w *writer) deletes(ctx context.Context, s *batch.Segment) error {
 		if err != nil {
 			return err
 		}
-		_, err = w.tx.Exec(ctx, fmt.Sprintf("DELETE FROM %s t USING %s WHERE %s", ident(s.Table), src.from, keyMatch(s.Key)), src.args...)
+		w.queue(fmt.Sprintf("delete from %s", s.Table),
+			fmt.Sprintf("DELETE FROM %s t USING %s WHERE %s", ident(s.Table), src.from, keyMatch(s.Key)), src.args...)
+		return nil
+	}
+	if err := w.flush(ctx); err != nil {
 		return err
 	}
 	return w.keylessDeletes(ctx, ti, s)
