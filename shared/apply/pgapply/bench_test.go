@@ -272,3 +272,48 @@ func BenchmarkApplyManyTables(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSegmentPath compares, for one segment of n rows (half updates),
+// the unnested-array merge with COPY into a staging table, alternating in
+// the same loop; it is what SmallSegment is chosen by.
+func BenchmarkSegmentPath(b *testing.B) {
+	ctx := context.Background()
+	pool := testenv.Pool(b, testenv.NewDB(b, "bench"))
+	testenv.Exec(b, pool, benchDDL)
+	cols := []string{"id", "v", "n", "at", "tags"}
+	for _, n := range []int{10, 100, 1000, 4000} {
+		b.Run(fmt.Sprintf("rows=%d", n), func(b *testing.B) {
+			aps := map[int]*pgapply.Applier{}
+			seqs := map[int]uint64{}
+			for _, small := range []int{0, 1 << 30} {
+				ap, err := pgapply.New(ctx, pool, fmt.Sprintf("path%d_%d", n, small), slog.New(slog.NewTextHandler(io.Discard, nil)))
+				if err != nil {
+					b.Fatal(err)
+				}
+				aps[small] = ap
+			}
+			rows := benchRows(n, 0)
+			var took [2]time.Duration
+			old := pgapply.SmallSegment
+			defer func() { pgapply.SmallSegment = old }()
+			for i := 0; i < b.N; i++ {
+				for k, small := range []int{0, 1 << 30} {
+					testenv.Exec(b, pool, fmt.Sprintf("TRUNCATE bench; INSERT INTO bench (id) SELECT g FROM generate_series(0, %d) g", n/2-1))
+					seqs[small]++
+					s := seqs[small]
+					bt := &batch.Batch{Version: batch.Version, Pipeline: fmt.Sprintf("path%d_%d", n, small), Target: "t", Seq: s,
+						From: batch.Position{Tick: s - 1}, To: batch.Position{Tick: s},
+						Epochs: []batch.Epoch{{Segments: []batch.Segment{{Table: batch.Table{Schema: "public", Name: "bench"}, Columns: cols, Key: []string{"id"}, Upserts: rows}}}}}
+					pgapply.SmallSegment = small
+					took[k] += timeIt(b, func() {
+						if _, err := aps[small].Apply(ctx, bt); err != nil {
+							b.Fatal(err)
+						}
+					})
+				}
+			}
+			b.ReportMetric(float64(n*b.N)/took[0].Seconds(), "staged_rows/s")
+			b.ReportMetric(float64(n*b.N)/took[1].Seconds(), "unnest_rows/s")
+		})
+	}
+}
