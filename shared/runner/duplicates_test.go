@@ -3,6 +3,7 @@ package runner_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -85,7 +86,7 @@ func testDuplicateDeliveries(t *testing.T, mode string) {
 		publish(i, fmt.Sprint(n))
 	}
 	l := f.local()
-	l.Progress = &localrun.Progress{}
+	l.Progress = &localrun.Progress{W: io.Discard} // its Loop prints a line a second
 	runCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	if err := l.Run(runCtx, true, f.lastSent); err != nil {

@@ -113,7 +113,10 @@ func (a *Applier) Apply(ctx context.Context, b *batch.Batch) (apply.Result, erro
 	var res apply.Result
 	group := batch.Group(b.Pipeline, b.Target)
 	err := pgx.BeginFunc(ctx, a.pool, func(tx pgx.Tx) error {
-		settings := pgtext.SessionSettings
+		// Generic plans: the merge statements of small segments are prepared
+		// once per table shape, and on a pipeline of many tables each runs
+		// too rarely for the server to stop planning it anew every time.
+		settings := pgtext.SessionSettings + "; SET LOCAL plan_cache_mode = force_generic_plan"
 		if a.replicaRole {
 			settings += "; SET LOCAL session_replication_role = replica"
 		}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,8 +47,12 @@ func BenchmarkApplyThroughput(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
+			aps, err := pgapply.New(ctx, pool, "bench_staged", slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if err != nil {
+				b.Fatal(err)
+			}
 			cols := []string{"id", "v", "n", "at", "tags"}
-			var ours, raw, hand, rowwise time.Duration
+			var ours, staged, raw, hand, rowwise time.Duration
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				testenv.Exec(b, pool, "TRUNCATE bench")
@@ -61,6 +66,14 @@ func BenchmarkApplyThroughput(b *testing.B) {
 					b.Fatal(err)
 				}
 				ours += time.Since(t0)
+
+				if n <= 10000 { // the same apply with every segment staged (the design before unnest)
+					testenv.Exec(b, pool, "TRUNCATE bench")
+					testenv.Exec(b, pool, "INSERT INTO bench (id) SELECT g FROM generate_series(0, $1) g", n/2-1)
+					st := *bt
+					st.Pipeline = "bench_staged"
+					staged += timeIt(b, func() { applyStaged(b, aps, &st) })
+				}
 
 				testenv.Exec(b, pool, "TRUNCATE bench")
 				raw += timeIt(b, func() { copyRows(b, pool, "bench", rows) })
@@ -82,6 +95,9 @@ func BenchmarkApplyThroughput(b *testing.B) {
 			b.ReportMetric(hand.Seconds()/ours.Seconds(), "x_hand_merge")
 			if rowwise > 0 {
 				b.ReportMetric(rowwise.Seconds()/ours.Seconds(), "x_row_by_row")
+			}
+			if staged > 0 {
+				b.ReportMetric(perSec(staged), "staged_rows/s")
 			}
 		})
 	}
@@ -138,6 +154,181 @@ func rowByRow(b *testing.B, pool *pgxpool.Pool, rows []batch.Row) {
 				ON CONFLICT (id) DO UPDATE SET v = EXCLUDED.v, n = EXCLUDED.n, at = EXCLUDED.at, tags = EXCLUDED.tags`,
 				r[0], r[1], r[2], r[3], r[4]); err != nil {
 				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+}
+
+// applyStaged applies bt with every segment COPYed into a staging table.
+func applyStaged(b *testing.B, ap *pgapply.Applier, bt *batch.Batch) {
+	old := pgapply.SmallSegment
+	pgapply.SmallSegment = 0
+	defer func() { pgapply.SmallSegment = old }()
+	if _, err := ap.Apply(context.Background(), bt); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkApplyManyTables applies 1k-row batches on a pipeline of 200
+// tables of the bench shape (half new keys, half updates), in two
+// patterns: "spread", every batch touching all 200 tables with 5 rows
+// each, and "rotate", each batch 1k rows of one table, cycling through
+// the tables. It reports rows/s of the applier, of the same applier with
+// every segment staged (a temporary table per segment), and of row-by-row
+// upserts of the same rows, all in the same run.
+func BenchmarkApplyManyTables(b *testing.B) {
+	const tables, n = 200, 1000
+	ctx := context.Background()
+	pool := testenv.Pool(b, testenv.NewDB(b, "bench"))
+	for i := range tables {
+		testenv.Exec(b, pool, strings.Replace(benchDDL, "bench", fmt.Sprintf("bench_%d", i), 1))
+	}
+	cols := []string{"id", "v", "n", "at", "tags"}
+	for _, pattern := range []string{"spread", "rotate"} {
+		b.Run("pattern="+pattern, func(b *testing.B) {
+			ap, err := pgapply.New(ctx, pool, "bench_"+pattern, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if err != nil {
+				b.Fatal(err)
+			}
+			// batchFor returns the segments of batch i and the tables it touches.
+			batchFor := func(i int) ([]batch.Segment, []string) {
+				var segs []batch.Segment
+				var names []string
+				add := func(t, rows int) {
+					name := fmt.Sprintf("bench_%d", t)
+					names = append(names, name)
+					segs = append(segs, batch.Segment{Table: batch.Table{Schema: "public", Name: name}, Columns: cols,
+						Key: []string{"id"}, Upserts: benchRows(rows, 0)})
+				}
+				if pattern == "spread" {
+					for t := range tables {
+						add(t, n/tables)
+					}
+				} else {
+					add(i%tables, n)
+				}
+				return segs, names
+			}
+			reset := func(names []string) { // one round trip
+				qs := make([]string, len(names))
+				for i, t := range names {
+					qs[i] = pgx.Identifier{t}.Sanitize()
+				}
+				var sql string
+				for _, q := range qs { // DELETE, not TRUNCATE: no new files for 200 tables
+					sql += fmt.Sprintf("DELETE FROM %s; INSERT INTO %s (id) SELECT g FROM generate_series(0, %d) g;", q, q, n/2/len(names)-1)
+				}
+				testenv.Exec(b, pool, sql)
+			}
+			var ours, staged, rowwise time.Duration
+			seq := uint64(0)
+			next := func(segs []batch.Segment) *batch.Batch {
+				seq++
+				return &batch.Batch{Version: batch.Version, Pipeline: "bench_" + pattern, Target: "t", Seq: seq,
+					From: batch.Position{Tick: seq - 1}, To: batch.Position{Tick: seq}, Epochs: []batch.Epoch{{Segments: segs}}}
+			}
+			// Steady state: a running pipeline has read every table's
+			// catalog and prepared its statements; so has the row-by-row
+			// writer (staging tables are new in every batch anyway).
+			for i := range min(b.N, tables) { // the tables the timed rounds touch
+				segs, names := batchFor(i)
+				if pattern == "spread" && i > 0 {
+					break
+				}
+				reset(names)
+				if _, err := ap.Apply(ctx, next(segs)); err != nil {
+					b.Fatal(err)
+				}
+				reset(names)
+				rowByRowSegs(b, pool, segs)
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				segs, names := batchFor(i)
+				reset(names)
+				bt := next(segs)
+				ours += timeIt(b, func() {
+					if _, err := ap.Apply(ctx, bt); err != nil {
+						b.Fatal(err)
+					}
+				})
+				reset(names)
+				bt = next(segs)
+				staged += timeIt(b, func() { applyStaged(b, ap, bt) })
+				reset(names)
+				rowwise += timeIt(b, func() { rowByRowSegs(b, pool, segs) })
+			}
+			perSec := func(d time.Duration) float64 { return float64(n*b.N) / d.Seconds() }
+			b.ReportMetric(perSec(ours), "rows/s")
+			b.ReportMetric(perSec(staged), "staged_rows/s")
+			b.ReportMetric(perSec(rowwise), "row_by_row_rows/s")
+			b.ReportMetric(rowwise.Seconds()/ours.Seconds(), "x_row_by_row")
+		})
+	}
+}
+
+// BenchmarkSegmentPath compares, for one segment of n rows (half updates),
+// the unnested-array merge with COPY into a staging table, alternating in
+// the same loop; it is what SmallSegment is chosen by.
+func BenchmarkSegmentPath(b *testing.B) {
+	ctx := context.Background()
+	pool := testenv.Pool(b, testenv.NewDB(b, "bench"))
+	testenv.Exec(b, pool, benchDDL)
+	cols := []string{"id", "v", "n", "at", "tags"}
+	for _, n := range []int{10, 100, 1000, 4000} {
+		b.Run(fmt.Sprintf("rows=%d", n), func(b *testing.B) {
+			aps := map[int]*pgapply.Applier{}
+			seqs := map[int]uint64{}
+			for _, small := range []int{0, 1 << 30} {
+				ap, err := pgapply.New(ctx, pool, fmt.Sprintf("path%d_%d", n, small), slog.New(slog.NewTextHandler(io.Discard, nil)))
+				if err != nil {
+					b.Fatal(err)
+				}
+				aps[small] = ap
+			}
+			rows := benchRows(n, 0)
+			var took [2]time.Duration
+			old := pgapply.SmallSegment
+			defer func() { pgapply.SmallSegment = old }()
+			for i := 0; i < b.N; i++ {
+				for k, small := range []int{0, 1 << 30} {
+					testenv.Exec(b, pool, fmt.Sprintf("TRUNCATE bench; INSERT INTO bench (id) SELECT g FROM generate_series(0, %d) g", n/2-1))
+					seqs[small]++
+					s := seqs[small]
+					bt := &batch.Batch{Version: batch.Version, Pipeline: fmt.Sprintf("path%d_%d", n, small), Target: "t", Seq: s,
+						From: batch.Position{Tick: s - 1}, To: batch.Position{Tick: s},
+						Epochs: []batch.Epoch{{Segments: []batch.Segment{{Table: batch.Table{Schema: "public", Name: "bench"}, Columns: cols, Key: []string{"id"}, Upserts: rows}}}}}
+					pgapply.SmallSegment = small
+					took[k] += timeIt(b, func() {
+						if _, err := aps[small].Apply(ctx, bt); err != nil {
+							b.Fatal(err)
+						}
+					})
+				}
+			}
+			b.ReportMetric(float64(n*b.N)/took[0].Seconds(), "staged_rows/s")
+			b.ReportMetric(float64(n*b.N)/took[1].Seconds(), "unnest_rows/s")
+		})
+	}
+}
+
+// rowByRowSegs upserts the rows of segs one statement at a time, in one
+// transaction.
+func rowByRowSegs(b *testing.B, pool *pgxpool.Pool, segs []batch.Segment) {
+	ctx := context.Background()
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		for _, s := range segs {
+			q := fmt.Sprintf(`INSERT INTO %s VALUES ($1::bigint, $2, $3::numeric, $4::timestamptz, $5::text[])
+				ON CONFLICT (id) DO UPDATE SET v = EXCLUDED.v, n = EXCLUDED.n, at = EXCLUDED.at, tags = EXCLUDED.tags`,
+				pgx.Identifier{s.Table.Name}.Sanitize())
+			for _, r := range s.Upserts {
+				if _, err := tx.Exec(ctx, q, r[0], r[1], r[2], r[3], r[4]); err != nil {
+					return err
+				}
 			}
 		}
 		return nil

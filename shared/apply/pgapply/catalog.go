@@ -19,6 +19,11 @@ type column struct {
 	identity  bool // any identity column
 	notNull   bool
 	typ       string // format_type: the column's type as SQL
+	// base is the type without its modifier (format_type with typmod -1):
+	// a cast to it never truncates or rounds, so the modifier is applied
+	// by the assignment into the column, which fails on overflow as COPY
+	// into a typed staging table does.
+	base string
 	// hasMissing and missing are the column's missing value (the value
 	// rows that existed when it was added with a constant default read),
 	// in its type's text form.
@@ -70,7 +75,7 @@ func (ti *tableInfo) fill(names []string) []column {
 func lookup(ctx context.Context, tx pgx.Tx, t batch.Table) (*tableInfo, error) {
 	rows, err := tx.Query(ctx, `
 		SELECT a.attname::text, a.attgenerated <> '', a.attidentity = 'a', a.attidentity <> '', a.attnotnull,
-		       format_type(a.atttypid, a.atttypmod), a.atthasmissing, coalesce((a.attmissingval::text::text[])[1], ''),
+		       format_type(a.atttypid, a.atttypmod), format_type(a.atttypid, -1), a.atthasmissing, coalesce((a.attmissingval::text::text[])[1], ''),
 		       coalesce(a.attnum = ANY (i.indkey::int2[]), false), coalesce(array_position(i.indkey::int2[], a.attnum) + 1 - array_lower(i.indkey::int2[], 1), 0)
 		FROM pg_class c
 		JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -89,7 +94,7 @@ func lookup(ctx context.Context, tx pgx.Tx, t batch.Table) (*tableInfo, error) {
 		var inPK bool
 		var pos int
 		if err := rows.Scan(&c.name, &c.generated, &c.always, &c.identity, &c.notNull,
-			&c.typ, &c.hasMissing, &c.missing, &inPK, &pos); err != nil {
+			&c.typ, &c.base, &c.hasMissing, &c.missing, &inPK, &pos); err != nil {
 			return nil, err
 		}
 		info.cols[c.name] = c

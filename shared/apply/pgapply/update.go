@@ -1,7 +1,6 @@
 package pgapply
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"strconv"
@@ -10,7 +9,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgferry/pgferry/shared/batch"
-	"github.com/pgferry/pgferry/shared/pgtext"
 )
 
 // matchColumn names the staging column that holds the i-th key column of
@@ -49,38 +47,33 @@ func (w *writer) updates(ctx context.Context, s *batch.Segment) error {
 	if len(set) == 0 {
 		return nil
 	}
-	stage := w.nextStage()
 	sel := make([]string, 0, len(s.Key)+len(cols))
 	names := make([]string, 0, len(s.Key)+len(cols))
+	types := make([]string, 0, len(s.Key)+len(cols))
 	conds := make([]string, len(s.Key))
 	for i, k := range s.Key {
 		m := pgx.Identifier{matchColumn(i)}.Sanitize()
 		sel = append(sel, pgx.Identifier{k}.Sanitize()+" AS "+m)
 		names = append(names, m)
+		types = append(types, ti.cols[k].base)
 		conds[i] = "t." + pgx.Identifier{k}.Sanitize() + " = s." + m
 	}
 	for _, c := range cols {
 		sel = append(sel, pgx.Identifier{c}.Sanitize())
 		names = append(names, pgx.Identifier{c}.Sanitize())
+		types = append(types, ti.cols[c].base)
 	}
-	if _, err := w.tx.Exec(ctx, fmt.Sprintf("CREATE TEMP TABLE %s ON COMMIT DROP AS SELECT %s FROM %s WITH NO DATA",
-		stage, strings.Join(sel, ", "), ident(s.Table))); err != nil {
-		return err
-	}
-	var buf []byte
-	row := make(batch.Row, 0, len(s.Key)+len(idx))
-	for i, r := range s.Upserts {
-		row = append(row[:0], s.Match[i]...)
-		for _, j := range idx {
-			row = append(row, r[j])
+	nk := len(s.Key)
+	src, err := w.rowsSource(ctx, s.Table, sel, names, types, len(s.Upserts), func(r, i int) batch.Value {
+		if i < nk {
+			return s.Match[r][i]
 		}
-		buf = pgtext.AppendCopyRow(buf, row)
-	}
-	if _, err := w.tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(buf),
-		fmt.Sprintf("COPY %s (%s) FROM STDIN", stage, strings.Join(names, ", "))); err != nil {
+		return s.Upserts[r][idx[i-nk]]
+	})
+	if err != nil {
 		return err
 	}
-	_, err = w.tx.Exec(ctx, fmt.Sprintf("UPDATE %s t SET %s FROM %s s WHERE %s",
-		ident(s.Table), strings.Join(set, ", "), stage, strings.Join(conds, " AND ")))
-	return err
+	w.queue(fmt.Sprintf("update %s", s.Table), fmt.Sprintf("UPDATE %s t SET %s FROM %s WHERE %s",
+		ident(s.Table), strings.Join(set, ", "), src.from, strings.Join(conds, " AND ")), src.args...)
+	return nil
 }

@@ -1,7 +1,6 @@
 package pgapply
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/pgferry/pgferry/shared/apply"
 	"github.com/pgferry/pgferry/shared/batch"
-	"github.com/pgferry/pgferry/shared/pgtext"
 )
 
 // writer applies the epochs of one batch inside its transaction.
@@ -25,6 +23,36 @@ type writer struct {
 	rows   int
 	held   int        // row changes held back for loading tables
 	load   *loadState // nil while replaying held changes
+
+	// pending holds merge statements of small segments, sent together
+	// (one round trip) by flush; what names each for errors. Anything that
+	// uses tx directly and could see or change their rows flushes first,
+	// so statements still run in the order the epoch gives them.
+	pending pgx.Batch
+	what    []string
+}
+
+// queue adds a statement to the pending pipeline; what names it in errors.
+func (w *writer) queue(what, sql string, args ...any) {
+	w.pending.Queue(sql, args...)
+	w.what = append(w.what, what)
+}
+
+// flush sends the pending statements and reads their results in order.
+func (w *writer) flush(ctx context.Context) error {
+	if len(w.what) == 0 {
+		return nil
+	}
+	b, what := w.pending, w.what
+	w.pending, w.what = pgx.Batch{}, nil
+	br := w.tx.SendBatch(ctx, &b)
+	for _, wh := range what {
+		if _, err := br.Exec(); err != nil {
+			_ = br.Close()
+			return fmt.Errorf("%s: %w", wh, err)
+		}
+	}
+	return br.Close()
 }
 
 func ident(t batch.Table) string { return pgx.Identifier{t.Schema, t.Name}.Sanitize() }
@@ -69,7 +97,7 @@ func (w *writer) epoch(ctx context.Context, ep batch.Epoch) error {
 			}
 		}
 	}
-	return nil
+	return w.flush(ctx)
 }
 
 // resolve maps segment columns to the target: it returns the indexes of
@@ -116,31 +144,6 @@ func (w *writer) nextStage() string {
 	return pgx.Identifier{"pgferry_stage_" + strconv.Itoa(w.stages)}.Sanitize()
 }
 
-// stage creates a temporary table shaped like cols of t and COPYs rows
-// (projected to idx) into it. Values are in their types' text form, so the
-// text COPY format parses each one with the column type's own input
-// function: exact, and no per-type encoding in Go.
-func (w *writer) stage(ctx context.Context, t batch.Table, cols []string, idx []int, rows []batch.Row) (string, error) {
-	name := w.nextStage()
-	if _, err := w.tx.Exec(ctx, fmt.Sprintf("CREATE TEMP TABLE %s ON COMMIT DROP AS SELECT %s FROM %s WITH NO DATA",
-		name, quoteCols(cols, ""), ident(t))); err != nil {
-		return "", err
-	}
-	var buf []byte
-	proj := make(batch.Row, len(idx))
-	for _, r := range rows {
-		for i, j := range idx {
-			proj[i] = r[j]
-		}
-		buf = pgtext.AppendCopyRow(buf, proj)
-	}
-	if _, err := w.tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(buf),
-		fmt.Sprintf("COPY %s (%s) FROM STDIN", name, quoteCols(cols, ""))); err != nil {
-		return "", err
-	}
-	return name, nil
-}
-
 func (w *writer) upserts(ctx context.Context, s *batch.Segment) error {
 	ti, err := w.a.info(ctx, w.tx, s.Table)
 	if err != nil {
@@ -151,7 +154,7 @@ func (w *writer) upserts(ctx context.Context, s *batch.Segment) error {
 		return err
 	}
 	cols := pick(s.Columns, idx)
-	st, err := w.stage(ctx, s.Table, cols, idx, s.Upserts)
+	src, err := w.columnsSource(ctx, s.Table, ti, cols, idx, s.Upserts)
 	if err != nil {
 		return err
 	}
@@ -172,7 +175,7 @@ func (w *writer) upserts(ctx context.Context, s *batch.Segment) error {
 	// so an existing row keeps its own.
 	into := []string{quoteCols(cols, "")}
 	sel := []string{quoteCols(cols, "")}
-	var args []any
+	args := src.args
 	for _, c := range ti.fill(s.Columns) {
 		into = append(into, pgx.Identifier{c.name}.Sanitize())
 		if c.hasMissing {
@@ -185,23 +188,22 @@ func (w *writer) upserts(ctx context.Context, s *batch.Segment) error {
 		}
 	}
 	insert := fmt.Sprintf("INSERT INTO %s (%s)%s SELECT %s FROM %s", ident(s.Table),
-		strings.Join(into, ", "), overriding, strings.Join(sel, ", "), st)
-	replace := func() error {
-		if _, err := w.tx.Exec(ctx, fmt.Sprintf("DELETE FROM %s t USING %s s WHERE %s", ident(s.Table), st, keyMatch(s.Key))); err != nil {
-			return err
-		}
-		_, err := w.tx.Exec(ctx, insert, args...)
-		return err
+		strings.Join(into, ", "), overriding, strings.Join(sel, ", "), src.from)
+	what := fmt.Sprintf("upsert into %s", s.Table)
+	replace := func() {
+		w.queue(what, fmt.Sprintf("DELETE FROM %s t USING %s WHERE %s", ident(s.Table), src.from, keyMatch(s.Key)), src.args...)
+		w.queue(what, insert, args...)
 	}
 	switch {
 	case len(s.Key) == 0:
 		// Keyless: every entry is one row; duplicates stay duplicates.
-		_, err = w.tx.Exec(ctx, insert, args...)
-		return err
+		w.queue(what, insert, args...)
+		return nil
 	case !sameSet(ti.pk, s.Key):
 		// The target has no matching primary key to conflict on: replace
 		// rows by key instead.
-		return replace()
+		replace()
+		return nil
 	}
 	merge := insert
 	if len(set) == 0 {
@@ -210,8 +212,8 @@ func (w *writer) upserts(ctx context.Context, s *batch.Segment) error {
 		merge += fmt.Sprintf(" ON CONFLICT (%s) DO UPDATE SET %s", quoteCols(s.Key, ""), strings.Join(set, ", "))
 	}
 	if !ti.otherUnique {
-		_, err = w.tx.Exec(ctx, merge, args...)
-		return err
+		w.queue(what, merge, args...)
+		return nil
 	}
 	// Rows of one batch may swap the values of another unique column
 	// (compaction nets the transactions that did it). Merged one row at a
@@ -219,6 +221,9 @@ func (w *writer) upserts(ctx context.Context, s *batch.Segment) error {
 	// rows (delete, then insert) does not. Replacing is the fallback only:
 	// it resets the columns a batch does not carry and, where the target
 	// refuses session_replication_role, fires ON DELETE actions.
+	if err := w.flush(ctx); err != nil {
+		return err
+	}
 	sp, err := w.tx.Begin(ctx)
 	if err != nil {
 		return err
@@ -235,7 +240,8 @@ func (w *writer) upserts(ctx context.Context, s *batch.Segment) error {
 	if err := sp.Rollback(ctx); err != nil {
 		return err
 	}
-	return replace()
+	replace()
+	return w.flush(ctx)
 }
 
 func (w *writer) deletes(ctx context.Context, s *batch.Segment) error {
@@ -252,11 +258,15 @@ func (w *writer) deletes(ctx context.Context, s *batch.Segment) error {
 		for i := range idx {
 			idx[i] = i
 		}
-		st, err := w.stage(ctx, s.Table, s.Key, idx, s.Deletes)
+		src, err := w.columnsSource(ctx, s.Table, ti, s.Key, idx, s.Deletes)
 		if err != nil {
 			return err
 		}
-		_, err = w.tx.Exec(ctx, fmt.Sprintf("DELETE FROM %s t USING %s s WHERE %s", ident(s.Table), st, keyMatch(s.Key)))
+		w.queue(fmt.Sprintf("delete from %s", s.Table),
+			fmt.Sprintf("DELETE FROM %s t USING %s WHERE %s", ident(s.Table), src.from, keyMatch(s.Key)), src.args...)
+		return nil
+	}
+	if err := w.flush(ctx); err != nil {
 		return err
 	}
 	return w.keylessDeletes(ctx, ti, s)
