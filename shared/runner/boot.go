@@ -29,7 +29,21 @@ type Env struct {
 //
 // It also resolves hash_salt_secret into cfg.HashSalt (ResolveHashSalt).
 func Start(ctx context.Context, cfg *config.Config) (*Env, error) {
-	return start(ctx, cfg, true)
+	return start(ctx, cfg, All, true)
+}
+
+// needs says which connection strings each function resolves at cold
+// start, as infra/iam.go grants their secrets: the drain reads the source
+// only, apply the targets (and the source when a target follows its
+// schema); the others read both.
+func needs(fn string, cfg *config.Config) Need {
+	switch fn {
+	case "drain":
+		return Need{Source: true}
+	case "apply":
+		return Need{Source: cfg.SyncsSchema(), Targets: true}
+	}
+	return All
 }
 
 // saltUsers are the functions that run the hash rules, and so need
@@ -37,13 +51,13 @@ func Start(ctx context.Context, cfg *config.Config) (*Env, error) {
 // through the rules, the load copies chunks through them.
 var saltUsers = map[string]bool{"drain": true, "load": true}
 
-func start(ctx context.Context, cfg *config.Config, salt bool) (*Env, error) {
+func start(ctx context.Context, cfg *config.Config, need Need, salt bool) (*Env, error) {
 	ac, err := awsenv.Load(ctx)
 	if err != nil {
 		return nil, err
 	}
 	sm := secretsmanager.NewFromConfig(ac)
-	dsns, err := ResolveDSNs(ctx, cfg, sm)
+	dsns, err := ResolveDSNs(ctx, cfg, sm, need)
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +81,7 @@ func Boot(ctx context.Context, fn string) (*Env, *slog.Logger, error) {
 		return nil, log, err
 	}
 	log = log.With("pipeline", cfg.Name)
-	env, err := start(ctx, cfg, saltUsers[fn])
+	env, err := start(ctx, cfg, needs(fn, cfg), saltUsers[fn])
 	if err != nil {
 		return nil, log, err
 	}

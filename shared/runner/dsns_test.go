@@ -60,7 +60,7 @@ func TestResolvedDSNsLeaveTheConfigurationAsLoaded(t *testing.T) {
 		"pgferry/shop/source":  "postgres://rep:src-pw@db:5432/shop",
 		"pgferry/shop/replica": "postgres://rep:dst-pw@replica:5432/shop",
 	}}
-	dsns, err := runner.ResolveDSNs(context.Background(), cfg, sm)
+	dsns, err := runner.ResolveDSNs(context.Background(), cfg, sm, runner.All)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func TestResolvedDSNsLeaveTheConfigurationAsLoaded(t *testing.T) {
 	// A target secret holding the source's database is refused, naming
 	// the key and the secret but not the value.
 	sm.values["pgferry/shop/replica"] = sm.values["pgferry/shop/source"]
-	_, err = runner.ResolveDSNs(context.Background(), cfg, sm)
+	_, err = runner.ResolveDSNs(context.Background(), cfg, sm, runner.All)
 	if err == nil || !strings.Contains(err.Error(), "targets.a.dsn_secret") || strings.Contains(err.Error(), "src-pw") {
 		t.Fatalf("err = %v, want it to name targets.a.dsn_secret and not the password", err)
 	}
@@ -105,7 +105,7 @@ func TestPlainDSNsNeedNoSecretsManager(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dsns, err := runner.ResolveDSNs(context.Background(), cfg, nil)
+	dsns, err := runner.ResolveDSNs(context.Background(), cfg, nil, runner.All)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,5 +181,26 @@ func TestHashSaltKeysAreValidated(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("err = %v, want it to contain %q", err, want)
 		}
+	}
+}
+
+// TestEachFunctionFetchesOnlyTheSecretsItIsGranted: the deployed drain
+// may read the source's secret alone and apply (without schema sync) the
+// targets' alone; fetching the others would fail with AccessDenied at
+// cold start. Here a secret store holding only what is granted stands in.
+func TestEachFunctionFetchesOnlyTheSecretsItIsGranted(t *testing.T) {
+	cfg, err := config.Parse([]byte(secretsYAML), os.LookupEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	onlySource := &secretValues{values: map[string]string{"pgferry/shop/source": "postgres://rep:src-pw@db:5432/shop"}}
+	dsns, err := runner.ResolveDSNs(context.Background(), cfg, onlySource, runner.Need{Source: true})
+	if err != nil || dsns.Source == "" || len(dsns.Targets) != 0 {
+		t.Fatalf("drain's DSNs = %+v, %v: want the source's only", dsns, err)
+	}
+	onlyTargets := &secretValues{values: map[string]string{"pgferry/shop/replica": "postgres://rep:dst-pw@replica:5432/shop"}}
+	dsns, err = runner.ResolveDSNs(context.Background(), cfg, onlyTargets, runner.Need{Targets: true})
+	if err != nil || dsns.Source != "" || dsns.Targets["a"] == "" || dsns.Targets["c"] == "" {
+		t.Fatalf("apply's DSNs = %+v, %v: want the targets' only", dsns, err)
 	}
 }

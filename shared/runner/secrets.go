@@ -22,15 +22,28 @@ type DSNs struct {
 	Targets map[string]string // by target name
 }
 
-// ResolveDSNs returns cfg's connection strings, fetching each dsn_secret
-// from Secrets Manager through c. Deployed functions call it once at cold
+// Need says which connection strings a process resolves. A deployed
+// function is granted only the secrets it reads (infra/iam.go), so it
+// must not fetch the others: the drain reads the source's alone, apply
+// the targets' (and the source's only with schema sync).
+type Need struct{ Source, Targets bool }
+
+// All is what the local runner and most functions need.
+var All = Need{Source: true, Targets: true}
+
+// ResolveDSNs returns cfg's connection strings that need names (the
+// others stay empty), fetching each dsn_secret from Secrets Manager
+// through c. Deployed functions call it once at cold
 // start (Start); a rotated secret is picked up by the next cold start.
 // With no dsn_secret in cfg it makes no call (c may be nil), so plain DSNs
 // (the local runner, tests) keep working. Each distinct secret is fetched
 // once. cfg is not changed. Errors name the configuration key and the
 // secret, never the value.
-func ResolveDSNs(ctx context.Context, cfg *config.Config, c secrets.Client) (DSNs, error) {
-	out := DSNs{Source: cfg.Source.DSN, Targets: make(map[string]string, len(cfg.Targets))}
+func ResolveDSNs(ctx context.Context, cfg *config.Config, c secrets.Client, need Need) (DSNs, error) {
+	out := DSNs{Targets: make(map[string]string, len(cfg.Targets))}
+	if need.Source {
+		out.Source = cfg.Source.DSN
+	}
 	fetched := map[string]string{}
 	resolve := func(key, id string) (string, error) {
 		if dsn, ok := fetched[id]; ok {
@@ -43,7 +56,7 @@ func ResolveDSNs(ctx context.Context, cfg *config.Config, c secrets.Client) (DSN
 		fetched[id] = dsn
 		return dsn, nil
 	}
-	if id := cfg.Source.DSNSecret; id != "" {
+	if id := cfg.Source.DSNSecret; id != "" && need.Source {
 		dsn, err := resolve("source.dsn_secret", id)
 		if err != nil {
 			return DSNs{}, err
@@ -51,6 +64,9 @@ func ResolveDSNs(ctx context.Context, cfg *config.Config, c secrets.Client) (DSN
 		out.Source = dsn
 	}
 	for _, name := range cfg.TargetNames() {
+		if !need.Targets {
+			break
+		}
 		t := cfg.Targets[name]
 		out.Targets[name] = t.DSN
 		if t.DSNSecret == "" {
@@ -63,7 +79,7 @@ func ResolveDSNs(ctx context.Context, cfg *config.Config, c secrets.Client) (DSN
 		}
 		// Two secrets holding the same database would make the pipeline
 		// replicate a database into itself.
-		if dsn == out.Source {
+		if need.Source && dsn == out.Source {
 			return DSNs{}, fmt.Errorf("config: %s: secret %s holds the same connection string as the source; a target must be a different database", key, t.DSNSecret)
 		}
 		out.Targets[name] = dsn
