@@ -131,8 +131,8 @@ type SlotEvent struct {
 // is a replay the applier handles (see batch.Batch).
 //
 // Memory: a batch is cut only between transactions. A transaction larger
-// than a batch (batch.max_rows events or batch.max_bytes since it began
-// or since its last part) is spilled while it is read: what the drainer
+// than a batch (more than batch.max_rows events or batch.max_bytes since
+// it began or since its last part) is spilled while it is read: what the drainer
 // holds, compacted, goes to a part object (queue.PartStore, the
 // claim-check bucket) and the drainer starts afresh, so it never holds
 // much more than two batches' worth. The batch that ends with that
@@ -358,9 +358,10 @@ func (r *slotRun) ship(ctx context.Context) error {
 }
 
 // maybeSpill spills what the drainer holds once the open transaction
-// alone has filled a batch since it began or was last spilled.
+// alone has overfilled a batch since it began or was last spilled (one
+// that just fills it ships as an ordinary batch).
 func (r *slotRun) maybeSpill(ctx context.Context) error {
-	if r.parts == nil || (r.txEvents < r.opts.MaxRows && r.txBytes < r.opts.MaxBytes) || !r.comp.Splittable() {
+	if r.parts == nil || (r.txEvents <= r.opts.MaxRows && r.txBytes <= r.opts.MaxBytes) || !r.comp.Splittable() {
 		return nil
 	}
 	if err := r.renew(ctx); err != nil { // a long transaction must not lose the lease
