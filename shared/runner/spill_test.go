@@ -3,13 +3,18 @@ package runner_test
 import (
 	"context"
 	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/pgferry/pgferry/shared/apply"
 	"github.com/pgferry/pgferry/shared/batch"
 	"github.com/pgferry/pgferry/shared/config"
+	"github.com/pgferry/pgferry/shared/fault"
 	"github.com/pgferry/pgferry/shared/queue"
 	"github.com/pgferry/pgferry/shared/runner"
 )
@@ -104,5 +109,56 @@ func TestSlotSpilledTransactionAppliesWholeOrNothing(t *testing.T) {
 	if _, res, err := h.Handle(ctx, body); err != nil || res.Applied {
 		t.Fatalf("duplicate delivery: %+v, err %v; want a replay", res, err)
 	}
+	f.assertSame()
+}
+
+// TestSpilledTransactionSurvivesKillMidSpillAndMidApply SIGKILLs the
+// runner binary while it writes the third part of a spilled transaction,
+// then (the next run) while it applies the third part: the target never
+// shows any of the transaction until a last run applies it whole.
+func TestSpilledTransactionSurvivesKillMidSpillAndMidApply(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the runner binary with fault points")
+	}
+	bin := buildFaultRunner(t)
+	f := newFixtureMode(t, config.CaptureSlot, `CREATE TABLE t (id int PRIMARY KEY, v text); CREATE TABLE s (id int PRIMARY KEY, v text)`,
+		"  lease: 5s\napply:\n  visibility: 3s\nbatch:\n  max_rows: 500\n")
+	f.exec(`INSERT INTO s VALUES (1, 'before')`)
+	f.replicate()
+	cfgPath := writeConfig(t, f.cfgYAML)
+	logs := keepLogs(t)
+	f.exec(`BEGIN; INSERT INTO t SELECT g, 'v' FROM generate_series(1, 4000) g; UPDATE s SET v = 'after'; COMMIT`)
+	whole := func() {
+		t.Helper()
+		n := f.targetInt(`SELECT count(*) FROM t`)
+		after := f.targetInt(`SELECT count(*) FROM s WHERE v = 'after'`)
+		if !(n == 0 && after == 0) && !(n == 4000 && after == 1) {
+			t.Fatalf("target shows part of the transaction: %d rows in t, s updated: %v", n, after == 1)
+		}
+	}
+	for _, point := range []string{fault.DrainSpilled, fault.ApplyPart} {
+		mark := filepath.Join(t.TempDir(), "mark")
+		cmd := exec.Command(bin, "--config", cfgPath, "--until-idle", "--timeout", "90s", "--log-level", "debug")
+		cmd.Env = append(os.Environ(), fault.EnvSpec+"="+point+"@3", fault.EnvMark+"="+mark)
+		cmd.Stderr = logs.section("runner killed at " + point)
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+			t.Fatalf("runner armed at %s: %v, want death by SIGKILL", point, err)
+		}
+		if got, _ := os.ReadFile(mark); string(got) != point+"@3\n" {
+			t.Fatalf("runner armed at %s died elsewhere (mark %q)", point, got)
+		}
+		whole()
+		if n := f.targetInt(`SELECT count(*) FROM t`); n != 0 {
+			t.Fatalf("after a kill at %s the target has %d rows of the transaction, want none", point, n)
+		}
+	}
+	last := exec.Command(bin, "--config", cfgPath, "--until-idle", "--timeout", "90s", "--log-level", "debug")
+	last.Stderr = logs.section("last runner (--until-idle)")
+	if err := last.Run(); err != nil {
+		t.Fatalf("last runner: %v", err)
+	}
+	whole()
 	f.assertSame()
 }
