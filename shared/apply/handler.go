@@ -2,6 +2,7 @@ package apply
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/pgferry/pgferry/shared/batch"
@@ -25,6 +26,43 @@ type Applier interface {
 	// Watermark returns the applied position of a message group, or the
 	// zero position if nothing was applied yet.
 	Watermark(ctx context.Context, group string) (batch.Position, error)
+}
+
+// Parts streams the rows of a spilled batch (batch.Batch.Parts): it
+// calls each with every part's epochs in order, holding one part at a
+// time, and stops at the first error.
+type Parts func(ctx context.Context, each func([]batch.Epoch) error) error
+
+// PartsApplier is an Applier that can apply a spilled batch.
+type PartsApplier interface {
+	// ApplyParts applies b, whose rows parts streams, as Apply applies a
+	// batch: in one transaction with its watermark, idempotent, and
+	// rolled back whole if anything fails, the reading of a part included.
+	ApplyParts(ctx context.Context, b *batch.Batch, parts Parts) (Result, error)
+}
+
+// ErrCannotStream reports a spilled batch for a target whose applier
+// cannot apply one.
+var ErrCannotStream = errors.New("apply: this target cannot apply a batch spilled in parts")
+
+// StoredParts streams keys from store (see queue.OpenPart).
+func StoredParts(store queue.PayloadStore, keys []string) Parts {
+	return func(ctx context.Context, each func([]batch.Epoch) error) error {
+		for _, k := range keys {
+			data, err := queue.OpenPart(ctx, store, k)
+			if err != nil {
+				return err
+			}
+			eps, err := batch.DecodePart(data)
+			if err != nil {
+				return fmt.Errorf("%s: %w", k, err)
+			}
+			if err := each(eps); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 }
 
 // Handler turns queue messages into applied batches.
@@ -57,6 +95,15 @@ func (h *Handler) Handle(ctx context.Context, body []byte) (*batch.Batch, Result
 	t, ok := h.Targets[b.Target]
 	if !ok {
 		return b, Result{}, fmt.Errorf("apply: batch %d is for target %q, which is not configured", b.Seq, b.Target)
+	}
+	if len(b.Parts) > 0 {
+		pa, ok := t.(PartsApplier)
+		if !ok {
+			return b, Result{}, fmt.Errorf("%w: batch %d (%d parts) for target %q; raise batch.max_rows and batch.max_bytes above the largest source transaction",
+				ErrCannotStream, b.Seq, len(b.Parts), b.Target)
+		}
+		res, err := pa.ApplyParts(ctx, b, StoredParts(h.Payloads, b.Parts))
+		return b, res, err
 	}
 	res, err := t.Apply(ctx, b)
 	return b, res, err

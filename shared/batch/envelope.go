@@ -23,6 +23,12 @@ const VersionUpdates = 2
 // a schema change it never made.
 const VersionSchema = 3
 
+// VersionParts is the version of a spilled batch (Batch.Parts): its
+// rows are not in the message but in part objects, applied in order in
+// one target transaction. A build that reads only versions 1 to 3 refuses
+// it rather than taking it for an empty batch.
+const VersionParts = 4
+
 // SchemaJob is the body of a schema job. The job occupies a position
 // range like any batch (From is the previous message's To), so the
 // applier's replay and gap checks apply to it unchanged. What it asks is
@@ -108,6 +114,50 @@ type Batch struct {
 	// Schema, when set, makes this message a schema job (VersionSchema)
 	// with no Epochs.
 	Schema *SchemaJob `json:"schema,omitempty"`
+	// Parts, when set, makes this message a spilled batch (VersionParts)
+	// with no Epochs: the claim-check keys of its parts, in order. Each
+	// part holds the compacted epochs of a stretch of the batch's changes
+	// (see Part); applying them one after the other in one transaction is
+	// applying the batch. NetRows counts their row operations.
+	Parts   []string `json:"parts,omitempty"`
+	NetRows int      `json:"net_rows,omitempty"`
+}
+
+// Part is the body of one part object of a spilled batch.
+type Part struct {
+	Epochs []Epoch `json:"epochs,omitempty"`
+}
+
+// EncodePart renders epochs as a part object's body.
+func EncodePart(epochs []Epoch) ([]byte, error) {
+	return json.Marshal(Part{Epochs: epochs})
+}
+
+// DecodePart parses a part object's body and checks its segments.
+func DecodePart(data []byte) ([]Epoch, error) {
+	var p Part
+	if err := json.Unmarshal(data, &p); err != nil {
+		return nil, fmt.Errorf("batch: decode part: %w", err)
+	}
+	for _, e := range p.Epochs {
+		for _, s := range e.Segments {
+			if err := s.check(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return p.Epochs, nil
+}
+
+// EpochRows returns the number of net row operations in epochs.
+func EpochRows(epochs []Epoch) int {
+	n := 0
+	for _, e := range epochs {
+		for _, s := range e.Segments {
+			n += len(s.Upserts) + len(s.Deletes)
+		}
+	}
+	return n
 }
 
 // Group returns the FIFO message group that carries a pipeline's batches
@@ -116,13 +166,10 @@ func Group(pipeline, target string) string { return pipeline + "." + target }
 
 // Rows returns the number of net row operations in the batch.
 func (b *Batch) Rows() int {
-	n := 0
-	for _, e := range b.Epochs {
-		for _, s := range e.Segments {
-			n += len(s.Upserts) + len(s.Deletes)
-		}
+	if len(b.Parts) > 0 {
+		return b.NetRows
 	}
-	return n
+	return EpochRows(b.Epochs)
 }
 
 // Encode renders the batch in its wire form.
@@ -142,8 +189,11 @@ func Decode(data []byte) (*Batch, error) {
 	if err := json.Unmarshal(data, &b); err != nil {
 		return nil, fmt.Errorf("batch: decode: %w", err)
 	}
-	if b.Version != Version && b.Version != VersionUpdates && b.Version != VersionSchema {
-		return nil, fmt.Errorf("%w %d (this build reads %d, %d and %d)", ErrVersion, b.Version, Version, VersionUpdates, VersionSchema)
+	if b.Version < Version || b.Version > VersionParts {
+		return nil, fmt.Errorf("%w %d (this build reads %d to %d)", ErrVersion, b.Version, Version, VersionParts)
+	}
+	if (b.Version == VersionParts) != (len(b.Parts) > 0) || (len(b.Parts) > 0 && len(b.Epochs) > 0) {
+		return nil, fmt.Errorf("%w %d: a spilled batch must be version %d and carry its rows only in parts", ErrVersion, b.Version, VersionParts)
 	}
 	if (b.Version == VersionSchema) != (b.Schema != nil) || (b.Schema != nil && len(b.Epochs) > 0) {
 		return nil, fmt.Errorf("%w %d: a schema job must be version %d and carry no rows", ErrVersion, b.Version, VersionSchema)
@@ -168,6 +218,9 @@ func Decode(data []byte) (*Batch, error) {
 func (b *Batch) minVersion() int {
 	if b.Schema != nil {
 		return VersionSchema
+	}
+	if len(b.Parts) > 0 {
+		return VersionParts
 	}
 	for _, e := range b.Epochs {
 		for _, s := range e.Segments {

@@ -50,3 +50,36 @@ func TestPositionOrderMatchesStringOrder(t *testing.T) {
 		}
 	}
 }
+
+func TestSpilledBatchNeedsItsVersionAndNoEpochs(t *testing.T) {
+	b := Batch{Pipeline: "p", Target: "t", Seq: 2, From: Position{1, 0}, To: Position{2, 0}, Parts: []string{"k0", "k1"}, NetRows: 9}
+	data, err := b.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Decode(data)
+	if err != nil || got.Version != VersionParts || len(got.Parts) != 2 || got.Rows() != 9 {
+		t.Fatalf("round trip: %+v, err %v", got, err)
+	}
+	for _, bad := range []string{
+		`{"v":1,"from":{"tick":1},"to":{"tick":2},"parts":["k"]}`,
+		`{"v":4,"from":{"tick":1},"to":{"tick":2}}`,
+		`{"v":4,"from":{"tick":1},"to":{"tick":2},"parts":["k"],"epochs":[{}]}`,
+		`{"v":5,"from":{"tick":1},"to":{"tick":2}}`,
+	} {
+		if _, err := Decode([]byte(bad)); !errors.Is(err, ErrVersion) {
+			t.Errorf("Decode(%s) = %v, want ErrVersion", bad, err)
+		}
+	}
+	eps := []Epoch{{Segments: []Segment{{Table: Table{"s", "x"}, Columns: []string{"id"}, Key: []string{"id"}, Upserts: []Row{{v("1")}}}}}}
+	part, err := EncodePart(eps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := DecodePart(part); err != nil || EpochRows(got) != 1 {
+		t.Fatalf("part round trip: %+v, err %v", got, err)
+	}
+	if _, err := DecodePart([]byte(`{"epochs":[{"seg":[{"t":{"s":"a","n":"b"},"c":["x","y"],"u":[["1"]]}]}]}`)); err == nil {
+		t.Error("DecodePart accepted a row that does not fit its columns")
+	}
+}

@@ -17,6 +17,26 @@ type cut struct {
 	txns       int            // whole transactions in comp
 	to         batch.Position // position of the last one: the batch's end
 	capturedAt int64          // newest commit time among them, Unix ms
+	// spill, when not nil, holds the batch's rows in part objects: comp
+	// is then empty and the batch ships as a manifest (batch.Parts).
+	spill *spill
+}
+
+// spill is a batch whose rows went to part objects as they were read,
+// because one of its transactions was larger than a batch (see
+// slotRun.spillPart).
+type spill struct {
+	id     string              // names this spill's part objects
+	keys   map[string][]string // per target: its parts, in order
+	rows   map[string]int      // per target: net row operations in them
+	events int                 // source row events in them
+}
+
+func (s *spill) parts(target string) ([]string, int) {
+	if s == nil {
+		return nil, 0
+	}
+	return s.keys[target], s.rows[target]
 }
 
 // shipBatch is the one step every batch takes, whichever capture read it:
@@ -49,10 +69,13 @@ func shipBatch(ctx context.Context, h *held, pub queue.Publisher, opts Options, 
 		Events:     c.comp.Events(),
 		CapturedAt: c.capturedAt,
 	}
+	if c.spill != nil {
+		b.Events += c.spill.events
+	}
 	if err := h.renew(ctx); err != nil {
 		return nil, err
 	}
-	if err := publishAll(ctx, pub, opts, &b, c.comp.Epochs); err != nil {
+	if err := publishAll(ctx, pub, opts, &b, c.comp.Epochs, c.spill.parts); err != nil {
 		return nil, err
 	}
 	fault.Point(fault.DrainSent)
@@ -77,9 +100,15 @@ func shipBatch(ctx context.Context, h *held, pub queue.Publisher, opts Options, 
 // target, lineage and end position: SQS drops a re-shipped copy within its
 // five-minute window, and a later copy is a no-op at the target's
 // watermark.
-func publishAll(ctx context.Context, pub queue.Publisher, opts Options, b *batch.Batch, epochs func(target string) []batch.Epoch) error {
+func publishAll(ctx context.Context, pub queue.Publisher, opts Options, b *batch.Batch, epochs func(target string) []batch.Epoch, parts func(target string) ([]string, int)) error {
 	for _, target := range opts.Targets {
-		b.Target, b.Epochs = target, epochs(target)
+		// Encode raises the version to what this target's copy needs.
+		b.Version, b.Target, b.Epochs = batch.Version, target, epochs(target)
+		if parts != nil {
+			if b.Parts, b.NetRows = parts(target); len(b.Parts) > 0 {
+				b.Epochs = nil // all in the parts
+			}
+		}
 		body, err := b.Encode()
 		if err != nil {
 			return fmt.Errorf("drain: encode batch %d: %w", b.Seq, err)

@@ -77,7 +77,7 @@ func shipSchemaJob(ctx context.Context, pub queue.Publisher, opts Options, save 
 		To:       to,
 		Schema:   &batch.SchemaJob{Fingerprint: fp, Reason: reason},
 	}
-	if err := publishAll(ctx, pub, opts, &b, func(string) []batch.Epoch { return nil }); err != nil {
+	if err := publishAll(ctx, pub, opts, &b, func(string) []batch.Epoch { return nil }, nil); err != nil {
 		return cp, false, err
 	}
 	next := cp

@@ -9,6 +9,7 @@ import (
 	"github.com/pgferry/pgferry/shared/batch"
 	"github.com/pgferry/pgferry/shared/checkpoint"
 	"github.com/pgferry/pgferry/shared/config"
+	"github.com/pgferry/pgferry/shared/fault"
 	"github.com/pgferry/pgferry/shared/metrics"
 	"github.com/pgferry/pgferry/shared/queue"
 	"github.com/pgferry/pgferry/shared/rules"
@@ -129,9 +130,24 @@ type SlotEvent struct {
 // checkpoint are skipped, and a re-read batch that overlaps an applied one
 // is a replay the applier handles (see batch.Batch).
 //
-// Memory: a batch is cut only between transactions, so the drainer holds
-// the compacted rows of a whole transaction, however large. A
-// transaction must also be read within one run (one Lambda invocation).
+// Memory: a batch is cut only between transactions. A transaction larger
+// than a batch (more than batch.max_rows events or batch.max_bytes since
+// it began or since its last part) is spilled while it is read: what the drainer
+// holds, compacted, goes to a part object (queue.PartStore, the
+// claim-check bucket) and the drainer starts afresh, so it never holds
+// much more than two batches' worth. The batch that ends with that
+// transaction then ships as a manifest of its parts (batch.Parts), which
+// the applier applies in order in one target transaction. Parts are
+// written under a new spill id and named only by the manifest, which is
+// published at the commit like any batch: a drain that dies mid-spill
+// publishes nothing and leaves only unreferenced objects. Compacting per
+// part is exact: parts are consecutive stretches of the changes, and
+// applying each stretch's net effect in turn is applying the whole
+// (a key update is a delete and an upsert within its part). What cannot
+// be split are soft deletes (rules) of the open transaction, which take
+// its commit time: while it holds some, the drainer keeps reading without
+// spilling. A transaction must also be read within one run (one Lambda
+// invocation).
 type SlotDrainer struct {
 	src  SlotSource
 	cps  Checkpoints
@@ -188,7 +204,8 @@ func (d *SlotDrainer) Run(ctx context.Context) (Stats, error) {
 	if err := d.opts.Rules.Ready(ctx); err != nil {
 		return st, err
 	}
-	r := &slotRun{SlotDrainer: d, held: held{store: d.cps, ttl: d.opts.Lease, lease: lease, cp: cp}, st: &st, comp: rules.NewFanout(d.opts.Rules, d.opts.Targets)}
+	parts, _ := d.pub.(queue.PartStore)
+	r := &slotRun{SlotDrainer: d, parts: parts, held: held{store: d.cps, ttl: d.opts.Lease, lease: lease, cp: cp}, st: &st, comp: rules.NewFanout(d.opts.Rules, d.opts.Targets)}
 	if cp.Lineage == "" {
 		// Saved before any batch leaves, so a crash cannot change the
 		// lineage of batches a target may already have applied.
@@ -231,6 +248,13 @@ type slotRun struct {
 	end     LSN
 	newest  int64 // newest commit time in comp, Unix ms
 	changed bool  // the open transaction has changes
+	// parts stores spilled parts (nil: the publisher cannot, and a large
+	// transaction is held whole); spill is the open batch's spill, and
+	// txEvents and txBytes count the open transaction since it began or
+	// was last spilled.
+	parts             queue.PartStore
+	spill             *spill
+	txEvents, txBytes int
 	// safe is the position up to which every transaction is shipped and
 	// checkpointed, or had nothing to ship: what the slot may confirm.
 	safe   LSN
@@ -261,6 +285,11 @@ func (r *slotRun) read(ctx context.Context, token string) error {
 			}
 			r.bytes += ev.Bytes
 			r.changed = true
+			r.txEvents += len(ev.Change.Old) + len(ev.Change.New)
+			r.txBytes += ev.Bytes
+			if err := r.maybeSpill(ctx); err != nil {
+				return err
+			}
 		case SlotTruncate:
 			for _, t := range ev.Truncate {
 				if err := r.comp.Add(ctx, batch.Change{Table: t, Op: batch.Truncate}); err != nil {
@@ -275,12 +304,14 @@ func (r *slotRun) read(ctx context.Context, token string) error {
 				r.txns++
 				r.end, r.newest = ev.End, max(r.newest, ev.Time)
 				r.changed = false
+				r.txEvents, r.txBytes = 0, 0
 			} else if r.txns == 0 {
 				// Nothing pending and nothing to ship in this one: the slot
 				// may move past it (idle tables, heartbeats, other tables).
 				r.safe = max(r.safe, ev.End)
 			}
-			full := r.comp.Events() >= r.opts.MaxRows || r.bytes >= r.opts.MaxBytes
+			// A spilled batch ends with the transaction that spilled.
+			full := r.comp.Events() >= r.opts.MaxRows || r.bytes >= r.opts.MaxBytes || r.spill != nil
 			stop := caughtUp || r.nearDeadline(ctx)
 			if r.txns > 0 && (full || stop) {
 				if err := r.ship(ctx); err != nil {
@@ -312,7 +343,13 @@ func (r *slotRun) ship(ctx context.Context) error {
 			return err
 		}
 	}
-	c := cut{comp: r.comp, txns: r.txns, to: batch.Position{Tick: uint64(r.end)}, capturedAt: r.newest}
+	if r.spill != nil {
+		// The rest of the batch is its last part.
+		if err := r.spillPart(ctx); err != nil {
+			return err
+		}
+	}
+	c := cut{comp: r.comp, txns: r.txns, to: batch.Position{Tick: uint64(r.end)}, capturedAt: r.newest, spill: r.spill}
 	b, err := shipBatch(ctx, &r.held, r.pub, r.opts, r.st, c, func() error {
 		r.safe = max(r.safe, r.end)
 		return r.stream.Confirm(r.safe)
@@ -322,7 +359,54 @@ func (r *slotRun) ship(ctx context.Context) error {
 	}
 	r.log.Debug("batch shipped", "pipeline", r.opts.Pipeline, "seq", b.Seq, "lsn", r.end, "txns", b.Txns, "rows", b.Rows())
 	r.comp.Reset()
-	r.txns, r.bytes, r.newest = 0, 0, 0
+	r.txns, r.bytes, r.newest, r.spill = 0, 0, 0, nil
+	return nil
+}
+
+// maybeSpill spills what the drainer holds once the open transaction
+// alone has overfilled a batch since it began or was last spilled (one
+// that just fills it ships as an ordinary batch).
+func (r *slotRun) maybeSpill(ctx context.Context) error {
+	if r.parts == nil || (r.txEvents <= r.opts.MaxRows && r.txBytes <= r.opts.MaxBytes) || !r.comp.Splittable() {
+		return nil
+	}
+	if err := r.renew(ctx); err != nil { // a long transaction must not lose the lease
+		return err
+	}
+	if err := r.spillPart(ctx); err != nil {
+		return err
+	}
+	r.txEvents, r.txBytes, r.bytes = 0, 0, 0
+	return nil
+}
+
+// spillPart writes what comp holds as the next part of the open batch's
+// spill, for every target, and empties it.
+func (r *slotRun) spillPart(ctx context.Context) error {
+	if r.spill == nil {
+		r.spill = &spill{id: newLineage(), keys: map[string][]string{}, rows: map[string]int{}}
+	}
+	sp := r.spill
+	for _, target := range r.opts.Targets {
+		eps := r.comp.Epochs(target)
+		if len(eps) == 0 {
+			continue
+		}
+		body, err := batch.EncodePart(eps)
+		if err != nil {
+			return fmt.Errorf("drain: encode part %d: %w", len(sp.keys[target]), err)
+		}
+		key, err := r.parts.PutPart(ctx, batch.Group(r.opts.Pipeline, target), sp.id, len(sp.keys[target]), body)
+		if err != nil {
+			return fmt.Errorf("drain: %w", err)
+		}
+		sp.keys[target] = append(sp.keys[target], key)
+		sp.rows[target] += batch.EpochRows(eps)
+	}
+	sp.events += r.comp.Events()
+	r.comp.Reset()
+	fault.Point(fault.DrainSpilled)
+	r.log.Debug("batch part spilled", "pipeline", r.opts.Pipeline, "spill", sp.id, "events", sp.events)
 	return nil
 }
 

@@ -21,6 +21,12 @@ const (
 	// DrainCheckpointed: a batch's checkpoint is written; the next batch,
 	// the window's close and the purge are not.
 	DrainCheckpointed = "drain.checkpointed"
+	// DrainSpilled: a part of a transaction larger than a batch is in
+	// the claim-check bucket; the batch's manifest is not published.
+	DrainSpilled = "drain.spilled"
+	// ApplyPart: a part of a spilled batch is written inside the target
+	// transaction, the rest of it and the commit are not.
+	ApplyPart = "apply.part"
 	// ApplyStaged: a batch's rows are written inside the target
 	// transaction, its watermark and commit are not.
 	ApplyStaged = "apply.staged"

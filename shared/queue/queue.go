@@ -108,3 +108,57 @@ func Open(ctx context.Context, store PayloadStore, body []byte) ([]byte, error) 
 	}
 	return out, nil
 }
+
+// PartStore keeps the part objects of spilled batches (see
+// batch.Batch.Parts). A ClaimCheck is one, over its Store.
+type PartStore interface {
+	// PutPart stores body (gzip-compressed) as part n of spill id in the
+	// FIFO group and returns its key for the batch's manifest.
+	PutPart(ctx context.Context, group, spill string, n int, body []byte) (string, error)
+}
+
+var _ PartStore = (*ClaimCheck)(nil)
+
+// PutPart implements PartStore. The key is new for every spill: parts a
+// crashed drain left behind are never named by a published batch (the
+// bucket's lifecycle rule removes them with the other claim checks).
+func (c *ClaimCheck) PutPart(ctx context.Context, group, spill string, n int, body []byte) (string, error) {
+	data, err := gzipBody(body)
+	if err != nil {
+		return "", err
+	}
+	key := fmt.Sprintf("batches/%s/spill-%s/%06d.json.gz", group, spill, n)
+	if err := c.Store.Put(ctx, key, data); err != nil {
+		return "", fmt.Errorf("queue: spill part %d: %w", n, err)
+	}
+	return key, nil
+}
+
+func gzipBody(body []byte) ([]byte, error) {
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	if _, err := zw.Write(body); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// OpenPart returns the body of a spilled batch's part stored under key.
+func OpenPart(ctx context.Context, store PayloadStore, key string) ([]byte, error) {
+	data, err := store.Get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("queue: spill part %s: %w", key, err)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("queue: spill part %s: %w", key, err)
+	}
+	out, err := io.ReadAll(zr)
+	if err != nil {
+		return nil, fmt.Errorf("queue: spill part %s: %w", key, err)
+	}
+	return out, nil
+}

@@ -77,6 +77,11 @@ func (f *Fanout) Commit(unixMs int64) {
 	}
 }
 
+// Splittable reports whether what the fanout holds can leave before the
+// open transaction commits: not while it holds soft deletes of that
+// transaction, whose commit time Commit has yet to stamp.
+func (f *Fanout) Splittable() bool { return f.at == nil }
+
 // Events returns the source row events added since Reset (before rules).
 func (f *Fanout) Events() int { return f.events }
 

@@ -110,6 +110,28 @@ func (a *Applier) Watermark(ctx context.Context, group string) (batch.Position, 
 // batch starting after the watermark returns apply.ErrGap and changes
 // nothing. On error the transaction is rolled back.
 func (a *Applier) Apply(ctx context.Context, b *batch.Batch) (apply.Result, error) {
+	return a.apply(ctx, b, func(_ context.Context, each func([]batch.Epoch) error) error { return each(b.Epochs) })
+}
+
+var _ apply.PartsApplier = (*Applier)(nil)
+
+// ApplyParts applies a spilled batch as Apply applies a batch, in one
+// transaction, writing each part before the next is read: memory holds
+// one part, whatever the batch's size. A part that cannot be read rolls
+// the whole batch back.
+func (a *Applier) ApplyParts(ctx context.Context, b *batch.Batch, parts apply.Parts) (apply.Result, error) {
+	return a.apply(ctx, b, func(ctx context.Context, each func([]batch.Epoch) error) error {
+		return parts(ctx, func(eps []batch.Epoch) error {
+			if err := each(eps); err != nil {
+				return err
+			}
+			fault.Point(fault.ApplyPart)
+			return nil
+		})
+	})
+}
+
+func (a *Applier) apply(ctx context.Context, b *batch.Batch, parts apply.Parts) (apply.Result, error) {
 	var res apply.Result
 	group := batch.Group(b.Pipeline, b.Target)
 	err := pgx.BeginFunc(ctx, a.pool, func(tx pgx.Tx) error {
@@ -143,10 +165,15 @@ func (a *Applier) Apply(ctx context.Context, b *batch.Batch) (apply.Result, erro
 		if err := w.beginLoads(ctx, b); err != nil {
 			return err
 		}
-		for _, ep := range b.Epochs {
-			if err := w.epoch(ctx, ep); err != nil {
-				return err
+		if err := parts(ctx, func(eps []batch.Epoch) error {
+			for _, ep := range eps {
+				if err := w.epoch(ctx, ep); err != nil {
+					return err
+				}
 			}
+			return nil
+		}); err != nil {
+			return err
 		}
 		if err := w.finishLoads(ctx); err != nil {
 			return err

@@ -264,3 +264,50 @@ func lockWatermark(ctx context.Context, tx pgx.Tx, pipeline, group string) (batc
 	}
 	return p, lineage, nil
 }
+
+var _ apply.PartsApplier = (*Applier)(nil)
+
+// ApplyParts applies a spilled batch as Apply applies a batch: each part
+// is mapped to the apply schema as it streams; when the target's schema
+// was behind, it syncs and streams the parts once more, each adapted to
+// the target as Apply adapts a batch.
+func (a *Applier) ApplyParts(ctx context.Context, b *batch.Batch, parts apply.Parts) (apply.Result, error) {
+	next, ok := a.next.(apply.PartsApplier)
+	if !ok {
+		return apply.Result{}, fmt.Errorf("%w: batch %d for target %q", apply.ErrCannotStream, b.Seq, b.Target)
+	}
+	mapped := func(ctx context.Context, each func([]batch.Epoch) error) error {
+		return parts(ctx, func(eps []batch.Epoch) error { return each(a.mapBatch(&batch.Batch{Epochs: eps}).Epochs) })
+	}
+	res, err := next.ApplyParts(ctx, b, mapped)
+	if err == nil {
+		a.retryDeferred(ctx)
+		return res, nil
+	}
+	if !behind(err) {
+		return res, err
+	}
+	plan, serr := a.sync.Sync(ctx)
+	if serr != nil {
+		return res, fmt.Errorf("%w (schema sync before a retry failed: %w)", err, serr)
+	}
+	a.forget()
+	a.log.Info("target schema was behind the spilled batch; synced, retrying", "seq", b.Seq, "statements", len(plan.Steps), "err", err)
+	var changes []string
+	adapted := func(ctx context.Context, each func([]batch.Epoch) error) error {
+		return mapped(ctx, func(eps []batch.Epoch) error {
+			ab, c, err := a.adapt(ctx, &batch.Batch{Epochs: eps})
+			if err != nil {
+				return fmt.Errorf("adapting a part to the target: %w", err)
+			}
+			changes = append(changes, c...)
+			return each(ab.Epochs)
+		})
+	}
+	res, rerr := next.ApplyParts(ctx, b, adapted)
+	if rerr != nil {
+		return res, fmt.Errorf("%w (after schema sync: %d statements, batch adapted: %v)", rerr, len(plan.Steps), changes)
+	}
+	a.retryDeferred(ctx)
+	return res, nil
+}
