@@ -117,18 +117,12 @@ func (r Redshift) MapRow(ctx context.Context, t batch.Table, cols []string) (fun
 // Redshift folds identifiers to lower case, so a column is found by its
 // name or, failing that, its lower-cased name.
 func (r Redshift) columns(ctx context.Context, t batch.Table, cols []string) ([]rstype.Column, []string, error) {
-	s, err := redshift.Literal(t.Schema)
-	if err != nil {
-		return nil, nil, err
-	}
-	n, err := redshift.Literal(t.Name)
-	if err != nil {
-		return nil, nil, err
-	}
-	rows, err := r.Ex.Query(ctx, `SELECT column_name, data_type, character_maximum_length, numeric_precision, numeric_scale
-FROM information_schema.columns WHERE table_schema = `+s+` AND table_name = `+n)
+	rows, err := redshift.Columns(ctx, r.Ex, t)
 	if err != nil {
 		return nil, nil, fmt.Errorf("verify: columns of %s: %w", t, err)
+	}
+	if len(rows) == 0 {
+		return nil, nil, fmt.Errorf("verify: table %s does not exist on the target", t)
 	}
 	num := func(v *string) int {
 		if v == nil {
