@@ -3,6 +3,7 @@ package runner_test
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -11,6 +12,8 @@ import (
 	"github.com/pgferry/pgferry/shared/apply/rsapply"
 	"github.com/pgferry/pgferry/shared/batch"
 	"github.com/pgferry/pgferry/shared/config"
+	"github.com/pgferry/pgferry/shared/fault"
+	"github.com/pgferry/pgferry/shared/queue"
 	"github.com/pgferry/pgferry/shared/redshift"
 	"github.com/pgferry/pgferry/shared/redshift/rstype"
 	"github.com/pgferry/pgferry/shared/testenv"
@@ -333,3 +336,71 @@ func TestRedshiftBatchOverFortyStatementsStagesInASession(t *testing.T) {
 }
 
 func sp(s string) *string { return &s }
+
+// TestRedshiftTargetSurvivesDuplicatesAndKilledRunners delivers every
+// batch twice and out of order to both targets, then kills the runner
+// (SIGKILL from a fault point) after the drain sent, after a Redshift
+// batch was staged in S3 and before its transaction, and after an apply
+// committed but before its message was deleted; a last run catches up
+// and both targets end equal to the source, the warehouse through its
+// type map.
+func TestRedshiftTargetSurvivesDuplicatesAndKilledRunners(t *testing.T) {
+	bin := buildFaultRunner(t)
+	forEachCapture(t, func(t *testing.T, mode string) {
+		f := newRedshiftFixture(t, mode, `CREATE TABLE acct (id int PRIMARY KEY, v int, note varchar(3));`, "",
+			"  lease: 5s\napply:\n  visibility: 3s\n")
+		ctx := context.Background()
+
+		// Duplicates: three batches per target, each published again
+		// after its successors.
+		var msgs []queue.Message
+		for _, stmt := range []string{
+			`INSERT INTO acct SELECT g, g, 'ééé' FROM generate_series(1, 60) g`, // 6 bytes in varchar(12) on Redshift
+			`UPDATE acct SET v = v * 2 WHERE id <= 30`,
+			`DELETE FROM acct WHERE id > 50`,
+		} {
+			f.exec(stmt)
+			msgs = append(msgs, drainBodies(t, f)...)
+		}
+		if len(msgs) != 6 {
+			t.Fatalf("three writes made %d messages, want 6 (one per batch and target)", len(msgs))
+		}
+		for _, order := range [][]int{{0, 1, 2, 3, 4, 5}, {0, 1, 2, 3, 4, 5}} {
+			for n, i := range order {
+				m := msgs[i]
+				if err := f.aws.Queue.Publish(ctx, m.Group, fmt.Sprintf("%s.dup%d.%d", m.DedupID, n, len(order)), m.Body); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		f.replicate()
+		f.assertBothSame()
+		if v := f.rsValue(`SELECT count(*) FROM acct`); v == nil || *v != "50" {
+			t.Fatalf("warehouse holds %v rows after duplicate deliveries, want 50", v)
+		}
+
+		// Killed runners.
+		cfgPath := writeConfig(t, f.cfgYAML)
+		logs := keepLogs(t)
+		next := 1000
+		for _, point := range []string{fault.DrainSent, fault.ApplyStaged, fault.ApplyCommitted, fault.ApplyStaged} {
+			fired := false
+			for try := 0; try < stageTries && !fired; try++ {
+				f.exec(`INSERT INTO acct SELECT g, g, 'k' FROM generate_series($1::int, $1::int + 20) g`, next)
+				f.exec(`UPDATE acct SET v = v + 1 WHERE id % 7 = 0`)
+				f.exec(`DELETE FROM acct WHERE id % 11 = 0 AND id > 1000`)
+				next += 100
+				fired = crashAt(t, bin, cfgPath, point, 1, logs.section(fmt.Sprintf("%s try %d", point, try+1)))
+			}
+			if !fired {
+				t.Fatalf("fault point %s never fired", point)
+			}
+		}
+		final := exec.CommandContext(ctx, bin, "--config", cfgPath, "--until-idle", "--timeout", "3m")
+		final.Stderr = logs.section("final run")
+		if out, err := final.Output(); err != nil {
+			t.Fatalf("final --until-idle run: %v\n%s", err, out)
+		}
+		f.assertBothSame()
+	})
+}
