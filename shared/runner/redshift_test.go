@@ -362,13 +362,13 @@ func TestRedshiftTargetSurvivesDuplicatesAndKilledRunners(t *testing.T) {
 			f.exec(stmt)
 			msgs = append(msgs, drainBodies(t, f)...)
 		}
-		if len(msgs) != 6 {
-			t.Fatalf("three writes made %d messages, want 6 (one per batch and target)", len(msgs))
+		if len(msgs) < 6 {
+			t.Fatalf("three writes made %d messages, want at least 6 (a batch per write and target)", len(msgs))
 		}
-		for _, order := range [][]int{{0, 1, 2, 3, 4, 5}, {0, 1, 2, 3, 4, 5}} {
-			for n, i := range order {
-				m := msgs[i]
-				if err := f.aws.Queue.Publish(ctx, m.Group, fmt.Sprintf("%s.dup%d.%d", m.DedupID, n, len(order)), m.Body); err != nil {
+		// Every message twice, the second copy after all its successors.
+		for round := range 2 {
+			for n, m := range msgs {
+				if err := f.aws.Queue.Publish(ctx, m.Group, fmt.Sprintf("%s.dup%d.%d", m.DedupID, round, n), m.Body); err != nil {
 					t.Fatal(err)
 				}
 			}
