@@ -333,6 +333,18 @@ func TestRedshiftBatchOverFortyStatementsStagesInASession(t *testing.T) {
 	if v := f.rsValue(`SELECT count(*) FROM m00 WHERE v = 'big'`); v == nil || *v != "0" {
 		t.Fatalf("the refused batch changed rows: %v", v)
 	}
+
+	// --reset forgets the pipeline's watermarks on the warehouse and
+	// leaves the replicated rows alone.
+	if err := f.p.Reset(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if v := f.rsValue(`SELECT count(*) FROM pgferry.watermarks`); v == nil || *v != "0" {
+		t.Fatalf("after --reset the warehouse holds %v watermarks, want 0", v)
+	}
+	if v := f.rsValue(`SELECT count(*) FROM m00`); v == nil || *v != "4" {
+		t.Fatalf("after --reset m00 holds %v rows on the warehouse, want its 4 replicated rows", v)
+	}
 }
 
 func sp(s string) *string { return &s }
