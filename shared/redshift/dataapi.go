@@ -60,34 +60,98 @@ func str(s string) *string {
 
 // Tx runs stmts as one BatchExecuteStatement.
 func (d *DataAPI) Tx(ctx context.Context, stmts []string) error {
-	if len(stmts) == 0 {
-		return nil
-	}
 	if len(stmts) > DataMaxStatements {
 		return fmt.Errorf("redshift: %d statements in one transaction, the Data API takes at most %d", len(stmts), DataMaxStatements)
 	}
+	_, err := d.batch(ctx, stmts, "", 0)
+	return err
+}
+
+// SessionKeepAlive is how long a Data API session that Staged opens
+// stays alive after its last call: long enough to bridge the calls of
+// one batch, short enough not to hold a connection slot for long.
+const SessionKeepAlive = 60
+
+var _ Stager = (*DataAPI)(nil)
+
+// Staged opens a Data API session (SessionKeepAliveSeconds) with the
+// first staging call, runs staging in calls of at most 40 statements
+// (each a transaction of its own; temporary tables stay for the
+// session), then final as one BatchExecuteStatement in the same session.
+// Only final is bound by the 40-statement limit. The temporary tables go
+// with the session when it expires, or earlier if final drops them.
+func (d *DataAPI) Staged(ctx context.Context, staging, final []string) error {
+	if len(final) > DataMaxStatements {
+		return fmt.Errorf("redshift: the final transaction needs %d statements, the Data API takes at most %d in one "+
+			"BatchExecuteStatement (staging is split over calls, the transaction cannot be)", len(final), DataMaxStatements)
+	}
+	if len(staging) == 0 {
+		return d.Tx(ctx, final)
+	}
+	session := ""
+	for off := 0; off < len(staging); off += DataMaxStatements {
+		part := staging[off:min(off+DataMaxStatements, len(staging))]
+		keep := int32(0)
+		if session == "" {
+			keep = SessionKeepAlive
+		}
+		id, err := d.batch(ctx, part, session, keep)
+		if err != nil {
+			var rerr *Error
+			if errors.As(err, &rerr) && rerr.Index >= 0 {
+				rerr.Index = -2 - (off + rerr.Index)
+			}
+			return err
+		}
+		if session == "" {
+			if id == "" {
+				return errors.New("redshift: the Data API opened no session (no SessionId in the answer)")
+			}
+			session = id
+		}
+	}
+	_, err := d.batch(ctx, final, session, 0)
+	return err
+}
+
+// batch runs stmts as one BatchExecuteStatement: in session when set,
+// opening a session kept alive for keep seconds when keep > 0. It
+// returns the call's session id.
+func (d *DataAPI) batch(ctx context.Context, stmts []string, session string, keep int32) (string, error) {
+	if len(stmts) == 0 {
+		return session, nil
+	}
+	in := &redshiftdata.BatchExecuteStatementInput{Sqls: stmts}
+	if session != "" {
+		// The session carries the database and the credentials.
+		in.SessionId = &session
+	} else {
+		in.Database, in.WorkgroupName, in.ClusterIdentifier = str(d.dest.Database), str(d.dest.Workgroup), str(d.dest.Cluster)
+		in.SecretArn, in.DbUser = str(d.dest.SecretARN), str(d.dest.DBUser)
+	}
+	if keep > 0 {
+		in.SessionKeepAliveSeconds = &keep
+	}
 	d.calls.Add(1)
-	out, err := d.client.BatchExecuteStatement(ctx, &redshiftdata.BatchExecuteStatementInput{
-		Sqls: stmts, Database: str(d.dest.Database), WorkgroupName: str(d.dest.Workgroup),
-		ClusterIdentifier: str(d.dest.Cluster), SecretArn: str(d.dest.SecretARN), DbUser: str(d.dest.DBUser),
-	})
+	out, err := d.client.BatchExecuteStatement(ctx, in)
 	if err != nil {
-		return apiError("batch execute statement", err)
+		return "", apiError("batch execute statement", err)
 	}
 	desc, err := d.wait(ctx, aws.ToString(out.Id))
 	if err != nil {
-		return err
+		return "", err
 	}
+	id := aws.ToString(out.SessionId)
 	if desc.Status == types.StatusStringFinished {
-		return nil
+		return id, nil
 	}
 	// Name the statement that failed; the others were rolled back with it.
 	for i, s := range desc.SubStatements {
 		if s.Status == types.StatementStatusStringFailed {
-			return newError(i, stmtAt(stmts, i), "", aws.ToString(s.Error), nil)
+			return "", newError(i, stmtAt(stmts, i), "", aws.ToString(s.Error), nil)
 		}
 	}
-	return newError(-1, "", "", fmt.Sprintf("batch %s: %s", desc.Status, aws.ToString(desc.Error)), nil)
+	return "", newError(-1, "", "", fmt.Sprintf("batch %s: %s", desc.Status, aws.ToString(desc.Error)), nil)
 }
 
 func stmtAt(stmts []string, i int) string {

@@ -36,6 +36,8 @@ func (e *Error) Error() string {
 	b.WriteString("redshift: ")
 	if e.Index >= 0 {
 		fmt.Fprintf(&b, "statement %d: ", e.Index+1)
+	} else if i, ok := StagingIndex(e); ok {
+		fmt.Fprintf(&b, "staging statement %d: ", i+1)
 	}
 	b.WriteString(e.Message)
 	if e.Code != "" {

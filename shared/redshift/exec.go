@@ -28,3 +28,28 @@ type Exec interface {
 	// MaxStatements is the most statements one Tx takes (0: no limit).
 	MaxStatements() int
 }
+
+// Stager is an Exec that can run a transaction in two parts: staging
+// statements that make and fill temporary tables, then final as one
+// transaction that reads them. Both parts run in one database session, so
+// the temporary tables outlive the staging calls; staging may be split
+// over several calls (each its own transaction), which lifts the Data
+// API's 40-statement limit from everything but the final transaction.
+type Stager interface {
+	// Staged runs staging, then final as one transaction. A failure in
+	// final is an *Error whose Index is the position in final; a failure
+	// in staging is an *Error with Index -1 - i for staging statement i
+	// (so it never names a statement of final). When it returns an error,
+	// final did not commit.
+	Staged(ctx context.Context, staging, final []string) error
+}
+
+// StagingIndex turns the Index of an *Error from Stager.Staged that
+// failed in staging back into the staging statement's position; ok is
+// false for an error of final.
+func StagingIndex(e *Error) (i int, ok bool) {
+	if e.Index <= -2 {
+		return -e.Index - 2, true
+	}
+	return 0, false
+}

@@ -1,8 +1,11 @@
 package redshift
 
 import (
+	"context"
 	"fmt"
 	"strings"
+
+	"github.com/pgferry/pgferry/shared/batch"
 )
 
 // Literal renders s as a SQL string literal that means s on Redshift and
@@ -19,4 +22,31 @@ func Literal(s string) (string, error) {
 		}
 	}
 	return "'" + strings.ReplaceAll(s, "'", "''") + "'", nil
+}
+
+// Columns reads table t's columns from information_schema.columns, which
+// Redshift and PostgreSQL both have: per column its name, data_type,
+// character_maximum_length, numeric_precision and numeric_scale, in
+// order. Redshift folds identifiers to lower case, quoted ones too
+// (unless enable_case_sensitive_identifier is on), so a table not found
+// under its own name is looked up under its lower-cased name. No rows:
+// the table does not exist.
+func Columns(ctx context.Context, ex Exec, t batch.Table) ([][]*string, error) {
+	var rows [][]*string
+	for _, tb := range []batch.Table{t, {Schema: strings.ToLower(t.Schema), Name: strings.ToLower(t.Name)}} {
+		s, err := Literal(tb.Schema)
+		if err != nil {
+			return nil, err
+		}
+		n, err := Literal(tb.Name)
+		if err != nil {
+			return nil, err
+		}
+		rows, err = ex.Query(ctx, `SELECT column_name, data_type, character_maximum_length, numeric_precision, numeric_scale
+FROM information_schema.columns WHERE table_schema = `+s+` AND table_name = `+n+` ORDER BY ordinal_position`)
+		if err != nil || len(rows) > 0 {
+			return rows, err
+		}
+	}
+	return nil, nil
 }

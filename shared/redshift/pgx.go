@@ -2,7 +2,9 @@ package redshift
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -37,6 +39,24 @@ func (p *PGX) Tx(ctx context.Context, stmts []string) error {
 		return fromPg(-1, "COMMIT", err)
 	}
 	return nil
+}
+
+var _ Stager = (*PGX)(nil)
+
+// Staged runs staging and final in one transaction on one connection:
+// without a statement limit nothing needs splitting, and the temporary
+// tables are the transaction's.
+func (p *PGX) Staged(ctx context.Context, staging, final []string) error {
+	err := p.Tx(ctx, append(slices.Clip(staging), final...))
+	var rerr *Error
+	if errors.As(err, &rerr) && rerr.Index >= 0 {
+		if rerr.Index < len(staging) {
+			rerr.Index = -2 - rerr.Index
+		} else {
+			rerr.Index -= len(staging)
+		}
+	}
+	return err
 }
 
 // Query runs one statement and returns its rows in text form.

@@ -127,6 +127,8 @@ func (p *Pipeline) openTarget(ctx context.Context, name string) (Target, func(co
 	switch tc.Kind {
 	case config.KindPostgres:
 		return p.postgresTarget(ctx, name, tc)
+	case config.KindRedshift:
+		return p.redshiftTarget(ctx, name, tc)
 	}
 	return Target{}, nil, fmt.Errorf("targets.%s.kind: %q targets are not supported by this build", name, tc.Kind)
 }

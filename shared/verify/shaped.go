@@ -45,12 +45,18 @@ func compareShaped(ctx context.Context, src *pgxpool.Pool, dst Target, tr *rules
 		}
 	}
 	cols := slices.DeleteFunc(slices.Clone(p.Columns), func(c string) bool { return c == config.DeletedAtColumn })
+	mapped := func(r batch.Row) (batch.Row, error) { return r, nil }
+	if m, ok := dst.(Mapper); ok {
+		if mapped, err = m.MapRow(ctx, on, cols); err != nil {
+			return 0, "", 0, "", err
+		}
+	}
 	sRows, sSum, err = sumRows(ctx, src, t, desc.Columns, "", func(r batch.Row) (batch.Row, error) {
 		ok, err := p.Pass(r)
 		if err != nil || !ok {
 			return nil, err
 		}
-		return p.Row(r)[:len(cols)], nil
+		return mapped(p.Row(r)[:len(cols)])
 	})
 	if err != nil {
 		return 0, "", 0, "", fmt.Errorf("source: %w", err)
@@ -133,9 +139,14 @@ func (s *rowSummer) add(text []byte) error {
 	if r, err = s.fn(r); err != nil || r == nil {
 		return err
 	}
+	s.sum1(r)
+	return nil
+}
+
+// sum1 adds one row: the first 60 bits of the md5 of its COPY text.
+func (s *rowSummer) sum1(r batch.Row) {
 	s.line = pgtext.AppendCopyRow(s.line[:0], r)
 	h := md5.Sum(s.line)
 	s.sum += binary.BigEndian.Uint64(h[:8]) >> 4
 	s.n++
-	return nil
 }

@@ -10,8 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pgferry/pgferry/shared/apply"
@@ -64,6 +66,8 @@ type Applier struct {
 	// loading caches the tables loading on the target (hold.go); nil:
 	// read it. Every batch's guard checks it still holds.
 	loading map[batch.Table]string
+
+	objects atomic.Int64 // S3 objects written
 }
 
 type mark struct {
@@ -187,7 +191,7 @@ func (a *Applier) Apply(ctx context.Context, b *batch.Batch) (apply.Result, erro
 		return apply.Result{}, fmt.Errorf("rsapply: batch %d: stage files: %w", b.Seq, err)
 	}
 	fault.Point(fault.ApplyStaged)
-	if err := a.ex.Tx(ctx, p.stmts); err != nil {
+	if err := a.run(ctx, p); err != nil {
 		a.forget(group)
 		return a.explain(ctx, b, p, err)
 	}
@@ -248,11 +252,67 @@ func (a *Applier) plan(ctx context.Context, b *batch.Batch, m mark, ld *loadPlan
 	if err := pl.build(m.pos, m.lineage, m.exists); err != nil {
 		return nil, err
 	}
-	if max := a.ex.MaxStatements(); max > 0 && len(pl.p.stmts) > max {
+	n := len(pl.p.stmts)
+	if _, ok := a.ex.(redshift.Stager); !ok {
+		n += len(pl.p.staging)
+	}
+	if max := a.ex.MaxStatements(); max > 0 && n > max {
 		return nil, fmt.Errorf("the batch needs %d statements in one transaction and the executor takes %d "+
-			"(%d staged files); lower batch.max_rows or use a direct connection (targets.%s.dsn)", len(pl.p.stmts), max, len(pl.p.stages), b.Target)
+			"(%d tables and column sets staged; each needs one or two statements in the transaction besides 5 of "+
+			"pgferry's own); lower batch.max_rows, or use a direct connection (targets.%s.dsn)", n, max, len(pl.p.stages), b.Target)
 	}
 	return pl.p, nil
+}
+
+// run sends a plan: staging then the transaction, in one session. An
+// executor that cannot stage gets both as one transaction; the error's
+// Index is then made relative to p.stmts as Stager does.
+func (a *Applier) run(ctx context.Context, p *plan) error {
+	if st, ok := a.ex.(redshift.Stager); ok {
+		return st.Staged(ctx, p.staging, p.stmts)
+	}
+	err := a.ex.Tx(ctx, append(slices.Clip(p.staging), p.stmts...))
+	var rerr *redshift.Error
+	if errors.As(err, &rerr) && rerr.Index >= 0 {
+		if rerr.Index < len(p.staging) {
+			rerr.Index = -2 - rerr.Index
+		} else {
+			rerr.Index -= len(p.staging)
+		}
+	}
+	return err
+}
+
+// ResetPipeline removes the pipeline's watermarks and load state from the
+// target (see ResetLoads), leaving replicated rows alone. Idempotent.
+func (a *Applier) ResetPipeline(ctx context.Context) error {
+	pipe, err := redshift.Literal(a.opt.Pipeline)
+	if err != nil {
+		return err
+	}
+	if err := a.ex.Tx(ctx, []string{"DELETE FROM " + quote(Schema) + ".watermarks WHERE pipeline = " + pipe}); err != nil {
+		return fmt.Errorf("watermarks: %w", err)
+	}
+	if err := a.ResetLoads(ctx); err != nil {
+		return fmt.Errorf("load state: %w", err)
+	}
+	a.Forget()
+	return nil
+}
+
+// Stats are an applier's cost drivers so far.
+type Stats struct {
+	Objects int64 // S3 objects written (data files and manifests)
+	Calls   int64 // Data API requests (0 on a direct connection)
+}
+
+// Stats returns the applier's counters.
+func (a *Applier) Stats() Stats {
+	s := Stats{Objects: a.objects.Load()}
+	if c, ok := a.ex.(interface{ Calls() int64 }); ok {
+		s.Calls = c.Calls()
+	}
+	return s
 }
 
 func (a *Applier) put(ctx context.Context, p *plan) error {
@@ -264,6 +324,7 @@ func (a *Applier) put(ctx context.Context, p *plan) error {
 		if err := a.store.Put(ctx, s.mfKey, manifest(a.opt.Bucket, s.dataKey, len(data))); err != nil {
 			return err
 		}
+		a.objects.Add(2)
 	}
 	return nil
 }

@@ -37,16 +37,7 @@ func (ti *tableInfo) column(n string) (string, rstype.Column, bool) {
 // Redshift and PostgreSQL both have. A missing table is
 // apply.ErrSchemaBehind.
 func lookup(ctx context.Context, ex redshift.Exec, t batch.Table) (*tableInfo, error) {
-	s, err := redshift.Literal(t.Schema)
-	if err != nil {
-		return nil, fmt.Errorf("table %s: %w", t, err)
-	}
-	n, err := redshift.Literal(t.Name)
-	if err != nil {
-		return nil, fmt.Errorf("table %s: %w", t, err)
-	}
-	rows, err := ex.Query(ctx, `SELECT column_name, data_type, character_maximum_length, numeric_precision, numeric_scale
-FROM information_schema.columns WHERE table_schema = `+s+` AND table_name = `+n+` ORDER BY ordinal_position`)
+	rows, err := redshift.Columns(ctx, ex, t)
 	if err != nil {
 		return nil, fmt.Errorf("read target catalog for %s: %w", t, err)
 	}

@@ -13,13 +13,18 @@ import (
 	"github.com/pgferry/pgferry/shared/redshift"
 )
 
-// A batch becomes one transaction of these statements, in this order
-// (shapes.go lists each shape):
+// A batch becomes these statements, in this order (shapes.go lists each
+// shape). The staging part runs first, in the same database session;
+// through the Data API it may be split over calls of at most 40
+// statements (redshift.Stager), as it only fills temporary tables:
+//
+//	per stage: CREATE TEMP TABLE s AS SELECT <cols> FROM t WHERE 1 = 0
+//	           COPY s (<cols>) FROM '<manifest>' IAM_ROLE … CSV GZIP MANIFEST …
+//
+// Then one transaction, one call, which decides everything:
 //
 //	LOCK pgferry.watermarks                       serialise appliers of one database
 //	SELECT 1 / CASE WHEN <watermark as read> …    the guard: fails if another applier moved it
-//	per stage: CREATE TEMP TABLE s AS SELECT <cols> FROM t WHERE 1 = 0
-//	           COPY s (<cols>) FROM '<manifest>' IAM_ROLE … CSV GZIP MANIFEST …
 //	SELECT 1 / CASE WHEN (SELECT count(*) FROM s1) = n1 AND … the row-count check
 //	per epoch: DELETE FROM t (a truncate: TRUNCATE would commit)
 //	           DELETE FROM t USING s WHERE <key match>      (deletes, children first)
@@ -50,6 +55,12 @@ type stage struct {
 
 // plan is what Apply sends: the files to put and the statements to run.
 type plan struct {
+	// staging makes and fills the stage tables (CREATE TEMP TABLE, COPY);
+	// it runs first, in the same session as stmts (redshift.Stager), and
+	// through the Data API may take several calls.
+	staging []string
+	// stmts is the transaction that decides: guard, checks, DML,
+	// watermark. It is one call and bound by the executor's limit.
 	stmts    []string
 	stages   []*stage
 	guardIdx int // index of the watermark guard (-1: none)
@@ -147,7 +158,7 @@ func (pl *planner) createAndCopy(s *stage) error {
 	if err != nil {
 		return err
 	}
-	pl.p.stmts = append(pl.p.stmts,
+	pl.p.staging = append(pl.p.staging,
 		fmt.Sprintf("CREATE TEMP TABLE %s AS SELECT %s FROM %s WHERE 1 = 0", s.name, strings.Join(s.sel, ", "), ident(s.table)),
 		fmt.Sprintf("COPY %s (%s) FROM %s IAM_ROLE %s CSV GZIP MANIFEST TIMEFORMAT 'auto' DATEFORMAT 'auto' COMPUPDATE OFF STATUPDATE OFF",
 			s.name, strings.Join(s.cols, ", "), mf, role))

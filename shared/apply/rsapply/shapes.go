@@ -35,7 +35,7 @@ var Shapes = []Shape{
 		Unverified: "that a scalar subquery inside CASE is evaluated at run time, so the division by zero fails the batch transaction",
 		match:      regexp.MustCompile(`^SELECT 1 / CASE WHEN \(SELECT count\(\*\) FROM "pgferry"\.watermarks `)},
 	{Name: "create stage", Example: `CREATE TEMP TABLE "pgferry_stage_1" AS SELECT "id", "id" AS "pgferry_match_0" FROM "s"."t" WHERE 1 = 0`,
-		Unverified: "CTAS of a temp table inside a BatchExecuteStatement transaction",
+		Unverified: "CTAS of a temp table in a BatchExecuteStatement, and that it survives into later calls of the same Data API session (SessionId)",
 		match:      regexp.MustCompile(`^CREATE TEMP TABLE "pgferry_stage_\d+" AS SELECT .* WHERE 1 = 0$`)},
 	{Name: "copy", Example: `COPY "pgferry_stage_1" ("id", …) FROM 's3://b/k.manifest' IAM_ROLE 'arn:…' CSV GZIP MANIFEST TIMEFORMAT 'auto' DATEFORMAT 'auto' COMPUPDATE OFF STATUPDATE OFF`,
 		Unverified: `the default NULL AS '\N' in CSV mode and whether a quoted "\N" stays a string; VARBYTE read as hex; JSON text into SUPER; ` +

@@ -100,7 +100,9 @@ func ParseColumn(dataType string, charLen, precision, scale int) Column {
 //     becomes 23:59:59.999999 (Saturated).
 //   - Super: a value over 16 MB becomes NULL (Replaced).
 //   - Varbyte: PostgreSQL's hex form \x… loses its \x prefix (COPY reads
-//     VARBYTE as hex) and is cut to Bytes (Truncated).
+//     VARBYTE as hex) and is cut to Bytes (Truncated); an empty value
+//     becomes NULL (Replaced): COPY loads an empty field as NULL in every
+//     column but CHAR and VARCHAR.
 //   - Other kinds pass unchanged: integers, booleans (t/f) and floats
 //     (NaN and ±Infinity included, which REAL and DOUBLE PRECISION hold).
 func (c Column) Convert(v *string) (*string, Loss) {
@@ -149,6 +151,11 @@ func (c Column) Convert(v *string) (*string, Loss) {
 		}
 	case Varbyte:
 		h := strings.TrimPrefix(s, `\x`)
+		if h == "" {
+			// COPY loads an empty field as NULL in every column but
+			// CHAR and VARCHAR, so an empty VARBYTE cannot arrive.
+			return nil, Replaced
+		}
 		n := c.Bytes
 		if n <= 0 {
 			n = MaxVarbyteBytes

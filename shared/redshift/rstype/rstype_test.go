@@ -88,6 +88,7 @@ func TestConvertAwkwardValues(t *testing.T) {
 		{"float -Infinity passes", Column{}, "-Infinity", "-Infinity", Exact},
 		{"bytea hex loses its prefix", Column{Kind: Varbyte}, `\x00ff`, "00ff", Exact},
 		{"bytea cut to the column", Column{Kind: Varbyte, Bytes: 1}, `\x00ff`, "00", Truncated},
+		{"empty bytea becomes NULL (COPY loads an empty VARBYTE field as NULL)", Column{Kind: Varbyte}, `\x`, "<NULL>", Replaced},
 		{"json passes", Column{Kind: Super}, `{"a": [1, "é"]}`, `{"a": [1, "é"]}`, Exact},
 	}
 	for _, c := range cases {
