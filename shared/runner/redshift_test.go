@@ -294,7 +294,12 @@ func TestRedshiftBatchOverFortyStatementsStagesInASession(t *testing.T) {
 		fmt.Fprintf(&del, "DELETE FROM m%02d WHERE id = 1;\n", i)
 	}
 	f.exec(del.String())
-	ap := f.targets["warehouse"].(*rsapply.Applier)
+	var ap *rsapply.Applier // the plain applier (its Loader role), under the schema-sync wrapper
+	for _, tg := range f.p.Targets {
+		if tg.Name == "warehouse" {
+			ap = tg.Loader.(*rsapply.Applier)
+		}
+	}
 	before := ap.Stats()
 	f.replicate()
 	f.assertBothSame()
