@@ -3,6 +3,7 @@ package redshift
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/pgferry/pgferry/shared/batch"
@@ -49,4 +50,14 @@ FROM information_schema.columns WHERE table_schema = `+s+` AND table_name = `+n+
 		}
 	}
 	return nil, nil
+}
+
+// Int reads an integer catalog field of a Query row (NULL or not a number:
+// 0), such as character_maximum_length or numeric_scale.
+func Int(v *string) int {
+	if v == nil {
+		return 0
+	}
+	i, _ := strconv.Atoi(*v)
+	return i
 }

@@ -124,19 +124,12 @@ func (r Redshift) columns(ctx context.Context, t batch.Table, cols []string) ([]
 	if len(rows) == 0 {
 		return nil, nil, fmt.Errorf("verify: table %s does not exist on the target", t)
 	}
-	num := func(v *string) int {
-		if v == nil {
-			return 0
-		}
-		i, _ := strconv.Atoi(*v)
-		return i
-	}
 	byName, folded := map[string]rstype.Column{}, map[string]string{}
 	for _, row := range rows {
 		if len(row) != 5 || row[0] == nil || row[1] == nil {
 			return nil, nil, fmt.Errorf("verify: columns of %s: unexpected row", t)
 		}
-		byName[*row[0]] = rstype.ParseColumn(*row[1], num(row[2]), num(row[3]), num(row[4]))
+		byName[*row[0]] = rstype.ParseColumn(*row[1], redshift.Int(row[2]), redshift.Int(row[3]), redshift.Int(row[4]))
 		folded[strings.ToLower(*row[0])] = *row[0]
 	}
 	types, names := make([]rstype.Column, len(cols)), make([]string, len(cols))

@@ -3,7 +3,6 @@ package rsapply
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/pgferry/pgferry/shared/apply"
@@ -45,18 +44,11 @@ func lookup(ctx context.Context, ex redshift.Exec, t batch.Table) (*tableInfo, e
 		return nil, fmt.Errorf("%w: table %s does not exist on the target", apply.ErrSchemaBehind, t)
 	}
 	ti := &tableInfo{cols: map[string]rstype.Column{}, folded: map[string]string{}}
-	num := func(v *string) int {
-		if v == nil {
-			return 0
-		}
-		i, _ := strconv.Atoi(*v)
-		return i
-	}
 	for _, r := range rows {
 		if len(r) != 5 || r[0] == nil || r[1] == nil {
 			return nil, fmt.Errorf("read target catalog for %s: unexpected row shape", t)
 		}
-		ti.cols[*r[0]] = rstype.ParseColumn(*r[1], num(r[2]), num(r[3]), num(r[4]))
+		ti.cols[*r[0]] = rstype.ParseColumn(*r[1], redshift.Int(r[2]), redshift.Int(r[3]), redshift.Int(r[4]))
 		ti.folded[strings.ToLower(*r[0])] = *r[0]
 	}
 	return ti, nil

@@ -236,13 +236,6 @@ ORDER BY c.table_schema, c.table_name, c.ordinal_position`)
 	if err != nil {
 		return nil, fmt.Errorf("read target columns: %w", err)
 	}
-	num := func(v *string) int {
-		if v == nil {
-			return 0
-		}
-		i, _ := strconv.Atoi(*v)
-		return i
-	}
 	for _, r := range rows {
 		if len(r) != 7 || r[0] == nil || r[1] == nil || r[2] == nil || r[3] == nil {
 			return nil, fmt.Errorf("read target columns: unexpected row shape")
@@ -253,7 +246,7 @@ ORDER BY c.table_schema, c.table_name, c.ordinal_position`)
 			t = &curTable{q: q}
 			cur.tables[q] = t
 		}
-		t.cols = append(t.cols, curCol{name: *r[2], typ: canonical(*r[3], num(r[4]), num(r[5]), num(r[6]))})
+		t.cols = append(t.cols, curCol{name: *r[2], typ: canonical(*r[3], redshift.Int(r[4]), redshift.Int(r[5]), redshift.Int(r[6]))})
 	}
 	return cur, nil
 }
