@@ -39,6 +39,7 @@ func main() {
 	}
 	cfg := env.Config
 	p := runner.New(env, log)
+	p.Metrics = metrics.New(os.Stdout)
 	if err := p.OpenAWS(ctx, false); err != nil {
 		fail("aws", err)
 	}
@@ -56,10 +57,9 @@ func main() {
 	if err != nil {
 		fail("load", err)
 	}
-	emf := metrics.New(os.Stdout)
 	lambda.StartWithOptions(func(ctx context.Context, req initload.Request) (initload.Response, error) {
 		if req.Action == "status" {
-			return initload.Status(ctx, cfg, p.Source, loaders, p.Res.Loads, req, emf)
+			return initload.Status(ctx, cfg, p.Source, loaders, p.Res.Loads, req, p.Metrics)
 		}
 		// A switched source.capture is refused before any target changes.
 		if err := p.CheckCapture(ctx); err != nil {

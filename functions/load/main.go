@@ -37,6 +37,7 @@ func main() {
 	}
 	cfg := env.Config
 	p := runner.New(env, log)
+	p.Metrics = metrics.New(os.Stdout)
 	if err := p.OpenAWS(ctx, false); err != nil {
 		fail("aws", err)
 	}
@@ -54,7 +55,7 @@ func main() {
 	if err != nil {
 		fail("capture", err)
 	}
-	loader := initload.NewLoader(cfg, p.Source, loaders, capture, p.Res.Loads, metrics.New(os.Stdout), log)
+	loader := initload.NewLoader(cfg, p.Source, loaders, capture, p.Res.Loads, p.Metrics, log)
 	lambda.StartWithOptions(func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
 		bodies := make([][]byte, len(ev.Records))
 		for i, r := range ev.Records {

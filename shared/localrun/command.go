@@ -78,6 +78,11 @@ func (c *Command) Run(ctx context.Context) error {
 		}
 		return schemadiff.PrintPlans(ctx, cfg, p.Planners(), c.Out)
 	}
+	var emf *metrics.EMF
+	if c.Metrics != nil {
+		emf = metrics.New(c.Metrics)
+	}
+	p.Metrics = emf
 	if err := p.OpenTargets(ctx, false); err != nil {
 		return err
 	}
@@ -99,10 +104,6 @@ func (c *Command) Run(ctx context.Context) error {
 	// before anything is applied or loaded.
 	if err := schemadiff.SyncAll(ctx, p.Syncers()); err != nil {
 		return err
-	}
-	var emf *metrics.EMF
-	if c.Metrics != nil {
-		emf = metrics.New(c.Metrics)
 	}
 	handler := p.Handler(emf)
 	if c.Redrive {

@@ -35,12 +35,13 @@ func (f *ApplyFn) Consumer(ctx context.Context) (*apply.Consumer, error) {
 			return nil, err
 		}
 	}
+	p.Metrics = metrics.New(os.Stdout)
 	if err := p.OpenTargets(ctx, false); err != nil {
 		p.Close()
 		return nil, err
 	}
 	f.consumer = &apply.Consumer{
-		Handler: p.Handler(metrics.New(os.Stdout)), Queue: p.Res.Queue, Park: p.Res.DLQ,
+		Handler: p.Handler(p.Metrics), Queue: p.Res.Queue, Park: p.Res.DLQ,
 		Visibility: p.Config.Apply.Visibility.Duration, Log: p.Log, Reported: true,
 	}
 	return f.consumer, nil

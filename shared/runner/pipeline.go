@@ -32,6 +32,10 @@ import (
 type Pipeline struct {
 	*Env
 	Log *slog.Logger
+	// Metrics receives the metrics the targets emit themselves (a
+	// Redshift target's LossyConversions); nil discards them. Set it
+	// before OpenTargets.
+	Metrics *metrics.EMF
 	// Res holds the queues, bucket and state table (OpenAWS); nil until
 	// then.
 	Res *Resources

@@ -43,7 +43,7 @@ func (p *Pipeline) redshiftTarget(ctx context.Context, name string, tc config.Ta
 		t.Syncer = syncer
 	}
 	install := func(ctx context.Context, t *Target) error {
-		ap, err := rsapply.NewTarget(ctx, p.Config, name, p.AWS, pool, nil, log)
+		ap, err := rsapply.NewTarget(ctx, p.Config, name, p.AWS, pool, p.Metrics, log)
 		if err != nil {
 			return err
 		}
