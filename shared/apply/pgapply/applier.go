@@ -132,6 +132,18 @@ func (a *Applier) ApplyParts(ctx context.Context, b *batch.Batch, parts apply.Pa
 }
 
 func (a *Applier) apply(ctx context.Context, b *batch.Batch, parts apply.Parts) (apply.Result, error) {
+	res, err := a.applyOnce(ctx, b, parts, false)
+	// A value the target rejects (SQLSTATE class 22) fails the batch
+	// either way, but an unnested array names no column: the batch is
+	// tried once more through staging tables, whose COPY error names the
+	// column and row, so the parked batch says what to fix.
+	if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && strings.HasPrefix(pe.Code, "22") {
+		res, err = a.applyOnce(ctx, b, parts, true)
+	}
+	return res, err
+}
+
+func (a *Applier) applyOnce(ctx context.Context, b *batch.Batch, parts apply.Parts, staged bool) (apply.Result, error) {
 	var res apply.Result
 	group := batch.Group(b.Pipeline, b.Target)
 	err := pgx.BeginFunc(ctx, a.pool, func(tx pgx.Tx) error {
@@ -161,7 +173,7 @@ func (a *Applier) apply(ctx context.Context, b *batch.Batch, parts apply.Parts) 
 		if wm.Less(b.From) {
 			return fmt.Errorf("%w: batch %d covers %s..%s but the target is at %s", apply.ErrGap, b.Seq, b.From, b.To, wm)
 		}
-		w := &writer{a: a, tx: tx}
+		w := &writer{a: a, tx: tx, staged: staged}
 		if err := w.beginLoads(ctx, b); err != nil {
 			return err
 		}

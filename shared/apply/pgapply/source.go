@@ -36,7 +36,7 @@ type inline struct {
 // output column i. Small segments are unnested from text arrays; larger
 // ones are COPYed into a staging table created AS SELECT sel FROM t.
 func (w *writer) rowsSource(ctx context.Context, t batch.Table, sel, names, types []string, n int, get func(r, i int) batch.Value) (inline, error) {
-	if n <= SmallSegment {
+	if n <= SmallSegment && !w.staged {
 		cast := make([]string, len(names))
 		arrs := make([]string, len(names))
 		alias := make([]string, len(names))

@@ -30,6 +30,9 @@ type writer struct {
 	// so statements still run in the order the epoch gives them.
 	pending pgx.Batch
 	what    []string
+	// staged sends every segment through a staging table (see apply: a
+	// value the target rejects is named by row and column only by COPY).
+	staged bool
 }
 
 // queue adds a statement to the pending pipeline; what names it in errors.
