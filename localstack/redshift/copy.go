@@ -82,6 +82,26 @@ func unident(text string) string {
 
 // parseCopy parses COPY table [(cols)] FROM 's3://…' options…, refusing
 // what Redshift refuses and what the stand-in does not emulate.
+// csv reads the CSV format option: comma-delimited, with an optional
+// QUOTE [AS] 'c'.
+func (s *copyScanner) csv(spec *copySpec) error {
+	spec.formatSpecified = true
+	spec.delimiter = ','
+	if !s.peek().is("quote") {
+		return nil
+	}
+	s.i++
+	q, err := s.str("QUOTE")
+	if err != nil {
+		return err
+	}
+	if len(q) != 1 {
+		return &sqlError{msg: "QUOTE must be a single character"}
+	}
+	spec.quote = q[0]
+	return nil
+}
+
 func parseCopy(toks []token) (*copySpec, error) {
 	s := &copyScanner{toks: toks, i: 1}
 	spec := &copySpec{delimiter: '|', quote: '"', nullAs: `\N`, invReplacement: "?"}
@@ -154,32 +174,12 @@ func parseCopy(toks []token) (*copySpec, error) {
 			if !f.is("csv") {
 				return nil, unsupported("copy-format", "COPY FORMAT %s (only CSV is emulated)", f.text)
 			}
-			spec.formatSpecified = true
-			spec.delimiter = ','
-			if s.peek().is("quote") {
-				s.i++
-				q, err := s.str("QUOTE")
-				if err != nil {
-					return nil, err
-				}
-				if len(q) != 1 {
-					return nil, &sqlError{msg: "QUOTE must be a single character"}
-				}
-				spec.quote = q[0]
+			if err := s.csv(spec); err != nil {
+				return nil, err
 			}
 		case t.is("csv"):
-			spec.formatSpecified = true
-			spec.delimiter = ','
-			if s.peek().is("quote") {
-				s.i++
-				q, err := s.str("QUOTE")
-				if err != nil {
-					return nil, err
-				}
-				if len(q) != 1 {
-					return nil, &sqlError{msg: "QUOTE must be a single character"}
-				}
-				spec.quote = q[0]
+			if err := s.csv(spec); err != nil {
+				return nil, err
 			}
 		case t.is("delimiter"):
 			d, err := s.str("DELIMITER")

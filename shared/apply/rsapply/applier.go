@@ -50,6 +50,8 @@ type Options struct {
 
 // Applier applies batches of one pipeline to one Redshift database.
 type Applier struct {
+	// pipe is the pipeline's name as a SQL literal, rendered once.
+	pipe string
 	ex    redshift.Exec
 	store Objects
 	opt   Options
@@ -84,11 +86,15 @@ func New(ctx context.Context, ex redshift.Exec, store Objects, opt Options) (*Ap
 	if opt.Log == nil {
 		opt.Log = slog.Default()
 	}
+	pipe, err := redshift.Literal(opt.Pipeline)
+	if err != nil {
+		return nil, fmt.Errorf("rsapply: pipeline name: %w", err)
+	}
 	if err := ex.Tx(ctx, append(WatermarkDDL(), LoadDDL()...)); err != nil {
 		return nil, fmt.Errorf("rsapply: install watermark and load tables: %w", err)
 	}
 	return &Applier{
-		ex: ex, store: store, opt: opt, log: opt.Log, now: time.Now,
+		ex: ex, store: store, opt: opt, log: opt.Log, now: time.Now, pipe: pipe,
 		loss:   &lossReporter{pipeline: opt.Pipeline, target: opt.Target, emf: opt.Metrics, log: opt.Log, logged: map[lossKey]bool{}},
 		tables: map[batch.Table]*tableInfo{}, marks: map[string]mark{},
 	}, nil
@@ -121,10 +127,7 @@ func (a *Applier) Watermark(ctx context.Context, group string) (batch.Position, 
 }
 
 func (a *Applier) readMark(ctx context.Context, group string) (mark, error) {
-	pipe, err := redshift.Literal(a.opt.Pipeline)
-	if err != nil {
-		return mark{}, err
-	}
+	pipe := a.pipe
 	g, err := redshift.Literal(group)
 	if err != nil {
 		return mark{}, err
@@ -286,10 +289,7 @@ func (a *Applier) run(ctx context.Context, p *plan) error {
 // ResetPipeline removes the pipeline's watermarks and load state from the
 // target (see ResetLoads), leaving replicated rows alone. Idempotent.
 func (a *Applier) ResetPipeline(ctx context.Context) error {
-	pipe, err := redshift.Literal(a.opt.Pipeline)
-	if err != nil {
-		return err
-	}
+	pipe := a.pipe
 	if err := a.ex.Tx(ctx, []string{"DELETE FROM " + quote(Schema) + ".watermarks WHERE pipeline = " + pipe}); err != nil {
 		return fmt.Errorf("watermarks: %w", err)
 	}

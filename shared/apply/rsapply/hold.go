@@ -120,10 +120,7 @@ func (a *Applier) loadingTables(ctx context.Context) (map[batch.Table]string, er
 	if l != nil {
 		return l, nil
 	}
-	pipe, err := redshift.Literal(a.opt.Pipeline)
-	if err != nil {
-		return nil, err
-	}
+	pipe := a.pipe
 	rows, err := a.ex.Query(ctx, "SELECT tbl_schema, tbl_name, load_id FROM "+quote(Schema)+".loads WHERE pipeline = "+pipe+" AND state = 'loading'")
 	if err != nil {
 		return nil, fmt.Errorf("read loading tables: %w", err)
@@ -276,10 +273,7 @@ func (a *Applier) divert(ctx context.Context, b *batch.Batch) (*loadPlan, error)
 		}
 	}
 	if ld.nHeld > 0 {
-		pipe, err := redshift.Literal(a.opt.Pipeline)
-		if err != nil {
-			return nil, err
-		}
+		pipe := a.pipe
 		ld.check = fmt.Sprintf("(SELECT count(*) FROM %s.load_held WHERE pipeline = %s AND tick = %d AND tx = %d) = %d",
 			quote(Schema), pipe, b.To.Tick, b.To.Tx, ld.nHeld)
 	}
@@ -388,10 +382,7 @@ func (a *Applier) handOver(ctx context.Context, out *batch.Batch, ld *loadPlan, 
 	for _, p := range replay {
 		out.Epochs = append(out.Epochs, p.epoch())
 	}
-	pipe, err := redshift.Literal(a.opt.Pipeline)
-	if err != nil {
-		return false, err
-	}
+	pipe := a.pipe
 	tw, err := tableWhere(t)
 	if err != nil {
 		return false, err
@@ -413,10 +404,7 @@ func (a *Applier) handOver(ctx context.Context, out *batch.Batch, ld *loadPlan, 
 
 // readHeld reads t's held parts back, in order.
 func (a *Applier) readHeld(ctx context.Context, t batch.Table) ([]heldPart, error) {
-	pipe, err := redshift.Literal(a.opt.Pipeline)
-	if err != nil {
-		return nil, err
-	}
+	pipe := a.pipe
 	tw, err := tableWhere(t)
 	if err != nil {
 		return nil, err

@@ -65,10 +65,7 @@ func (a *Applier) BeginLoad(ctx context.Context, group string, t batch.Table, lo
 
 func (a *Applier) beginLoadSQL(t batch.Table, loadID string, chunks int) ([]string, error) {
 	sch := quote(Schema)
-	pipe, err := redshift.Literal(a.opt.Pipeline)
-	if err != nil {
-		return nil, err
-	}
+	pipe := a.pipe
 	tw, err := tableWhere(t)
 	if err != nil {
 		return nil, err
@@ -99,10 +96,7 @@ func (a *Applier) RebuildIndexes(ctx context.Context, t batch.Table) error { ret
 // LoadStatus returns t's load on this target; found is false if t was
 // never loaded.
 func (a *Applier) LoadStatus(ctx context.Context, t batch.Table) (st load.State, found bool, err error) {
-	pipe, err := redshift.Literal(a.opt.Pipeline)
-	if err != nil {
-		return st, false, err
-	}
+	pipe := a.pipe
 	tw, err := tableWhere(t)
 	if err != nil {
 		return st, false, err
@@ -133,10 +127,7 @@ WHERE l.pipeline = %[2]s AND l.%[3]s GROUP BY l.load_id, l.state, l.chunks`, sch
 
 // HeldParts returns how many held-change rows wait for t's hand-over.
 func (a *Applier) HeldParts(ctx context.Context, t batch.Table) (int, error) {
-	pipe, err := redshift.Literal(a.opt.Pipeline)
-	if err != nil {
-		return 0, err
-	}
+	pipe := a.pipe
 	tw, err := tableWhere(t)
 	if err != nil {
 		return 0, err
@@ -242,10 +233,7 @@ func (a *Applier) copyChunk(ctx context.Context, c load.ChunkCopy, src func(ctx 
 
 func (a *Applier) chunkSQL(c load.ChunkCopy, tcols []string, mfKey string, n int64) ([]string, int, error) {
 	sch := quote(Schema)
-	pipe, err := redshift.Literal(a.opt.Pipeline)
-	if err != nil {
-		return nil, 0, err
-	}
+	pipe := a.pipe
 	tw, err := tableWhere(c.Table)
 	if err != nil {
 		return nil, 0, err
@@ -352,12 +340,9 @@ var errChunkRead = errors.New("chunk read ended")
 // state, chunk records and held changes, in one transaction. Tables keep
 // their rows. For a pipeline reset (reset.Target), beside the watermarks.
 func (a *Applier) ResetLoads(ctx context.Context) error {
-	pipe, err := redshift.Literal(a.opt.Pipeline)
-	if err != nil {
-		return err
-	}
+	pipe := a.pipe
 	sch := quote(Schema)
-	err = a.ex.Tx(ctx, []string{
+	err := a.ex.Tx(ctx, []string{
 		"LOCK " + sch + ".watermarks",
 		"LOCK " + sch + ".load_chunks",
 		fmt.Sprintf("DELETE FROM %s.load_chunks WHERE load_id IN (SELECT load_id FROM %s.loads WHERE pipeline = %s)", sch, sch, pipe),
