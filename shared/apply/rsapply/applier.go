@@ -51,7 +51,7 @@ type Options struct {
 // Applier applies batches of one pipeline to one Redshift database.
 type Applier struct {
 	// pipe is the pipeline's name as a SQL literal, rendered once.
-	pipe string
+	pipe  string
 	ex    redshift.Exec
 	store Objects
 	opt   Options
