@@ -129,7 +129,7 @@ func (c *Command) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		return verify.ReportCounts(context.WithoutCancel(ctx), p.Source, p.Verifiers(), cfg.TargetNames(), tables, c.Out)
+		return verify.ReportCounts(context.WithoutCancel(ctx), p.Source, p.Verifiers(), cfg, tables, c.Out)
 	}
 	return nil
 }

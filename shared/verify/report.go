@@ -59,12 +59,12 @@ func Report(ctx context.Context, cfg *config.Config, src *pgxpool.Pool, targets 
 }
 
 // ReportCounts writes a row-count comparison of tables between the
-// source and every target (names, in that order) to w, and returns an
-// error naming how many differ.
-func ReportCounts(ctx context.Context, src *pgxpool.Pool, targets map[string]Target, names []string, tables []batch.Table, w io.Writer) error {
+// source and every target of cfg (see Counts) to w, and returns an error
+// naming how many differ.
+func ReportCounts(ctx context.Context, src *pgxpool.Pool, targets map[string]Target, cfg *config.Config, tables []batch.Table, w io.Writer) error {
 	bad := 0
 	fmt.Fprintf(w, "%-40s %-10s %12s %12s  %s\n", "table", "target", "source rows", "target rows", "count")
-	counts := Counts(ctx, src, targets, names, tables)
+	counts := Counts(ctx, src, targets, cfg, tables)
 	for _, c := range counts {
 		status := "match"
 		switch {
@@ -72,6 +72,8 @@ func ReportCounts(ctx context.Context, src *pgxpool.Pool, targets map[string]Tar
 			status = "ERROR: " + c.Err.Error()
 		case !c.OK():
 			status = "DIFFERENT"
+		case c.NotCounted != "":
+			status = "not compared (" + c.NotCounted + "; --verify compares through the rules)"
 		}
 		if !c.OK() {
 			bad++
