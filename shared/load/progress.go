@@ -30,6 +30,7 @@ type tableBar struct {
 	chunks, chunksDone int
 	rows, bytes        int64 // finished chunks
 	runRows, runBytes  int64 // finished in this run
+	doneBefore         int   // chunks finished by an earlier run
 	live               map[int]int64
 }
 
@@ -43,7 +44,7 @@ func NewBar(w io.Writer, plans []*Plan, done map[*Plan]map[int]bool) *Bar {
 	}
 	for _, p := range plans {
 		t := &tableBar{name: p.Table.Table.String(), estRows: max(p.Table.EstRows, 1), estBytes: p.Table.EstBytes,
-			chunks: len(p.Chunks), chunksDone: len(done[p]), live: map[int]int64{}}
+			chunks: len(p.Chunks), chunksDone: len(done[p]), doneBefore: len(done[p]), live: map[int]int64{}}
 		if len(plans) > 0 && len(uniqueTargets(plans)) > 1 {
 			t.name = p.Target + ":" + t.name
 		}
@@ -185,11 +186,17 @@ func (b *Bar) Summary() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var rows, bytes int64
+	earlier := 0 // chunks copied by an earlier, interrupted run
 	for _, t := range b.tables {
 		rows += t.runRows
 		bytes += t.runBytes
+		earlier += t.doneBefore
 	}
 	el := time.Since(b.start)
-	return fmt.Sprintf("load: copied %d rows (%.1f MB) of %d tables in %s, %.1f MB/s",
+	s := fmt.Sprintf("load: copied %d rows (%.1f MB) of %d tables in %s, %.1f MB/s",
 		rows, float64(bytes)/1e6, len(b.tables), el.Round(100*time.Millisecond), float64(bytes)/1e6/max(el.Seconds(), 0.001))
+	if earlier > 0 {
+		s += fmt.Sprintf(" (resumed: %d chunks were copied by an earlier run)", earlier)
+	}
+	return s
 }
