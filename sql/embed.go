@@ -17,7 +17,7 @@ var captureSQL string
 var watermarkSQL string
 
 // CaptureVersion is the version of source/capture.sql; bump it with any change.
-const CaptureVersion = 3
+const CaptureVersion = 4
 
 // Capture returns the idempotent install/upgrade script for trigger capture
 // in the given schema.

@@ -1,6 +1,7 @@
--- pgferry trigger capture, version 3. Idempotent: safe to run again, and it
--- upgrades an install of version 2 in place (events already written in the
--- version 2 format stay readable: they carry their column names).
+-- pgferry trigger capture, version 4. Idempotent: safe to run again, and it
+-- upgrades an install of version 2 or 3 in place (events already written
+-- in the version 2 format stay readable: they carry their column names;
+-- version 3 events name shapes, as version 4 events do).
 -- Everything lives in the pipeline's own schema, never in public.
 CREATE SCHEMA IF NOT EXISTS @schema@;
 
@@ -82,34 +83,97 @@ AS $$
       AND attnum OPERATOR(pg_catalog.>) 0 AND NOT attisdropped
 $$;
 
+-- settings_free says whether the text output of values of type t is the
+-- same whatever the session's output settings (DateStyle, IntervalStyle,
+-- extra_float_digits, bytea_output, TimeZone): domains are followed to
+-- their base type and arrays to their element type; enums and the listed
+-- built-in types are; anything else (dates and times, intervals, floats,
+-- bytea, ranges, composites, extension types) is not, and statements on a
+-- table with such a column check the settings.
+CREATE OR REPLACE FUNCTION @schema@.settings_free(t pg_catalog.oid) RETURNS boolean
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    r record;
+BEGIN
+    LOOP
+        SELECT ty.typtype, ty.typbasetype, ty.typelem, ty.typcategory, ty.typname, ty.typnamespace INTO r
+        FROM pg_catalog.pg_type ty WHERE ty.oid OPERATOR(pg_catalog.=) t;
+        IF NOT FOUND THEN
+            RETURN false;
+        ELSIF r.typtype OPERATOR(pg_catalog.=) 'd' THEN
+            t := r.typbasetype;
+        ELSIF r.typcategory OPERATOR(pg_catalog.=) 'A' AND r.typelem OPERATOR(pg_catalog.<>) 0 THEN
+            t := r.typelem;
+        ELSE
+            EXIT;
+        END IF;
+    END LOOP;
+    RETURN r.typtype OPERATOR(pg_catalog.=) 'e'
+        OR (r.typnamespace OPERATOR(pg_catalog.=) 'pg_catalog'::pg_catalog.regnamespace
+            AND r.typname OPERATOR(pg_catalog.=) ANY ('{int2,int4,int8,numeric,text,varchar,bpchar,bool,uuid,json,jsonb,oid,name,char,inet,cidr,macaddr,macaddr8,bit,varbit}'::pg_catalog.name[]));
+END
+$$;
+
 -- shape_of registers a shape the first time a session meets it: the
 -- shapes row (unless one is visible) and a session setting that says so, so
 -- later statements of the session skip both. The setting's name carries
 -- the shapes table's OID, so a capture schema dropped and installed again
--- (reset) is not mistaken for the old one. A session can set that setting
--- itself; it then only keeps its own shape from being registered, and the
--- drain stops with an error naming the missing shape: it cannot make rows
--- decode differently.
-CREATE OR REPLACE FUNCTION @schema@.shape_of(rel pg_catalog.oid, id pg_catalog.int8, cols pg_catalog.text[], ri pg_catalog.oid)
-RETURNS void
+-- (reset) is not mistaken for the old one. Its value (returned too) is what
+-- the capture functions need to know of the shape, so they never read the
+-- catalog for it again:
+--   1st character: the replica identity key: 'n' none (every old row is
+--     kept), 'l' one column that is the table's first (read off the row's
+--     text), 'k' any other key, followed from the 3rd character on by the
+--     columns that are not in the key (a text[] literal);
+--   2nd character: 'p' when a column's text output depends on the output
+--     settings (they are checked, see pin_output), else '-'.
+-- The shape id hashes the column types too, so a type change (which can
+-- change that) makes a new shape.
+-- A session can set that setting itself; it then only keeps its own shape
+-- from being registered, and the drain stops with an error naming the
+-- missing shape: it cannot make rows decode differently. A wrong value it
+-- sets only makes it keep more old rows, or fewer (which the drain would
+-- drop anyway unless the key changed), or skip the settings check: it
+-- changes that session's own rows only, as setting the output settings
+-- wrongly between statements would not.
+CREATE OR REPLACE FUNCTION @schema@.shape_of(rel pg_catalog.oid, id pg_catalog.int8, ri pg_catalog.oid)
+RETURNS pg_catalog.text
 LANGUAGE plpgsql
 AS $$
-BEGIN
-    IF NOT EXISTS (SELECT FROM @schema@.shapes s
-                   WHERE s.sh_relid OPERATOR(pg_catalog.=) rel AND s.sh_id OPERATOR(pg_catalog.=) id) THEN
-    INSERT INTO @schema@.shapes (sh_relid, sh_id, sh_cols, sh_key)
-    VALUES (rel, id, cols, ARRAY(
+DECLARE
+    cols pg_catalog.text[] := ARRAY(SELECT a.attname::pg_catalog.text FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid OPERATOR(pg_catalog.=) rel AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped ORDER BY a.attnum);
+    key pg_catalog.text[] := ARRAY(
         SELECT a.attname::pg_catalog.text
         FROM pg_catalog.pg_index i
         CROSS JOIN LATERAL pg_catalog.unnest(i.indkey::pg_catalog.int2[]) WITH ORDINALITY k(attnum, ord)
         JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid AND a.attnum OPERATOR(pg_catalog.=) k.attnum
         WHERE i.indexrelid OPERATOR(pg_catalog.=) ri
-        ORDER BY k.ord));
+        ORDER BY k.ord);
+    flags pg_catalog.text;
+BEGIN
+    IF NOT EXISTS (SELECT FROM @schema@.shapes s
+                   WHERE s.sh_relid OPERATOR(pg_catalog.=) rel AND s.sh_id OPERATOR(pg_catalog.=) id) THEN
+        INSERT INTO @schema@.shapes (sh_relid, sh_id, sh_cols, sh_key) VALUES (rel, id, cols, key);
     END IF;
-    PERFORM pg_catalog.set_config('pgferry.s' OPERATOR(pg_catalog.||) '@schema@.shapes'::pg_catalog.regclass::pg_catalog.oid
-        OPERATOR(pg_catalog.||) 'x' OPERATOR(pg_catalog.||) pg_catalog.to_hex(id), '1', false);
+    flags := CASE WHEN ri IS NULL THEN 'n'
+                  WHEN key OPERATOR(pg_catalog.=) cols[1:1] THEN 'l'
+                  ELSE 'k' END
+        OPERATOR(pg_catalog.||) CASE WHEN EXISTS (
+            SELECT FROM pg_catalog.pg_attribute a
+            WHERE a.attrelid OPERATOR(pg_catalog.=) rel AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+              AND NOT @schema@.settings_free(a.atttypid)) THEN 'p' ELSE '-' END;
+    IF ri IS NOT NULL AND NOT key OPERATOR(pg_catalog.=) cols[1:1] THEN
+        flags := flags OPERATOR(pg_catalog.||) ARRAY(SELECT c FROM pg_catalog.unnest(cols) c WHERE c OPERATOR(pg_catalog.<>) ALL (key))::pg_catalog.text;
+    END IF;
+    PERFORM pg_catalog.set_config('pgferry.t' OPERATOR(pg_catalog.||) '@schema@.shapes'::pg_catalog.regclass::pg_catalog.oid
+        OPERATOR(pg_catalog.||) 'x' OPERATOR(pg_catalog.||) pg_catalog.to_hex(id), flags, false);
+    RETURN flags;
 END
 $$;
+-- The version 3 signature.
+DROP FUNCTION IF EXISTS @schema@.shape_of(pg_catalog.oid, pg_catalog.int8, pg_catalog.text[], pg_catalog.oid);
 
 -- The names under which a session's TimeZone prints timestamps exactly as
 -- UTC does ("+00"). Many servers default to Etc/UTC: before version 3 every
@@ -170,33 +234,40 @@ AS $$
 $$;
 
 -- Every capture function below starts the same way (plpgsql has no
--- macros): it checks the output settings inline (pin_output is only
--- called when one differs), reads the table's column names (one index
--- scan of pg_attribute; the version 2 helper columns_of cost a plan per
--- call and a sort) and its replica identity index (from the relation
--- cache), hashes both into the shape id and registers the shape if the
--- session has not met it yet.
+-- macros): it reads the table's column names and types (one index scan of
+-- pg_attribute; the version 2 helper columns_of cost a plan per call and
+-- a sort) and its replica identity index (from the relation cache),
+-- hashes them into the shape id, and reads what the session knows of that
+-- shape (registering it the first time, see shape_of). Only when a column's
+-- text depends on the output settings does it check them (inline;
+-- pin_output is only called when one differs). Since version 4 nothing
+-- else of the catalog is read per statement: version 3 also deparsed the
+-- key's index definition on every UPDATE and checked the settings on
+-- every statement.
 
 CREATE OR REPLACE FUNCTION @schema@.capture_insert() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 AS $$
 DECLARE
     pinned pg_catalog.text[];
-    cols pg_catalog.text[] := ARRAY(SELECT a.attname::pg_catalog.text FROM pg_catalog.pg_attribute a
-        WHERE a.attrelid OPERATOR(pg_catalog.=) TG_RELID AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped ORDER BY a.attnum);
     ri pg_catalog.oid := pg_catalog.pg_get_replica_identity_index(TG_RELID);
-    sh pg_catalog.int8 := pg_catalog.hashtextextended(cols::pg_catalog.text OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) COALESCE(ri, 0), TG_RELID::pg_catalog.int8);
+    sh pg_catalog.int8 := pg_catalog.hashtextextended(ARRAY(
+        SELECT a.attname::pg_catalog.text OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) a.atttypid FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid OPERATOR(pg_catalog.=) TG_RELID AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped ORDER BY a.attnum)::pg_catalog.text
+        OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) COALESCE(ri, 0), TG_RELID::pg_catalog.int8);
+    f pg_catalog.text := pg_catalog.current_setting('pgferry.t' OPERATOR(pg_catalog.||) '@schema@.shapes'::pg_catalog.regclass::pg_catalog.oid
+        OPERATOR(pg_catalog.||) 'x' OPERATOR(pg_catalog.||) pg_catalog.to_hex(sh), true);
 BEGIN
-    IF NOT (pg_catalog.current_setting('TimeZone') OPERATOR(pg_catalog.=) ANY (@schema@.utc_names())
+    IF f IS NULL THEN
+        f := @schema@.shape_of(TG_RELID, sh, ri);
+    END IF;
+    IF pg_catalog.substr(f, 2, 1) OPERATOR(pg_catalog.=) 'p'
+       AND NOT (pg_catalog.current_setting('TimeZone') OPERATOR(pg_catalog.=) ANY (@schema@.utc_names())
             AND pg_catalog.starts_with(pg_catalog.current_setting('DateStyle'), 'ISO')
             AND pg_catalog.current_setting('IntervalStyle') OPERATOR(pg_catalog.=) 'postgres'
             AND pg_catalog.current_setting('bytea_output') OPERATOR(pg_catalog.=) 'hex'
             AND pg_catalog.current_setting('extra_float_digits') OPERATOR(pg_catalog.>) '0') THEN
         pinned := @schema@.pin_output();
-    END IF;
-    IF pg_catalog.current_setting('pgferry.s' OPERATOR(pg_catalog.||) '@schema@.shapes'::pg_catalog.regclass::pg_catalog.oid
-           OPERATOR(pg_catalog.||) 'x' OPERATOR(pg_catalog.||) pg_catalog.to_hex(sh), true) IS NULL THEN
-        PERFORM @schema@.shape_of(TG_RELID, sh, cols, ri);
     END IF;
     INSERT INTO @schema@.events (ev_relid, ev_op, ev_shape, ev_new)
     SELECT TG_RELID, 'I', sh, n.rows
@@ -222,48 +293,61 @@ $$;
 -- leading column is read off the row's text (an unquoted first field ends
 -- at the first comma; a quoted one keeps its old row); other keys are
 -- compared as jsonb text of their columns. The old rows of DELETE are
--- always kept.
+-- always kept. For a leading-column key the rows are read once into
+-- arrays and a one-row statement (the common case) is decided without
+-- another query: the insert is then a plain VALUES, whose plan is much
+-- cheaper to start than a statement with subplans over the transition
+-- tables.
 CREATE OR REPLACE FUNCTION @schema@.capture_update() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 AS $$
 DECLARE
     pinned pg_catalog.text[];
-    cols pg_catalog.text[] := ARRAY(SELECT a.attname::pg_catalog.text FROM pg_catalog.pg_attribute a
-        WHERE a.attrelid OPERATOR(pg_catalog.=) TG_RELID AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped ORDER BY a.attnum);
     ri pg_catalog.oid := pg_catalog.pg_get_replica_identity_index(TG_RELID);
-    sh pg_catalog.int8 := pg_catalog.hashtextextended(cols::pg_catalog.text OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) COALESCE(ri, 0), TG_RELID::pg_catalog.int8);
+    sh pg_catalog.int8 := pg_catalog.hashtextextended(ARRAY(
+        SELECT a.attname::pg_catalog.text OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) a.atttypid FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid OPERATOR(pg_catalog.=) TG_RELID AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped ORDER BY a.attnum)::pg_catalog.text
+        OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) COALESCE(ri, 0), TG_RELID::pg_catalog.int8);
+    f pg_catalog.text := pg_catalog.current_setting('pgferry.t' OPERATOR(pg_catalog.||) '@schema@.shapes'::pg_catalog.regclass::pg_catalog.oid
+        OPERATOR(pg_catalog.||) 'x' OPERATOR(pg_catalog.||) pg_catalog.to_hex(sh), true);
     nonkey pg_catalog.text[];
+    o pg_catalog.text[];
+    n pg_catalog.text[];
 BEGIN
-    IF NOT (pg_catalog.current_setting('TimeZone') OPERATOR(pg_catalog.=) ANY (@schema@.utc_names())
+    IF f IS NULL THEN
+        f := @schema@.shape_of(TG_RELID, sh, ri);
+    END IF;
+    IF pg_catalog.substr(f, 2, 1) OPERATOR(pg_catalog.=) 'p'
+       AND NOT (pg_catalog.current_setting('TimeZone') OPERATOR(pg_catalog.=) ANY (@schema@.utc_names())
             AND pg_catalog.starts_with(pg_catalog.current_setting('DateStyle'), 'ISO')
             AND pg_catalog.current_setting('IntervalStyle') OPERATOR(pg_catalog.=) 'postgres'
             AND pg_catalog.current_setting('bytea_output') OPERATOR(pg_catalog.=) 'hex'
             AND pg_catalog.current_setting('extra_float_digits') OPERATOR(pg_catalog.>) '0') THEN
         pinned := @schema@.pin_output();
     END IF;
-    IF pg_catalog.current_setting('pgferry.s' OPERATOR(pg_catalog.||) '@schema@.shapes'::pg_catalog.regclass::pg_catalog.oid
-           OPERATOR(pg_catalog.||) 'x' OPERATOR(pg_catalog.||) pg_catalog.to_hex(sh), true) IS NULL THEN
-        PERFORM @schema@.shape_of(TG_RELID, sh, cols, ri);
-    END IF;
-    IF ri IS NULL THEN
+    IF pg_catalog.left(f, 1) OPERATOR(pg_catalog.=) 'n' THEN
         INSERT INTO @schema@.events (ev_relid, ev_op, ev_shape, ev_old, ev_new)
         SELECT TG_RELID, 'U', sh, ARRAY(SELECT x.*::pg_catalog.text FROM pgferry_old x), n.rows
         FROM (SELECT ARRAY(SELECT y.*::pg_catalog.text FROM pgferry_new y) AS rows) n
         WHERE n.rows OPERATOR(pg_catalog.<>) '{}';
-    ELSIF pg_catalog.pg_get_indexdef(ri, 2, false) OPERATOR(pg_catalog.=) ''
-          AND pg_catalog.pg_get_indexdef(ri, 1, false) OPERATOR(pg_catalog.=) pg_catalog.quote_ident(cols[1]) THEN
-        INSERT INTO @schema@.events (ev_relid, ev_op, ev_shape, ev_old, ev_new)
-        SELECT TG_RELID, 'U', sh, NULLIF(ARRAY(
-                   SELECT o.r FROM (SELECT x.*::pg_catalog.text AS r FROM pgferry_old x) o
-                   WHERE @schema@.lead_key(o.r) IS NULL
-                      OR NOT EXISTS (SELECT FROM pgferry_new y WHERE @schema@.lead_key(y.*::pg_catalog.text) OPERATOR(pg_catalog.=) @schema@.lead_key(o.r))),
-                 '{}'), n.rows
-        FROM (SELECT ARRAY(SELECT y.*::pg_catalog.text FROM pgferry_new y) AS rows) n
-        WHERE n.rows OPERATOR(pg_catalog.<>) '{}';
+    ELSIF pg_catalog.left(f, 1) OPERATOR(pg_catalog.=) 'l' THEN
+        SELECT ARRAY(SELECT x.*::pg_catalog.text FROM pgferry_old x), ARRAY(SELECT y.*::pg_catalog.text FROM pgferry_new y)
+        INTO o, n;
+        IF pg_catalog.cardinality(n) OPERATOR(pg_catalog.=) 1 THEN
+            IF @schema@.lead_key(o[1]) OPERATOR(pg_catalog.=) @schema@.lead_key(n[1]) THEN
+                o := NULL;
+            END IF;
+        ELSE
+            o := NULLIF(ARRAY(SELECT r FROM pg_catalog.unnest(o) r
+                              WHERE @schema@.lead_key(r) IS NULL
+                                 OR NOT EXISTS (SELECT FROM pg_catalog.unnest(n) s
+                                                WHERE @schema@.lead_key(s) OPERATOR(pg_catalog.=) @schema@.lead_key(r))), '{}');
+        END IF;
+        IF n OPERATOR(pg_catalog.<>) '{}' THEN
+            INSERT INTO @schema@.events (ev_relid, ev_op, ev_shape, ev_old, ev_new) VALUES (TG_RELID, 'U', sh, o, n);
+        END IF;
     ELSE
-        SELECT ARRAY(SELECT c FROM pg_catalog.unnest(cols) c WHERE c OPERATOR(pg_catalog.<>) ALL (s.sh_key))
-        INTO nonkey
-        FROM @schema@.shapes s WHERE s.sh_relid OPERATOR(pg_catalog.=) TG_RELID AND s.sh_id OPERATOR(pg_catalog.=) sh;
+        nonkey := pg_catalog.substr(f, 3)::pg_catalog.text[];
         INSERT INTO @schema@.events (ev_relid, ev_op, ev_shape, ev_old, ev_new)
         SELECT TG_RELID, 'U', sh, NULLIF(ARRAY(
                    SELECT x.*::pg_catalog.text FROM pgferry_old x
@@ -287,21 +371,24 @@ LANGUAGE plpgsql SECURITY DEFINER
 AS $$
 DECLARE
     pinned pg_catalog.text[];
-    cols pg_catalog.text[] := ARRAY(SELECT a.attname::pg_catalog.text FROM pg_catalog.pg_attribute a
-        WHERE a.attrelid OPERATOR(pg_catalog.=) TG_RELID AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped ORDER BY a.attnum);
     ri pg_catalog.oid := pg_catalog.pg_get_replica_identity_index(TG_RELID);
-    sh pg_catalog.int8 := pg_catalog.hashtextextended(cols::pg_catalog.text OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) COALESCE(ri, 0), TG_RELID::pg_catalog.int8);
+    sh pg_catalog.int8 := pg_catalog.hashtextextended(ARRAY(
+        SELECT a.attname::pg_catalog.text OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) a.atttypid FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid OPERATOR(pg_catalog.=) TG_RELID AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped ORDER BY a.attnum)::pg_catalog.text
+        OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) COALESCE(ri, 0), TG_RELID::pg_catalog.int8);
+    f pg_catalog.text := pg_catalog.current_setting('pgferry.t' OPERATOR(pg_catalog.||) '@schema@.shapes'::pg_catalog.regclass::pg_catalog.oid
+        OPERATOR(pg_catalog.||) 'x' OPERATOR(pg_catalog.||) pg_catalog.to_hex(sh), true);
 BEGIN
-    IF NOT (pg_catalog.current_setting('TimeZone') OPERATOR(pg_catalog.=) ANY (@schema@.utc_names())
+    IF f IS NULL THEN
+        f := @schema@.shape_of(TG_RELID, sh, ri);
+    END IF;
+    IF pg_catalog.substr(f, 2, 1) OPERATOR(pg_catalog.=) 'p'
+       AND NOT (pg_catalog.current_setting('TimeZone') OPERATOR(pg_catalog.=) ANY (@schema@.utc_names())
             AND pg_catalog.starts_with(pg_catalog.current_setting('DateStyle'), 'ISO')
             AND pg_catalog.current_setting('IntervalStyle') OPERATOR(pg_catalog.=) 'postgres'
             AND pg_catalog.current_setting('bytea_output') OPERATOR(pg_catalog.=) 'hex'
             AND pg_catalog.current_setting('extra_float_digits') OPERATOR(pg_catalog.>) '0') THEN
         pinned := @schema@.pin_output();
-    END IF;
-    IF pg_catalog.current_setting('pgferry.s' OPERATOR(pg_catalog.||) '@schema@.shapes'::pg_catalog.regclass::pg_catalog.oid
-           OPERATOR(pg_catalog.||) 'x' OPERATOR(pg_catalog.||) pg_catalog.to_hex(sh), true) IS NULL THEN
-        PERFORM @schema@.shape_of(TG_RELID, sh, cols, ri);
     END IF;
     INSERT INTO @schema@.events (ev_relid, ev_op, ev_shape, ev_old)
     SELECT TG_RELID, 'D', sh, o.rows

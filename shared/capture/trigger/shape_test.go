@@ -18,6 +18,7 @@ import (
 	"github.com/pgferry/pgferry/shared/config"
 	"github.com/pgferry/pgferry/shared/drain"
 	"github.com/pgferry/pgferry/shared/testenv"
+	sqlfiles "github.com/pgferry/pgferry/sql"
 )
 
 // captureV2 is sql/source/capture.sql as version 2 shipped it, to test
@@ -279,7 +280,7 @@ func TestUpgradeFromVersion2KeepsEventsReadable(t *testing.T) {
 	if err := pool.QueryRow(ctx, fmt.Sprintf(`SELECT version, to_regclass('%s.events_txid') IS NOT NULL FROM %s.state`, sch, sch)).Scan(&version, &index); err != nil {
 		t.Fatal(err)
 	}
-	if version != 3 || index {
+	if version != sqlfiles.CaptureVersion || index {
 		t.Fatalf("after upgrade: version %d, index on ev_txid kept %v", version, index)
 	}
 	onOneConn(t, pool, `UPDATE t SET a = 'q' WHERE id = 2`, `ALTER TABLE t ADD COLUMN b int`, `INSERT INTO t VALUES (4, 'v', 5)`)
@@ -296,6 +297,35 @@ func TestUpgradeFromVersion2KeepsEventsReadable(t *testing.T) {
 	for i, ch := range got {
 		if g := (row{ch.Op, len(ch.Columns), len(ch.Old)}); g != want[i] {
 			t.Errorf("change %d: %+v, want %+v (columns %v)", i, g, want[i], ch.Columns)
+		}
+	}
+}
+
+// TestSettingsCheckedWhereTheTextDependsOnThem: since version 4 a
+// statement checks the session's output settings only when a column's
+// text depends on them. A column whose type changes to one that does
+// (int to timestamptz) in a session with other settings must make the
+// next rows be captured in the canonical form: the shape (which records
+// whether to check) follows the column types, not only the names.
+func TestSettingsCheckedWhereTheTextDependsOnThem(t *testing.T) {
+	c, pool := newCapture(t, `CREATE TABLE t (id int PRIMARY KEY, v int, w text)`)
+	if err := c.Install(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	onOneConn(t, pool,
+		`SET DateStyle = 'SQL, DMY'`, `SET TimeZone = 'Asia/Kolkata'`,
+		`INSERT INTO t VALUES (1, 7, 'a')`,
+		`ALTER TABLE t ALTER COLUMN v TYPE timestamptz USING to_timestamp(v)`,
+		`INSERT INTO t VALUES (2, '2024-01-02 03:04:05+00', 'b')`,
+		`UPDATE t SET w = 'c' WHERE id = 2`)
+	got := changes(t, c)
+	want := []string{"7", "2024-01-02 03:04:05+00", "2024-01-02 03:04:05+00"}
+	if len(got) != len(want) {
+		t.Fatalf("got %d changes, want %d", len(got), len(want))
+	}
+	for i, ch := range got {
+		if v := *ch.New[0][1]; v != want[i] {
+			t.Errorf("change %d: v = %q, want %q (canonical: ISO, UTC)", i, v, want[i])
 		}
 	}
 }
