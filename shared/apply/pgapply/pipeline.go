@@ -14,6 +14,10 @@ import (
 	"github.com/pgferry/pgferry/shared/pgtext"
 )
 
+// Pipeline lets Apply send a batch of small segments as one pipeline
+// (applyPipelined). A variable so benchmarks can compare both ways.
+var Pipeline = true
+
 // errFullPath: the batch needs what only a transaction driven statement
 // by statement does (catalog reads, staging tables, savepoints, tables
 // being loaded); the pipelined attempt gives way to it.
@@ -32,6 +36,9 @@ var errFullPath = errors.New("pgapply: the batch needs the full apply path")
 // exactly as it always has. Only batches whose segments are all small and
 // whose tables' catalog data is cached qualify (see errFullPath).
 func (a *Applier) applyPipelined(ctx context.Context, b *batch.Batch) (apply.Result, bool) {
+	if !Pipeline {
+		return apply.Result{}, false
+	}
 	marks := batch.LoadMarks(a.pipeline)
 	for _, ep := range b.Epochs {
 		for _, s := range ep.Segments {

@@ -118,12 +118,13 @@ func appendArrayElem(buf []byte, v batch.Value) []byte {
 	}
 	buf = append(buf, '"')
 	s := *v
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c == '"' || c == '\\' {
-			buf = append(buf, '\\', c)
-			continue
+	for {
+		i := strings.IndexAny(s, `"\`)
+		if i < 0 {
+			break
 		}
-		buf = append(buf, s[i])
+		buf = append(append(buf, s[:i]...), '\\', s[i])
+		s = s[i+1:]
 	}
-	return append(buf, '"')
+	return append(append(buf, s...), '"')
 }
