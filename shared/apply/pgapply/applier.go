@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -19,7 +20,6 @@ import (
 	"github.com/pgferry/pgferry/shared/batch"
 	"github.com/pgferry/pgferry/shared/config"
 	"github.com/pgferry/pgferry/shared/fault"
-	"github.com/pgferry/pgferry/shared/pgtext"
 	sqlfiles "github.com/pgferry/pgferry/sql"
 )
 
@@ -41,8 +41,12 @@ type Applier struct {
 	// sync manages (see SetManagedColumns).
 	managed ManagedColumns
 
-	mu     sync.Mutex
-	tables map[batch.Table]*tableInfo
+	mu       sync.Mutex
+	tables   map[batch.Table]*tableInfo
+	settings string // settingsQuery, made once
+
+	// Batches sent as one pipeline, and those it applied (for tests).
+	pipeSent, pipelined atomic.Int64
 }
 
 // ManagedColumns returns the names of the columns of target table t that
@@ -110,6 +114,9 @@ func (a *Applier) Watermark(ctx context.Context, group string) (batch.Position, 
 // batch starting after the watermark returns apply.ErrGap and changes
 // nothing. On error the transaction is rolled back.
 func (a *Applier) Apply(ctx context.Context, b *batch.Batch) (apply.Result, error) {
+	if res, ok := a.applyPipelined(ctx, b); ok {
+		return res, nil
+	}
 	return a.apply(ctx, b, func(_ context.Context, each func([]batch.Epoch) error) error { return each(b.Epochs) })
 }
 
@@ -147,14 +154,7 @@ func (a *Applier) applyOnce(ctx context.Context, b *batch.Batch, parts apply.Par
 	var res apply.Result
 	group := batch.Group(b.Pipeline, b.Target)
 	err := pgx.BeginFunc(ctx, a.pool, func(tx pgx.Tx) error {
-		// Generic plans: the merge statements of small segments are prepared
-		// once per table shape, and on a pipeline of many tables each runs
-		// too rarely for the server to stop planning it anew every time.
-		settings := pgtext.SessionSettings + "; SET LOCAL plan_cache_mode = force_generic_plan"
-		if a.replicaRole {
-			settings += "; SET LOCAL session_replication_role = replica"
-		}
-		if _, err := tx.Exec(ctx, settings); err != nil {
+		if _, err := tx.Exec(ctx, applySettings(a.replicaRole)); err != nil {
 			return err
 		}
 		wm, lineage, err := lockWatermark(ctx, tx, b.Pipeline, group)

@@ -337,3 +337,71 @@ func rowByRowSegs(b *testing.B, pool *pgxpool.Pool, segs []batch.Segment) {
 		b.Fatal(err)
 	}
 }
+
+// BenchmarkApplyRoundTrips compares, alternating in one loop, 1k-row
+// batches applied in one pipelined round trip and the same batches
+// applied statement by statement (pgapply.Pipeline off), with row-by-row
+// upserts of the same rows: one table of 1k rows, and 200 tables of 5
+// rows each.
+func BenchmarkApplyRoundTrips(b *testing.B) {
+	const tables, n = 200, 1000
+	ctx := context.Background()
+	pool := testenv.Pool(b, testenv.NewDB(b, "bench"))
+	for i := range tables {
+		testenv.Exec(b, pool, strings.Replace(benchDDL, "bench", fmt.Sprintf("bench_%d", i), 1))
+	}
+	cols := []string{"id", "v", "n", "at", "tags"}
+	for _, spread := range []int{1, tables} {
+		b.Run(fmt.Sprintf("tables=%d", spread), func(b *testing.B) {
+			var segs []batch.Segment
+			reset := ""
+			for t := range spread {
+				name := fmt.Sprintf("bench_%d", t)
+				segs = append(segs, batch.Segment{Table: batch.Table{Schema: "public", Name: name}, Columns: cols,
+					Key: []string{"id"}, Upserts: benchRows(n/spread, 0)})
+				q := pgx.Identifier{name}.Sanitize()
+				reset += fmt.Sprintf("DELETE FROM %s; INSERT INTO %s (id) SELECT g FROM generate_series(0, %d) g;", q, q, n/2/spread-1)
+			}
+			aps := map[bool]*pgapply.Applier{}
+			seqs := map[bool]uint64{}
+			for _, on := range []bool{false, true} {
+				ap, err := pgapply.New(ctx, pool, fmt.Sprintf("rt%d_%v", spread, on), slog.New(slog.NewTextHandler(io.Discard, nil)))
+				if err != nil {
+					b.Fatal(err)
+				}
+				aps[on] = ap
+			}
+			defer func(old bool) { pgapply.Pipeline = old }(pgapply.Pipeline)
+			run := func(on bool) time.Duration {
+				testenv.Exec(b, pool, reset)
+				seqs[on]++
+				s := seqs[on]
+				bt := &batch.Batch{Version: batch.Version, Pipeline: fmt.Sprintf("rt%d_%v", spread, on), Target: "t", Seq: s,
+					From: batch.Position{Tick: s - 1}, To: batch.Position{Tick: s}, Epochs: []batch.Epoch{{Segments: segs}}}
+				pgapply.Pipeline = on
+				return timeIt(b, func() {
+					if _, err := aps[on].Apply(ctx, bt); err != nil {
+						b.Fatal(err)
+					}
+				})
+			}
+			run(false) // reads the catalog, prepares the statements
+			run(true)
+			var took [2]time.Duration
+			var rowwise time.Duration
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				took[0] += run(false)
+				took[1] += run(true)
+				testenv.Exec(b, pool, reset)
+				rowwise += timeIt(b, func() { rowByRowSegs(b, pool, segs) })
+			}
+			perSec := func(d time.Duration) float64 { return float64(n*b.N) / d.Seconds() }
+			b.ReportMetric(perSec(took[0]), "stepwise_rows/s")
+			b.ReportMetric(perSec(took[1]), "pipelined_rows/s")
+			b.ReportMetric(perSec(rowwise), "row_by_row_rows/s")
+			b.ReportMetric(rowwise.Seconds()/took[0].Seconds(), "stepwise_x_row_by_row")
+			b.ReportMetric(rowwise.Seconds()/took[1].Seconds(), "pipelined_x_row_by_row")
+		})
+	}
+}

@@ -41,12 +41,20 @@ func (w *writer) rowsSource(ctx context.Context, t batch.Table, sel, names, type
 		arrs := make([]string, len(names))
 		alias := make([]string, len(names))
 		args := make([]any, len(names))
+		var buf []byte
 		for i := range names {
-			col := make([]*string, n)
-			for r := range col {
-				col[r] = get(r, i)
+			buf = buf[:0]
+			buf = append(buf, '{')
+			for r := 0; r < n; r++ {
+				if r > 0 {
+					buf = append(buf, ',')
+				}
+				buf = appendArrayElem(buf, get(r, i))
 			}
-			args[i] = col
+			// A string argument goes out in text format as it is: the
+			// server reads the array literal, and nothing is encoded per
+			// element on this side.
+			args[i] = string(append(buf, '}'))
 			u := "c" + strconv.Itoa(i)
 			alias[i] = u
 			arrs[i] = fmt.Sprintf("$%d::text[]", i+1)
@@ -59,6 +67,9 @@ func (w *writer) rowsSource(ctx context.Context, t batch.Table, sel, names, type
 				strings.Join(cast, ", "), strings.Join(arrs, ", "), strings.Join(alias, ", ")),
 			args: args,
 		}, nil
+	}
+	if w.tx == nil {
+		return inline{}, errFullPath
 	}
 	// The staging table is created and filled at once: statements queued
 	// before it run first.
@@ -95,4 +106,25 @@ func (w *writer) columnsSource(ctx context.Context, t batch.Table, ti *tableInfo
 		types[i] = ti.cols[c].base
 	}
 	return w.rowsSource(ctx, t, names, names, types, len(rows), func(r, i int) batch.Value { return rows[r][idx[i]] })
+}
+
+// appendArrayElem appends v as an element of a text array literal: NULL,
+// or the value double-quoted with " and \ escaped, which array input
+// reads back exactly whatever the value holds (braces, commas, blanks,
+// the word NULL).
+func appendArrayElem(buf []byte, v batch.Value) []byte {
+	if v == nil {
+		return append(buf, "NULL"...)
+	}
+	buf = append(buf, '"')
+	s := *v
+	for {
+		i := strings.IndexAny(s, `"\`)
+		if i < 0 {
+			break
+		}
+		buf = append(append(buf, s[:i]...), '\\', s[i])
+		s = s[i+1:]
+	}
+	return append(append(buf, s...), '"')
 }

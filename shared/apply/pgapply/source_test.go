@@ -147,3 +147,47 @@ func TestSmallSegmentsCreateNoStagingTable(t *testing.T) {
 		t.Fatalf("one two-row segment above the threshold created %d tables, want 1", n)
 	}
 }
+
+// Small segments reach the server as array literals: text that array
+// input treats specially arrives exactly as it was.
+func TestArrayLiteralKeepsAwkwardTextExactly(t *testing.T) {
+	a, pool := newTarget(t, `CREATE TABLE aw (id int PRIMARY KEY, s text)`)
+	vals := []string{"", "NULL", "null", " lead", "trail ", "{", "}", "{a,b}", "a,b", `\`, `"`, `\"`, `"\\"`,
+		"tab\there", "new\nline", "ünïcødé ✓", `\N`, "'quoted'", "  "}
+	seg := batch.Segment{Table: batch.Table{Schema: "public", Name: "aw"}, Columns: []string{"id", "s"}, Key: []string{"id"}}
+	for i, s := range vals {
+		seg.Upserts = append(seg.Upserts, batch.Row{v(fmt.Sprint(i)), v(s)})
+	}
+	seg.Upserts = append(seg.Upserts, batch.Row{v("100"), nil})
+	mustApply(t, a, mk(1, pos(0, 0), pos(1, 0), seg))
+	rows, err := pool.Query(context.Background(), `SELECT id, s FROM aw ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var id int
+		var s *string
+		if err := rows.Scan(&id, &s); err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case id == 100:
+			if s != nil {
+				t.Errorf("row 100 = %q, want NULL", *s)
+			}
+		case s == nil:
+			t.Errorf("row %d = NULL, want %q", id, vals[id])
+		case *s != vals[id]:
+			t.Errorf("row %d = %q, want %q", id, *s, vals[id])
+		}
+		n++
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n != len(vals)+1 {
+		t.Fatalf("%d rows, want %d", n, len(vals)+1)
+	}
+}

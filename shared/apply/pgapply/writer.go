@@ -42,8 +42,10 @@ func (w *writer) queue(what, sql string, args ...any) {
 }
 
 // flush sends the pending statements and reads their results in order.
+// Without a transaction (applyPipelined) it keeps them: they go out with
+// the rest of the batch.
 func (w *writer) flush(ctx context.Context) error {
-	if len(w.what) == 0 {
+	if len(w.what) == 0 || w.tx == nil {
 		return nil
 	}
 	b, what := w.pending, w.what
@@ -56,6 +58,21 @@ func (w *writer) flush(ctx context.Context) error {
 		}
 	}
 	return br.Close()
+}
+
+// info returns t's catalog data; without a transaction only what is
+// cached.
+func (w *writer) info(ctx context.Context, t batch.Table) (*tableInfo, error) {
+	if w.tx == nil {
+		w.a.mu.Lock()
+		ti, ok := w.a.tables[t]
+		w.a.mu.Unlock()
+		if !ok {
+			return nil, errFullPath
+		}
+		return ti, nil
+	}
+	return w.a.info(ctx, w.tx, t)
 }
 
 func ident(t batch.Table) string { return pgx.Identifier{t.Schema, t.Name}.Sanitize() }
@@ -73,9 +90,7 @@ func (w *writer) epoch(ctx context.Context, ep batch.Epoch) error {
 			names[i] = ident(t)
 		}
 		// One statement, so tables that reference each other empty together.
-		if _, err := w.tx.Exec(ctx, "TRUNCATE "+strings.Join(names, ", ")); err != nil {
-			return fmt.Errorf("truncate %s: %w", strings.Join(names, ", "), err)
-		}
+		w.queue("truncate "+strings.Join(names, ", "), "TRUNCATE "+strings.Join(names, ", "))
 	}
 	// Deletes children-first (reverse order of first appearance), then
 	// upserts parents-first: the order foreign keys need when the target
@@ -148,7 +163,7 @@ func (w *writer) nextStage() string {
 }
 
 func (w *writer) upserts(ctx context.Context, s *batch.Segment) error {
-	ti, err := w.a.info(ctx, w.tx, s.Table)
+	ti, err := w.info(ctx, s.Table)
 	if err != nil {
 		return err
 	}
@@ -224,6 +239,9 @@ func (w *writer) upserts(ctx context.Context, s *batch.Segment) error {
 	// rows (delete, then insert) does not. Replacing is the fallback only:
 	// it resets the columns a batch does not carry and, where the target
 	// refuses session_replication_role, fires ON DELETE actions.
+	if w.tx == nil {
+		return errFullPath // needs a savepoint
+	}
 	if err := w.flush(ctx); err != nil {
 		return err
 	}
@@ -248,7 +266,7 @@ func (w *writer) upserts(ctx context.Context, s *batch.Segment) error {
 }
 
 func (w *writer) deletes(ctx context.Context, s *batch.Segment) error {
-	ti, err := w.a.info(ctx, w.tx, s.Table)
+	ti, err := w.info(ctx, s.Table)
 	if err != nil {
 		return err
 	}
@@ -269,16 +287,13 @@ func (w *writer) deletes(ctx context.Context, s *batch.Segment) error {
 			fmt.Sprintf("DELETE FROM %s t USING %s WHERE %s", ident(s.Table), src.from, keyMatch(s.Key)), src.args...)
 		return nil
 	}
-	if err := w.flush(ctx); err != nil {
-		return err
-	}
-	return w.keylessDeletes(ctx, ti, s)
+	return w.keylessDeletes(ti, s)
 }
 
 // keylessDeletes removes one matching row per entry. Rows are matched on
 // every column's text form (every type has one, unlike equality), and one
 // physical row is picked so that duplicates are removed one at a time.
-func (w *writer) keylessDeletes(ctx context.Context, ti *tableInfo, s *batch.Segment) error {
+func (w *writer) keylessDeletes(ti *tableInfo, s *batch.Segment) error {
 	var conds []string
 	var idx []int
 	for i, n := range s.Columns {
@@ -290,15 +305,15 @@ func (w *writer) keylessDeletes(ctx context.Context, ti *tableInfo, s *batch.Seg
 	}
 	q := fmt.Sprintf("DELETE FROM %[1]s t WHERE (t.tableoid, t.ctid) = (SELECT x.tableoid, x.ctid FROM %[1]s x WHERE %[2]s LIMIT 1)",
 		ident(s.Table), strings.Join(conds, " AND "))
-	var b pgx.Batch
+	what := fmt.Sprintf("delete from %s", s.Table)
 	for _, r := range s.Deletes {
 		args := make([]any, len(idx))
 		for i, j := range idx {
 			args[i] = r[j]
 		}
-		b.Queue(q, args...)
+		w.queue(what, q, args...)
 	}
-	return w.tx.SendBatch(ctx, &b).Close()
+	return nil
 }
 
 func keyMatch(key []string) string {
