@@ -1,19 +1,22 @@
 package testenv
 
 import (
-	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // Proxy forwards TCP connections to an upstream address and can cut them,
 // to stand in for a dependency that goes down and comes back with its
 // state intact (a database failover, a network partition, an AWS
-// endpoint outage).
+// endpoint outage), or delay what it forwards, to stand in for a network
+// link between two hosts (see SetDelay).
 type Proxy struct {
 	ln       net.Listener
 	upstream string
+	delay    atomic.Int64 // one-way, nanoseconds
 
 	mu    sync.Mutex
 	down  bool
@@ -39,6 +42,11 @@ func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 
 // Port is the proxy's port.
 func (p *Proxy) Port() int { return p.ln.Addr().(*net.TCPAddr).Port }
+
+// SetDelay makes every byte forwarded from now on arrive d after it was
+// read, in each direction (a round trip gains 2d), with no limit on
+// bandwidth: a network link's latency.
+func (p *Proxy) SetDelay(d time.Duration) { p.delay.Store(int64(d)) }
 
 // Cut resets every open connection and refuses new ones until Restore.
 func (p *Proxy) Cut() {
@@ -106,7 +114,7 @@ func (p *Proxy) handle(c net.Conn) {
 	}
 	done := make(chan struct{}, 2)
 	pipe := func(dst, src net.Conn) {
-		_, _ = io.Copy(dst, src)
+		p.forward(dst, src)
 		done <- struct{}{}
 	}
 	go pipe(u, c)
@@ -118,4 +126,41 @@ func (p *Proxy) handle(c net.Conn) {
 	delete(p.conns, c)
 	delete(p.conns, u)
 	p.mu.Unlock()
+}
+
+// forward copies src to dst, each chunk held until the proxy's delay
+// after it was read (order kept).
+func (p *Proxy) forward(dst, src net.Conn) {
+	type chunk struct {
+		at   time.Time
+		data []byte
+	}
+	q := make(chan chunk, 1024)
+	go func() {
+		defer close(q)
+		for {
+			buf := make([]byte, 32<<10)
+			n, err := src.Read(buf)
+			if n > 0 {
+				q <- chunk{time.Now().Add(time.Duration(p.delay.Load())), buf[:n]}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	for c := range q {
+		if d := time.Until(c.at); d > 0 {
+			time.Sleep(d)
+		}
+		if _, err := dst.Write(c.data); err != nil {
+			_ = src.Close()
+			for range q { // let the reader finish
+			}
+			return
+		}
+	}
+	if tc, ok := dst.(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
+	}
 }
