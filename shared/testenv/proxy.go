@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -150,9 +151,7 @@ func (p *Proxy) forward(dst, src net.Conn) {
 		}
 	}()
 	for c := range q {
-		if d := time.Until(c.at); d > 0 {
-			time.Sleep(d)
-		}
+		wait(c.at)
 		if _, err := dst.Write(c.data); err != nil {
 			_ = src.Close()
 			for range q { // let the reader finish
@@ -162,5 +161,22 @@ func (p *Proxy) forward(dst, src net.Conn) {
 	}
 	if tc, ok := dst.(*net.TCPConn); ok {
 		_ = tc.CloseWrite()
+	}
+}
+
+// wait returns at t: it sleeps while more than a millisecond is left
+// (time.Sleep overshoots shorter waits by up to a millisecond on a busy
+// machine) and yields the processor in a loop for the rest.
+func wait(t time.Time) {
+	for {
+		d := time.Until(t)
+		switch {
+		case d <= 0:
+			return
+		case d > time.Millisecond:
+			time.Sleep(d - time.Millisecond)
+		default:
+			runtime.Gosched()
+		}
 	}
 }
