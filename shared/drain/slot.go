@@ -444,15 +444,17 @@ func (r *slotRun) ship(ctx context.Context) error {
 		r.safe = max(r.safe, r.end)
 		return r.stream.Confirm(r.safe)
 	}
-	ship, what := shipBatch, "batch shipped"
+	ship, what, level := shipBatch, "batch shipped", slog.LevelDebug
 	if resend {
-		ship, what = resendBatch, "checkpointed batch resent"
+		// Rare (a failed run), and what an operator reading a duplicate
+		// delivery in the apply log wants to find.
+		ship, what, level = resendBatch, "batch checkpointed by a failed run resent", slog.LevelInfo
 	}
 	b, err := ship(ctx, &r.held, r.pub, r.opts, r.st, c, confirm)
 	if err != nil {
 		return err
 	}
-	r.log.Debug(what, "pipeline", r.opts.Pipeline, "seq", b.Seq, "lsn", r.end, "txns", b.Txns, "rows", b.Rows())
+	r.log.Log(ctx, level, what, "pipeline", r.opts.Pipeline, "seq", b.Seq, "lsn", r.end, "txns", b.Txns, "rows", b.Rows())
 	r.comp.Reset()
 	r.txns, r.bytes, r.newest, r.spill = 0, 0, 0, nil
 	return nil
