@@ -49,9 +49,26 @@ type Checkpoint struct {
 	// before it was recorded). A drain compares it with its configuration
 	// before shipping (drain.CheckRules).
 	Rules string
+	// Resend, under slot capture, describes the batch ending at Pos while
+	// it may not be on the queue: the slot drain saves a batch's
+	// checkpoint before it publishes the batch, because a later read of
+	// the slot cannot know where an earlier run cut (see
+	// drain.SlotDrainer). Pending is false otherwise.
+	Resend Resend
 	// Saved is when the checkpoint was last written (zero if unknown). It
 	// is read, never written, by the caller: the store sets it.
 	Saved time.Time
+}
+
+// Resend is a checkpointed batch that may not have been published. The
+// next drain reads its transactions again, from Read, and publishes it
+// again, from From to exactly the checkpoint's Pos with the checkpoint's
+// Seq, before anything else.
+type Resend struct {
+	Pending bool
+	// Read is the checkpoint's Pos before the batch: where its
+	// transactions are read from. From is the batch's From.
+	Read, From batch.Position
 }
 
 // Mode returns the capture mode the checkpoint belongs to: the recorded

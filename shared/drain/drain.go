@@ -26,6 +26,9 @@ type Checkpoints interface {
 	Release(ctx context.Context, l checkpoint.Lease) error
 	Load(ctx context.Context) (checkpoint.Checkpoint, error)
 	Save(ctx context.Context, l checkpoint.Lease, cp checkpoint.Checkpoint) error
+	// ClearResend removes the resend mark of the stored checkpoint at pos
+	// (checkpoint.Resend) once its batch is on the queue.
+	ClearResend(ctx context.Context, l checkpoint.Lease, pos batch.Position) error
 }
 
 // Source is a capture that reads committed changes in snapshot windows

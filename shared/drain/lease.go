@@ -37,6 +37,9 @@ type held struct {
 	ttl   time.Duration
 	lease checkpoint.Lease
 	cp    checkpoint.Checkpoint
+	// marked: the stored checkpoint marks its batch as one to resend
+	// (checkpoint.Resend), whether or not cp still does.
+	marked bool
 }
 
 // save writes cp under the lease and makes it the run's checkpoint.
@@ -44,7 +47,23 @@ func (h *held) save(ctx context.Context, cp checkpoint.Checkpoint) error {
 	if err := h.store.Save(ctx, h.lease, cp); err != nil {
 		return err
 	}
-	h.cp = cp
+	h.cp, h.marked = cp, cp.Resend.Pending
+	return nil
+}
+
+// settle clears the stored checkpoint's resend mark once the run knows
+// its batch is on the queue, so that the next run need not read it
+// again and a schema job outside a run (ShipSchemaJob) may follow it.
+// Leaving the mark is harmless: the next run resends a duplicate, or
+// finds the slot confirmed past the batch.
+func (h *held) settle(ctx context.Context) error {
+	if !h.marked || h.cp.Resend.Pending {
+		return nil
+	}
+	if err := h.store.ClearResend(ctx, h.lease, h.cp.Pos); err != nil {
+		return err
+	}
+	h.marked = false
 	return nil
 }
 

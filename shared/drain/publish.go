@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/pgferry/pgferry/shared/batch"
+	"github.com/pgferry/pgferry/shared/checkpoint"
 	"github.com/pgferry/pgferry/shared/fault"
 	"github.com/pgferry/pgferry/shared/queue"
 	"github.com/pgferry/pgferry/shared/rules"
@@ -20,6 +21,9 @@ type cut struct {
 	// spill, when not nil, holds the batch's rows in part objects: comp
 	// is then empty and the batch ships as a manifest (batch.Parts).
 	spill *spill
+	// checkpointFirst saves the checkpoint before publishing (slot
+	// capture; see shipBatch).
+	checkpointFirst bool
 }
 
 // spill is a batch whose rows went to part objects as they were read,
@@ -57,13 +61,90 @@ func (s *spill) parts(target string) ([]string, int) {
 // crash between any two steps re-ships the same batch (same lineage,
 // sequence and positions, which the queue's deduplication and the
 // target's watermark absorb) and never loses one.
+//
+// That needs a re-read to cut the same batch, which trigger capture's
+// windows guarantee and a slot's stream does not: a later run reads on to
+// a later heartbeat and would cut wider, and a wider batch that overlaps
+// one a target already applied is not a replay (its net changes assume
+// the target is at its From: a row the first batch inserted and a later
+// transaction deleted nets to nothing, and the delete is lost). With
+// c.checkpointFirst (slot capture) steps 3 and 4 swap: the checkpoint,
+// saved first, records the batch as one to resend (checkpoint.Resend),
+// so a run that fails before the batch is surely on the queue leaves its
+// exact range behind, and the next run re-cuts and resends exactly that
+// batch (resendBatch) before anything else.
 func shipBatch(ctx context.Context, h *held, pub queue.Publisher, opts Options, st *Stats, c cut, confirm func() error) (*batch.Batch, error) {
+	b := newBatch(opts, h.cp.Lineage, h.cp.Seq+1, h.cp.LastSent, c)
+	if err := h.renew(ctx); err != nil {
+		return nil, err
+	}
+	next := h.cp
+	next.Pos, next.Seq, next.LastSent, next.Resend = b.To, b.Seq, b.To, checkpoint.Resend{}
+	if c.checkpointFirst {
+		next.Resend = checkpoint.Resend{Pending: true, Read: h.cp.Pos, From: b.From}
+		if err := h.save(ctx, next); err != nil {
+			return nil, err
+		}
+		fault.Point(fault.DrainCheckpointed)
+	}
+	if err := publishAll(ctx, pub, opts, &b, c.comp.Epochs, c.spill.parts); err != nil {
+		return nil, err
+	}
+	fault.Point(fault.DrainSent)
+	if c.checkpointFirst {
+		// On the queue: nothing to resend. The stored checkpoint says so
+		// from the next save on; until then a new run resends a duplicate.
+		h.cp.Resend = checkpoint.Resend{}
+	} else {
+		if err := h.save(ctx, next); err != nil {
+			return nil, err
+		}
+		fault.Point(fault.DrainCheckpointed)
+	}
+	if confirm != nil {
+		if err := confirm(); err != nil {
+			return nil, err
+		}
+	}
+	st.shipped(opts, &b)
+	return &b, nil
+}
+
+// resendBatch publishes again the batch that the run's checkpoint records
+// as possibly unsent (checkpoint.Resend), re-cut in c from the same
+// transactions: the same Seq, From and To, so the same deduplication id,
+// and the same net changes. It then confirms as shipBatch does. The
+// stored checkpoint keeps the mark until the next save, which clears it.
+func resendBatch(ctx context.Context, h *held, pub queue.Publisher, opts Options, st *Stats, c cut, confirm func() error) (*batch.Batch, error) {
+	rs := h.cp.Resend
+	if !rs.Pending || c.to != h.cp.Pos {
+		return nil, fmt.Errorf("drain: resend a batch ending at %s, but the checkpoint holds %s (pending %t)", c.to, h.cp.Pos, rs.Pending)
+	}
+	b := newBatch(opts, h.cp.Lineage, h.cp.Seq, rs.From, c)
+	if err := h.renew(ctx); err != nil {
+		return nil, err
+	}
+	if err := publishAll(ctx, pub, opts, &b, c.comp.Epochs, c.spill.parts); err != nil {
+		return nil, err
+	}
+	fault.Point(fault.DrainSent)
+	h.cp.Resend = checkpoint.Resend{}
+	if confirm != nil {
+		if err := confirm(); err != nil {
+			return nil, err
+		}
+	}
+	st.shipped(opts, &b)
+	return &b, nil
+}
+
+func newBatch(opts Options, lineage string, seq uint64, from batch.Position, c cut) batch.Batch {
 	b := batch.Batch{
 		Version:    batch.Version,
 		Pipeline:   opts.Pipeline,
-		Lineage:    h.cp.Lineage,
-		Seq:        h.cp.Seq + 1,
-		From:       h.cp.LastSent,
+		Lineage:    lineage,
+		Seq:        seq,
+		From:       from,
 		To:         c.to,
 		Txns:       c.txns,
 		Events:     c.comp.Events(),
@@ -72,26 +153,7 @@ func shipBatch(ctx context.Context, h *held, pub queue.Publisher, opts Options, 
 	if c.spill != nil {
 		b.Events += c.spill.events
 	}
-	if err := h.renew(ctx); err != nil {
-		return nil, err
-	}
-	if err := publishAll(ctx, pub, opts, &b, c.comp.Epochs, c.spill.parts); err != nil {
-		return nil, err
-	}
-	fault.Point(fault.DrainSent)
-	next := h.cp
-	next.Pos, next.Seq, next.LastSent = b.To, b.Seq, b.To
-	if err := h.save(ctx, next); err != nil {
-		return nil, err
-	}
-	fault.Point(fault.DrainCheckpointed)
-	if confirm != nil {
-		if err := confirm(); err != nil {
-			return nil, err
-		}
-	}
-	st.shipped(opts, &b)
-	return &b, nil
+	return b
 }
 
 // publishAll puts b, with each target's own epochs (shaped by its rules),

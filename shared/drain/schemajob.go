@@ -82,6 +82,8 @@ func shipSchemaJob(ctx context.Context, pub queue.Publisher, opts Options, save 
 	}
 	next := cp
 	next.Pos, next.Seq, next.LastSent, next.Schema = to, b.Seq, to, fp
+	// A job follows batches that are on the queue (see ShipSchemaJob).
+	next.Resend = checkpoint.Resend{}
 	if err := save(next); err != nil {
 		return cp, false, err
 	}
@@ -117,9 +119,12 @@ func ShipSchemaJob(ctx context.Context, cps Checkpoints, pub queue.Publisher, op
 		return false, err
 	}
 	cp.Capture = mode
-	if cp.Lineage == "" || (!slot && cp.Window != "") {
+	if cp.Lineage == "" || (!slot && cp.Window != "") || cp.Resend.Pending {
 		// Nothing shipped yet (the first drain run ships the first job
-		// itself), or a trigger window is half shipped.
+		// itself), a trigger window is half shipped, or the last slot
+		// batch may not be on the queue (a job queued ahead of its resend
+		// would leave a gap no later message fills; the drain resends it
+		// and then ships the job itself).
 		return false, nil
 	}
 	to := batch.Position{Tick: cp.Pos.Tick + 1}

@@ -51,6 +51,10 @@ func (s *steps) Save(_ context.Context, _ checkpoint.Lease, cp checkpoint.Checkp
 	return nil
 }
 
+func (s *steps) ClearResend(context.Context, checkpoint.Lease, batch.Position) error {
+	return s.do("clear resend")
+}
+
 func (s *steps) Publish(_ context.Context, group, _ string, _ []byte) error {
 	return s.do("publish " + group)
 }
@@ -110,4 +114,86 @@ func TestShipBatchQueuesThenCheckpointsThenConfirms(t *testing.T) {
 			t.Errorf("stats %+v, OnShip called %d times: want one batch of 2 transactions", st, len(shippedSeen))
 		}
 	}
+}
+
+// Slot capture (cut.checkpointFirst) saves the checkpoint first, marked
+// as a batch to resend, then publishes, then confirms; the run's
+// checkpoint drops the mark once the batch is on every queue. The resend
+// of a marked batch publishes it again under the checkpoint's Seq, From
+// and To, saving nothing.
+func TestSlotShipBatchCheckpointsThenQueuesThenConfirms(t *testing.T) {
+	all := []string{"renew", "save", "publish p.a", "publish p.b", "confirm"}
+	prev := batch.Position{Tick: 7}
+	for i, failOn := range append([]string{""}, all...) {
+		s := &steps{failOn: failOn}
+		h := &held{store: s, ttl: time.Minute,
+			lease: checkpoint.Lease{Expires: time.Now().Add(10 * time.Second)},
+			cp:    checkpoint.Checkpoint{Lineage: "L", Seq: 4, Pos: prev, LastSent: prev}}
+		comp := rules.NewFanout(nil, []string{"a", "b"})
+		if err := comp.Add(context.Background(), batch.Change{Table: batch.Table{Schema: "public", Name: "t"}, Op: batch.Truncate}); err != nil {
+			t.Fatal(err)
+		}
+		var st Stats
+		opts := Options{Pipeline: "p", Targets: []string{"a", "b"}}
+		to := batch.Position{Tick: 9}
+		c := cut{comp: comp, txns: 1, to: to, checkpointFirst: true}
+		b, err := shipBatch(context.Background(), h, s, opts, &st, c, func() error { return s.do("confirm") })
+		want := all
+		if failOn != "" {
+			want = all[:i]
+		}
+		if !slices.Equal(s.log, want) {
+			t.Errorf("failing %q: steps %q, want %q", failOn, s.log, want)
+		}
+		if i == 0 || i > 2 { // the save went through
+			marked := checkpoint.Resend{Pending: true, Read: prev, From: prev}
+			if got := s.saved[0]; got.Seq != 5 || got.Pos != to || got.LastSent != to || got.Resend != marked {
+				t.Errorf("failing %q: saved checkpoint %+v, want Seq 5 at %v marked %+v", failOn, got, to, marked)
+			}
+		}
+		if failOn == "" || failOn == "confirm" {
+			if h.cp.Resend.Pending {
+				t.Errorf("failing %q: the run's checkpoint still marks a batch that is on every queue", failOn)
+			}
+		}
+		if failOn != "" {
+			if err == nil || st.Batches != 0 {
+				t.Errorf("failing %q: err %v, stats %+v: want the error and nothing counted", failOn, err, st)
+			}
+			continue
+		}
+		if err != nil || b.Seq != 5 || b.From != prev || b.To != to {
+			t.Fatalf("batch %+v, err %v: want seq 5 over %v..%v", b, err, prev, to)
+		}
+
+		// The next run finds the mark and resends exactly that batch.
+		s = &steps{}
+		h = &held{store: s, ttl: time.Minute, lease: checkpoint.Lease{Expires: time.Now().Add(time.Minute)}, cp: s2cp(b)}
+		rb, err := resendBatch(context.Background(), h, s, opts, &st, c, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rb.Seq != b.Seq || rb.From != b.From || rb.To != b.To {
+			t.Errorf("resent batch %d %v..%v, want %d %v..%v", rb.Seq, rb.From, rb.To, b.Seq, b.From, b.To)
+		}
+		if want := []string{"publish p.a", "publish p.b"}; !slices.Equal(s.log, want) {
+			t.Errorf("resend steps %q, want %q", s.log, want)
+		}
+		if h.cp.Resend.Pending {
+			t.Error("the run's checkpoint still marks the resent batch")
+		}
+		// A cut that does not end where the checkpoint does is refused.
+		h.cp = s2cp(b)
+		c.to = batch.Position{Tick: 10}
+		if _, err := resendBatch(context.Background(), h, s, opts, &st, c, nil); err == nil {
+			t.Error("resending a batch cut elsewhere than the checkpoint's end succeeded")
+		}
+	}
+}
+
+// s2cp is the checkpoint a run that shipped b with checkpointFirst and
+// then failed leaves behind.
+func s2cp(b *batch.Batch) checkpoint.Checkpoint {
+	return checkpoint.Checkpoint{Lineage: b.Lineage, Seq: b.Seq, Pos: b.To, LastSent: b.To,
+		Resend: checkpoint.Resend{Pending: true, Read: b.From, From: b.From}}
 }

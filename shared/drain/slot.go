@@ -126,9 +126,19 @@ type SlotEvent struct {
 // The slot is confirmed only up to the end of a batch that is on the queue
 // for every target and checkpointed (or up to transactions that carried
 // nothing to replicate, once everything before them is). A crash anywhere
-// therefore re-reads from the slot; transactions at or below the
-// checkpoint are skipped, and a re-read batch that overlaps an applied one
-// is a replay the applier handles (see batch.Batch).
+// therefore re-reads from the slot, and transactions at or below the
+// checkpoint are skipped. Where a batch is cut depends on when its run
+// read (the heartbeat it caught up to, its deadline), so a re-read does
+// not cut where an earlier run did; and a re-cut batch that overlaps one
+// a target already applied is not a replay the applier can absorb (its
+// net changes assume the target is at its From: a row inserted in the
+// applied range and deleted after it nets to nothing, and the delete is
+// lost). So each batch's checkpoint is saved before the batch is
+// published, marked as one to resend (checkpoint.Resend): a run that
+// finds the mark reads the batch's transactions again and publishes the
+// same batch, cut at exactly the checkpointed end, before anything else
+// (or learns from the slot, confirmed past that end, that it is on the
+// queue). No batch ever leaves whose range another batch's crosses.
 //
 // Memory: a batch is cut only between transactions. A transaction larger
 // than a batch (more than batch.max_rows events or batch.max_bytes since
@@ -205,7 +215,8 @@ func (d *SlotDrainer) Run(ctx context.Context) (Stats, error) {
 		return st, err
 	}
 	parts, _ := d.pub.(queue.PartStore)
-	r := &slotRun{SlotDrainer: d, parts: parts, held: held{store: d.cps, ttl: d.opts.Lease, lease: lease, cp: cp}, st: &st, comp: rules.NewFanout(d.opts.Rules, d.opts.Targets)}
+	r := &slotRun{SlotDrainer: d, parts: parts, held: held{store: d.cps, ttl: d.opts.Lease, lease: lease, cp: cp, marked: cp.Resend.Pending},
+		st: &st, comp: rules.NewFanout(d.opts.Rules, d.opts.Targets)}
 	if cp.Lineage == "" {
 		// Saved before any batch leaves, so a crash cannot change the
 		// lineage of batches a target may already have applied.
@@ -215,7 +226,26 @@ func (d *SlotDrainer) Run(ctx context.Context) (Stats, error) {
 			return st, err
 		}
 	}
-	if r.schema.due(d.opts, true) {
+	// A batch the last run checkpointed but may not have published is
+	// read again from where it began, unless the slot is confirmed past
+	// it (which happens only once it is on the queue); the schema job of
+	// the run's start waits until it is resent (see resend). Reading
+	// starts no earlier than the slot's confirmed position, where the
+	// server starts anyway, so the stream never reports a position behind
+	// it.
+	from := LSN(r.cp.Pos.Tick)
+	if r.cp.Resend.Pending {
+		ss, err := d.src.Status(ctx)
+		if err != nil {
+			return st, err
+		}
+		if ss.Confirmed >= from {
+			r.cp.Resend = checkpoint.Resend{}
+		} else {
+			from = max(LSN(r.cp.Resend.Read.Tick), ss.Confirmed)
+		}
+	}
+	if !r.cp.Resend.Pending && r.schema.due(d.opts, true) {
 		if err := r.schemaJob(ctx); err != nil {
 			return st, err
 		}
@@ -224,12 +254,17 @@ func (d *SlotDrainer) Run(ctx context.Context) (Stats, error) {
 	if err != nil {
 		return st, err
 	}
-	stream, err := d.src.Open(ctx, LSN(r.cp.Pos.Tick))
+	stream, err := d.src.Open(ctx, from)
 	if err != nil {
 		return st, err
 	}
 	r.stream = stream
 	err = r.read(ctx, token)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	if serr := r.settle(sctx); serr != nil {
+		d.log.Warn("clear the resend mark of a queued batch", "err", serr)
+	}
+	cancel()
 	if cerr := stream.Close(ctx, r.safe); err == nil && cerr != nil {
 		d.log.Warn("confirm slot position", "err", cerr)
 	}
@@ -298,18 +333,17 @@ func (r *slotRun) read(ctx context.Context, token string) error {
 			}
 			r.changed = true
 		case SlotCommit:
-			caughtUp := ev.Heartbeat == token
-			if r.changed {
-				r.comp.Commit(ev.Time)
-				r.txns++
-				r.end, r.newest = ev.End, max(r.newest, ev.Time)
-				r.changed = false
-				r.txEvents, r.txBytes = 0, 0
-			} else if r.txns == 0 {
-				// Nothing pending and nothing to ship in this one: the slot
-				// may move past it (idle tables, heartbeats, other tables).
-				r.safe = max(r.safe, ev.End)
+			if r.cp.Resend.Pending {
+				taken, err := r.resend(ctx, ev)
+				if err != nil {
+					return err
+				}
+				if taken {
+					continue
+				}
 			}
+			caughtUp := ev.Heartbeat == token
+			r.commit(ev)
 			// A spilled batch ends with the transaction that spilled.
 			full := r.comp.Events() >= r.opts.MaxRows || r.bytes >= r.opts.MaxBytes || r.spill != nil
 			stop := caughtUp || r.nearDeadline(ctx)
@@ -330,6 +364,61 @@ func (r *slotRun) read(ctx context.Context, token string) error {
 	}
 }
 
+// commit ends the open transaction at its commit.
+func (r *slotRun) commit(ev SlotEvent) {
+	if r.changed {
+		r.comp.Commit(ev.Time)
+		r.txns++
+		r.end, r.newest = ev.End, max(r.newest, ev.Time)
+		r.changed = false
+		r.txEvents, r.txBytes = 0, 0
+	} else if r.txns == 0 {
+		// Nothing pending and nothing to ship in this one: the slot
+		// may move past it (idle tables, heartbeats, other tables).
+		r.safe = max(r.safe, ev.End)
+	}
+}
+
+// resend takes a commit while the batch the checkpoint holds as possibly
+// unsent (checkpoint.Resend) is read again: it gathers the batch's
+// transactions, whatever their size or the deadline, and once it reads
+// the commit that ends the batch (at the checkpoint's position) it
+// publishes the batch again, cut exactly as the first time. It reports
+// whether it took the commit; a commit after the batch's end that comes
+// first means the slot was confirmed past the batch, which happens only
+// once it is on the queue: there is nothing to resend and the commit is
+// read as any other. Then the schema job of the run's start goes out.
+func (r *slotRun) resend(ctx context.Context, ev SlotEvent) (bool, error) {
+	end := LSN(r.cp.Pos.Tick)
+	if ev.End > end {
+		if r.txns > 0 {
+			return false, fmt.Errorf("drain: the slot returned the commit at %s after part of the batch ending at %s, but not that batch's last commit", ev.End, end)
+		}
+		r.log.Debug("checkpointed batch was already confirmed; nothing to resend", "pipeline", r.opts.Pipeline, "lsn", end)
+		r.cp.Resend = checkpoint.Resend{}
+		return false, r.startSchemaJob(ctx)
+	}
+	r.commit(ev)
+	if ev.End < end {
+		return true, nil
+	}
+	if r.txns == 0 {
+		return false, fmt.Errorf("drain: the checkpointed batch ending at %s holds no changes when read again", end)
+	}
+	if err := r.ship(ctx); err != nil {
+		return false, err
+	}
+	return true, r.startSchemaJob(ctx)
+}
+
+// startSchemaJob ships the schema job a run looks for at its start.
+func (r *slotRun) startSchemaJob(ctx context.Context) error {
+	if r.schema.due(r.opts, true) {
+		return r.schemaJob(ctx)
+	}
+	return nil
+}
+
 func (r *slotRun) nearDeadline(ctx context.Context) bool {
 	dl, ok := ctx.Deadline()
 	return ok && time.Until(dl) < r.opts.Margin
@@ -338,7 +427,8 @@ func (r *slotRun) nearDeadline(ctx context.Context) bool {
 // ship ships the pending transactions as one batch (see shipBatch), confirming
 // it to the slot once it is checkpointed.
 func (r *slotRun) ship(ctx context.Context) error {
-	if r.schema.due(r.opts, false) {
+	resend := r.cp.Resend.Pending
+	if !resend && r.schema.due(r.opts, false) {
 		if err := r.schemaJob(ctx); err != nil {
 			return err
 		}
@@ -349,15 +439,22 @@ func (r *slotRun) ship(ctx context.Context) error {
 			return err
 		}
 	}
-	c := cut{comp: r.comp, txns: r.txns, to: batch.Position{Tick: uint64(r.end)}, capturedAt: r.newest, spill: r.spill}
-	b, err := shipBatch(ctx, &r.held, r.pub, r.opts, r.st, c, func() error {
+	c := cut{comp: r.comp, txns: r.txns, to: batch.Position{Tick: uint64(r.end)}, capturedAt: r.newest, spill: r.spill, checkpointFirst: true}
+	confirm := func() error {
 		r.safe = max(r.safe, r.end)
 		return r.stream.Confirm(r.safe)
-	})
+	}
+	ship, what, level := shipBatch, "batch shipped", slog.LevelDebug
+	if resend {
+		// Rare (a failed run), and what an operator reading a duplicate
+		// delivery in the apply log wants to find.
+		ship, what, level = resendBatch, "batch checkpointed by a failed run resent", slog.LevelInfo
+	}
+	b, err := ship(ctx, &r.held, r.pub, r.opts, r.st, c, confirm)
 	if err != nil {
 		return err
 	}
-	r.log.Debug("batch shipped", "pipeline", r.opts.Pipeline, "seq", b.Seq, "lsn", r.end, "txns", b.Txns, "rows", b.Rows())
+	r.log.Log(ctx, level, what, "pipeline", r.opts.Pipeline, "seq", b.Seq, "lsn", r.end, "txns", b.Txns, "rows", b.Rows())
 	r.comp.Reset()
 	r.txns, r.bytes, r.newest, r.spill = 0, 0, 0, nil
 	return nil

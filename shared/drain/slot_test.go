@@ -12,6 +12,7 @@ import (
 
 	"github.com/pgferry/pgferry/shared/batch"
 	"github.com/pgferry/pgferry/shared/capture/slot"
+	"github.com/pgferry/pgferry/shared/checkpoint"
 	"github.com/pgferry/pgferry/shared/checkpoint/dynamo"
 	"github.com/pgferry/pgferry/shared/config"
 	"github.com/pgferry/pgferry/shared/drain"
@@ -56,10 +57,11 @@ func (r *rig) confirmed() slot.LSN {
 	return lsn
 }
 
-// TestSlotIsNotConfirmedBeforeCheckpoint: a drain that dies after a batch
-// is on the queue but before its checkpoint leaves the slot confirmed at
-// the previous batch, so the next drain reads the transaction again and
-// re-ships the identical batch (which SQS deduplicates).
+// TestSlotIsNotConfirmedBeforeCheckpoint: a drain that dies while
+// publishing a batch has checkpointed it first, marked as one to resend,
+// and leaves the slot confirmed at the previous batch, so the next drain
+// reads the transaction again and re-ships the identical batch (which SQS
+// deduplicates).
 func TestSlotIsNotConfirmedBeforeCheckpoint(t *testing.T) {
 	t.Parallel()
 	r := newSlotRig(t, tDDL)
@@ -77,13 +79,17 @@ func TestSlotIsNotConfirmedBeforeCheckpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := cp.Seq, uint64(1); got != want {
+	first, lostBatch := decodeSent(t, r, crashed.sent[0]), decodeSent(t, r, crashed.sent[1])
+	if got, want := cp.Seq, uint64(2); got != want {
 		t.Fatalf("checkpoint after the crash covers %d batches, want %d", got, want)
 	}
-	lostBatch := decodeSent(t, r, crashed.sent[1])
-	if got := r.confirmed(); uint64(got) != cp.Pos.Tick || uint64(got) >= lostBatch.To.Tick {
-		t.Fatalf("slot confirmed at %s; want exactly the checkpoint %s, before the unsaved batch's end %s",
-			got, slot.LSN(cp.Pos.Tick), slot.LSN(lostBatch.To.Tick))
+	if want := (checkpoint.Resend{Pending: true, Read: first.To, From: first.To}); cp.Pos != lostBatch.To || cp.Resend != want {
+		t.Fatalf("checkpoint after the crash is at %s with resend %+v; want at the unconfirmed batch's end %s with resend %+v",
+			cp.Pos, cp.Resend, lostBatch.To, want)
+	}
+	if got := r.confirmed(); uint64(got) != first.To.Tick {
+		t.Fatalf("slot confirmed at %s; want exactly the end of the batch before the unconfirmed one, %s",
+			got, slot.LSN(first.To.Tick))
 	}
 
 	again := &crashAfterSend{next: r.q}
@@ -102,6 +108,9 @@ func TestSlotIsNotConfirmedBeforeCheckpoint(t *testing.T) {
 	}
 	if c := r.confirmed(); uint64(c) < got[len(got)-1].To.Tick {
 		t.Fatalf("slot confirmed at %s after a clean drain, want at least the last batch's end %s", c, slot.LSN(got[len(got)-1].To.Tick))
+	}
+	if cp, err := r.store.Load(ctx); err != nil || cp.Resend.Pending {
+		t.Fatalf("checkpoint after a clean drain: resend %+v, err %v; want none", cp.Resend, err)
 	}
 }
 

@@ -15,11 +15,14 @@ const (
 	// DrainWindowOpened: the window's snapshot is checkpointed, no batch
 	// of it has been sent.
 	DrainWindowOpened = "drain.window-opened"
-	// DrainSent: a batch is on the queue for every target, its checkpoint
-	// is not written.
+	// DrainSent: a batch is on the queue for every target; under trigger
+	// capture its checkpoint is not written, under slot capture its
+	// checkpoint is (saved first) and the slot is not confirmed.
 	DrainSent = "drain.sent"
-	// DrainCheckpointed: a batch's checkpoint is written; the next batch,
-	// the window's close and the purge are not.
+	// DrainCheckpointed: a batch's checkpoint is written; under trigger
+	// capture the next batch, the window's close and the purge are not;
+	// under slot capture the batch is not published (the checkpoint marks
+	// it to be resent).
 	DrainCheckpointed = "drain.checkpointed"
 	// DrainSpilled: a part of a transaction larger than a batch is in
 	// the claim-check bucket; the batch's manifest is not published.

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -121,6 +122,9 @@ func (s *Store) Load(ctx context.Context) (checkpoint.Checkpoint, error) {
 	cp.Prev, cp.Window, cp.Lineage = ddb.StringOf(it["prev"]), ddb.StringOf(it["window"]), ddb.StringOf(it["lineage"])
 	cp.Schema, cp.Capture = ddb.StringOf(it["schema_fp"]), ddb.StringOf(it["capture"])
 	cp.Rules = ddb.StringOf(it["rules_fp"])
+	if cp.Resend, err = parseResend(ddb.StringOf(it["resend"])); err != nil {
+		return cp, fmt.Errorf("checkpoint: load: %w", err)
+	}
 	if ms, err := strconv.ParseInt(ddb.NumberOf(it["updated_at"]), 10, 64); err == nil {
 		cp.Saved = time.UnixMilli(ms)
 	}
@@ -133,9 +137,9 @@ func (s *Store) Load(ctx context.Context) (checkpoint.Checkpoint, error) {
 // write is durable. cp.Capture is stored when set; an empty one leaves the
 // stored mode as it is.
 func (s *Store) Save(ctx context.Context, l checkpoint.Lease, cp checkpoint.Checkpoint) error {
-	set := "SET pos = :p, last_sent = :ls, seq = :seq, prev = :prev, #w = :w, lineage = :lin, schema_fp = :fp, updated_at = :now"
+	set := "SET pos = :p, last_sent = :ls, seq = :seq, prev = :prev, #w = :w, lineage = :lin, schema_fp = :fp, resend = :rs, updated_at = :now"
 	vals := map[string]types.AttributeValue{
-		":p": ddb.S(cp.Pos.String()), ":ls": ddb.S(cp.LastSent.String()), ":seq": ddb.N(int64(cp.Seq)),
+		":p": ddb.S(cp.Pos.String()), ":ls": ddb.S(cp.LastSent.String()), ":seq": ddb.N(int64(cp.Seq)), ":rs": ddb.S(formatResend(cp.Resend)),
 		":prev": ddb.S(cp.Prev), ":w": ddb.S(cp.Window), ":lin": ddb.S(cp.Lineage), ":fp": ddb.S(cp.Schema), ":now": ddb.N(s.now().UnixMilli()),
 		":o": ddb.S(l.Owner), ":g": ddb.N(l.Gen),
 	}
@@ -170,6 +174,60 @@ func (s *Store) Save(ctx context.Context, l checkpoint.Lease, cp checkpoint.Chec
 		return checkpoint.ErrLeaseLost
 	}
 	return fmt.Errorf("%w: stored %s, new %s", checkpoint.ErrStale, ddb.StringOf(out.Item["pos"]), cp.Pos)
+}
+
+// ClearResend removes the resend mark (checkpoint.Resend) of the stored
+// checkpoint once its batch is known to be on the queue, if l still holds
+// the lease and the checkpoint is still at pos. It returns
+// checkpoint.ErrLeaseLost or checkpoint.ErrStale when not.
+func (s *Store) ClearResend(ctx context.Context, l checkpoint.Lease, pos batch.Position) error {
+	_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:           &s.table,
+		Key:                 s.key(),
+		UpdateExpression:    aws.String("SET resend = :none, updated_at = :now"),
+		ConditionExpression: aws.String("lease_owner = :o AND lease_gen = :g AND pos = :p"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":none": ddb.S(""), ":now": ddb.N(s.now().UnixMilli()), ":p": ddb.S(pos.String()),
+			":o": ddb.S(l.Owner), ":g": ddb.N(l.Gen),
+		},
+	})
+	if err == nil {
+		return nil
+	}
+	if !ddb.IsConditional(err) {
+		return fmt.Errorf("checkpoint: clear the resend mark at %s: %w", pos, err)
+	}
+	out, gerr := s.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: &s.table, Key: s.key(), ConsistentRead: aws.Bool(true)})
+	if gerr != nil {
+		return fmt.Errorf("checkpoint: clear the resend mark at %s: %w", pos, gerr)
+	}
+	if ddb.StringOf(out.Item["lease_owner"]) != l.Owner || ddb.NumberOf(out.Item["lease_gen"]) != strconv.FormatInt(l.Gen, 10) {
+		return checkpoint.ErrLeaseLost
+	}
+	return fmt.Errorf("%w: clear the resend mark at %s, stored %s", checkpoint.ErrStale, pos, ddb.StringOf(out.Item["pos"]))
+}
+
+// formatResend stores a pending resend as its two positions ("" when none).
+func formatResend(r checkpoint.Resend) string {
+	if !r.Pending {
+		return ""
+	}
+	return r.Read.String() + " " + r.From.String()
+}
+
+func parseResend(s string) (checkpoint.Resend, error) {
+	if s == "" {
+		return checkpoint.Resend{}, nil
+	}
+	read, from, ok := strings.Cut(s, " ")
+	if !ok {
+		return checkpoint.Resend{}, fmt.Errorf("bad resend %q", s)
+	}
+	r := checkpoint.Resend{Pending: true}
+	var err1, err2 error
+	r.Read, err1 = parsePos(read)
+	r.From, err2 = parsePos(from)
+	return r, errors.Join(err1, err2)
 }
 
 func parsePos(s string) (batch.Position, error) {

@@ -217,6 +217,11 @@ func TestLoadReturnsWhatSaveStored(t *testing.T) {
 		{Pos: pos(8, batch.TxEnd), LastSent: pos(7, 1234), Seq: 42, Prev: "104:110:104,107", Lineage: "0123456789abcdef", Capture: "trigger"},
 		// Extremes survive the round trip.
 		{Pos: pos(1<<63, batch.TxEnd), LastSent: pos(1<<63, batch.TxEnd-1), Seq: 1<<62 + 1, Prev: "1:1:", Capture: "slot"},
+		// A slot batch checkpointed before it was published.
+		{Pos: pos(1<<63+9, 0), LastSent: pos(1<<63+9, 0), Seq: 1<<62 + 2, Capture: "slot",
+			Resend: checkpoint.Resend{Pending: true, Read: pos(1<<63+5, 0), From: pos(1<<63, batch.TxEnd-1)}},
+		// The next save without one clears it.
+		{Pos: pos(1<<63+10, 0), LastSent: pos(1<<63+10, 0), Seq: 1<<62 + 3, Capture: "slot"},
 	} {
 		before := time.Now().Add(-time.Second)
 		if err := s.Save(ctx, l, want); err != nil {
@@ -259,5 +264,44 @@ func TestSaveWithoutModeKeepsTheRecordedMode(t *testing.T) {
 	}
 	if got.Capture != "slot" {
 		t.Fatalf("capture after a save without one = %q, want %q", got.Capture, "slot")
+	}
+}
+
+// ClearResend drops the resend mark of the checkpoint at the given
+// position, and only for the lease holder.
+func TestClearResendDropsTheMarkOnly(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := context.Background()
+	l, err := s.Acquire(ctx, "a", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	marked := checkpoint.Checkpoint{Pos: pos(9, 0), LastSent: pos(9, 0), Seq: 3, Lineage: "x", Capture: "slot",
+		Resend: checkpoint.Resend{Pending: true, Read: pos(5, 0), From: pos(5, 0)}}
+	if err := s.Save(ctx, l, marked); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ClearResend(ctx, l, pos(8, 0)); !errors.Is(err, checkpoint.ErrStale) {
+		t.Fatalf("clear at another position: err = %v, want ErrStale", err)
+	}
+	if err := s.ClearResend(ctx, checkpoint.Lease{Owner: "b", Gen: l.Gen}, pos(9, 0)); !errors.Is(err, checkpoint.ErrLeaseLost) {
+		t.Fatalf("clear by another owner: err = %v, want ErrLeaseLost", err)
+	}
+	if cp, err := s.Load(ctx); err != nil || !cp.Resend.Pending {
+		t.Fatalf("after refused clears: resend %+v, err %v; want the mark kept", cp.Resend, err)
+	}
+	if err := s.ClearResend(ctx, l, pos(9, 0)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.Saved = time.Time{}
+	want := marked
+	want.Resend = checkpoint.Resend{}
+	if got != want {
+		t.Fatalf("after clear:\n got %+v\nwant %+v", got, want)
 	}
 }
