@@ -258,6 +258,9 @@ func (a *Applier) info(ctx context.Context, tx pgx.Tx, t batch.Table) (*tableInf
 	if ok {
 		return ti, nil
 	}
+	if tx == nil { // the pipelined attempt (see writer.info): give way
+		return nil, errFullPath
+	}
 	ti, err := lookup(ctx, tx, t)
 	if err != nil {
 		return nil, err

@@ -140,3 +140,33 @@ func TestPipelinedApplyKeepsTheWatermarkRules(t *testing.T) {
 		t.Fatalf("column dropped on the target: err = %v, want ErrSchemaBehind", err)
 	}
 }
+
+// An update segment (columns the source did not send keep the target's
+// value) of a table whose catalog data is not cached yet: the pipelined
+// attempt must give way to the full path, not read the catalog without a
+// transaction (it panicked once, in a full test run), and the same
+// segment once cached goes out pipelined.
+func TestPipelinedApplyOfAnUpdateSegmentOfAnUncachedTable(t *testing.T) {
+	t.Parallel()
+	a, pool := newTarget(t, `CREATE TABLE docs (id int PRIMARY KEY, n text, big text)`)
+	testenv.Exec(t, pool, `INSERT INTO docs VALUES (1, 'a', 'kept'), (2, 'b', 'kept')`)
+	docs := batch.Table{Schema: "public", Name: "docs"}
+	upd := func(id, n string) batch.Segment {
+		return batch.Segment{Table: docs, Columns: []string{"id", "n"}, Key: []string{"id"}, Update: true,
+			Match: []batch.Row{{v(id)}}, Upserts: []batch.Row{{v(id), v(n)}}}
+	}
+	for i, want := range []struct {
+		id, n     string
+		pipelined bool
+	}{{"1", "a2", false}, {"2", "b2", true}} {
+		_, before := a.Pipelined()
+		res := mustApply(t, a, mk(uint64(i+1), pos(uint64(i), 0), pos(uint64(i+1), 0), upd(want.id, want.n)))
+		_, after := a.Pipelined()
+		if !res.Applied || (after > before) != want.pipelined {
+			t.Fatalf("batch %d: %+v, pipelined %v, want applied, pipelined %v", i+1, res, after > before, want.pipelined)
+		}
+	}
+	if got := contents(t, pool, "docs"); got != "(1,a2,kept),(2,b2,kept)" {
+		t.Fatalf("docs = %s", got)
+	}
+}

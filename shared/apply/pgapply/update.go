@@ -21,7 +21,7 @@ func matchColumn(i int) string { return "pgferry.match." + strconv.Itoa(i) }
 // so columns the source did not send (unchanged TOAST values) keep the
 // target's value. A row the target does not have is left alone.
 func (w *writer) updates(ctx context.Context, s *batch.Segment) error {
-	ti, err := w.a.info(ctx, w.tx, s.Table)
+	ti, err := w.info(ctx, s.Table)
 	if err != nil {
 		return err
 	}
