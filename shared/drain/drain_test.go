@@ -122,15 +122,22 @@ func (r *rig) newQueue() *sqsfifo.Queue {
 // claim-check publisher in front of next, and store.
 func (r *rig) drainer(owner string, maxRows int, store *dynamo.Store, next queue.Publisher) *drain.Drainer {
 	pub := &queue.ClaimCheck{Next: next, Store: r.payloads, Limit: r.cfg.Batch.InlineLimit}
-	return drain.New(trigger.New(r.src, r.cfg, r.log), store, pub, drain.Options{
+	return drain.New(trigger.New(r.src, r.cfg, r.log), store, pub, r.options(owner, maxRows), r.log)
+}
+
+// options are a test drain's options: the rig's configuration, owner,
+// maxRows, and a 2 s margin (the runner uses 30 s; a test run's deadline
+// is shorter).
+func (r *rig) options(owner string, maxRows int) drain.Options {
+	return drain.Options{
 		Pipeline: r.cfg.Name,
 		Targets:  r.cfg.TargetNames(),
 		Owner:    owner,
 		Lease:    r.cfg.Drain.Lease.Duration,
 		MaxRows:  maxRows,
 		MaxBytes: r.cfg.Batch.MaxBytes,
-		Margin:   2 * time.Second, // runner uses 30s; run's deadline is shorter
-	}, r.log)
+		Margin:   2 * time.Second,
+	}
 }
 
 // run runs one drain of either mode until it has caught up.

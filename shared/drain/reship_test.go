@@ -7,7 +7,6 @@ import (
 	"maps"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/pgferry/pgferry/shared/batch"
 	"github.com/pgferry/pgferry/shared/capture/slot"
@@ -47,19 +46,6 @@ func (f *failingSave) Save(ctx context.Context, l checkpoint.Lease, cp checkpoin
 		return errSaveFailed
 	}
 	return f.Checkpoints.Save(ctx, l, cp)
-}
-
-func (r *rig) slotDrainerOn(owner string, maxRows int, cps drain.Checkpoints, next queue.Publisher) *drain.SlotDrainer {
-	pub := &queue.ClaimCheck{Next: next, Store: r.payloads, Limit: r.cfg.Batch.InlineLimit}
-	return drain.NewSlot(slot.New(r.src, r.cfg, r.log), cps, pub, drain.Options{
-		Pipeline: r.cfg.Name,
-		Targets:  r.cfg.TargetNames(),
-		Owner:    owner,
-		Lease:    r.cfg.Drain.Lease.Duration,
-		MaxRows:  maxRows,
-		MaxBytes: r.cfg.Batch.MaxBytes,
-		Margin:   2 * time.Second,
-	}, r.log, nil)
 }
 
 // modelTarget applies batches of table t as every applier must
@@ -133,7 +119,7 @@ func TestSlotReshipAfterLostCheckpointLosesNoDelete(t *testing.T) {
 			default:
 				pub = &crashAfterSend{next: r.q, at: 1}
 			}
-			if _, err := r.slotDrainerOn("d1", 100, cps, pub).Run(ctx); !errors.Is(err, want) {
+			if _, err := r.slotDrainer("d1", 100, cps, pub, nil).Run(ctx); !errors.Is(err, want) {
 				t.Fatalf("first drain: err = %v, want %v", err, want)
 			}
 
@@ -187,7 +173,7 @@ func TestSlotResendMarkOfAConfirmedBatchIsDropped(t *testing.T) {
 	ctx := context.Background()
 	r.run(r.slotDrainer("setup", 100, r.store, r.q, nil))
 	r.exec(`INSERT INTO t VALUES (1, 'one')`)
-	r.run(r.slotDrainerOn("d1", 100, &failingSave{Checkpoints: r.store, clearFails: true}, r.q))
+	r.run(r.slotDrainer("d1", 100, &failingSave{Checkpoints: r.store, clearFails: true}, r.q, nil))
 	cp, err := r.store.Load(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -197,7 +183,7 @@ func TestSlotResendMarkOfAConfirmedBatchIsDropped(t *testing.T) {
 			cp.Resend, r.confirmed(), slot.LSN(cp.Pos.Tick))
 	}
 	sent := &crashAfterSend{next: r.q}
-	if st := r.run(r.slotDrainerOn("d2", 100, r.store, sent)); st.Batches != 0 || len(sent.sent) != 0 {
+	if st := r.run(r.slotDrainer("d2", 100, r.store, sent, nil)); st.Batches != 0 || len(sent.sent) != 0 {
 		t.Fatalf("the next run shipped %d batches (%d messages); want none: the marked batch is on the queue", st.Batches, len(sent.sent))
 	}
 	if cp, err := r.store.Load(ctx); err != nil || cp.Resend.Pending {

@@ -8,12 +8,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/pgferry/pgferry/shared/batch"
 	"github.com/pgferry/pgferry/shared/capture/slot"
 	"github.com/pgferry/pgferry/shared/checkpoint"
-	"github.com/pgferry/pgferry/shared/checkpoint/dynamo"
 	"github.com/pgferry/pgferry/shared/config"
 	"github.com/pgferry/pgferry/shared/drain"
 	"github.com/pgferry/pgferry/shared/metrics"
@@ -29,17 +27,9 @@ func newSlotRig(t *testing.T, ddl string) *rig {
 	return r
 }
 
-func (r *rig) slotDrainer(owner string, maxRows int, store *dynamo.Store, next queue.Publisher, emf *metrics.EMF) *drain.SlotDrainer {
+func (r *rig) slotDrainer(owner string, maxRows int, store drain.Checkpoints, next queue.Publisher, emf *metrics.EMF) *drain.SlotDrainer {
 	pub := &queue.ClaimCheck{Next: next, Store: r.payloads, Limit: r.cfg.Batch.InlineLimit}
-	return drain.NewSlot(slot.New(r.src, r.cfg, r.log), store, pub, drain.Options{
-		Pipeline: r.cfg.Name,
-		Targets:  r.cfg.TargetNames(),
-		Owner:    owner,
-		Lease:    r.cfg.Drain.Lease.Duration,
-		MaxRows:  maxRows,
-		MaxBytes: r.cfg.Batch.MaxBytes,
-		Margin:   2 * time.Second,
-	}, r.log, emf)
+	return drain.NewSlot(slot.New(r.src, r.cfg, r.log), store, pub, r.options(owner, maxRows), r.log, emf)
 }
 
 // confirmed returns the slot's confirmed_flush_lsn.

@@ -3,6 +3,8 @@ package pgtext
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"strings"
 
 	"github.com/pgferry/pgferry/shared/batch"
 )
@@ -41,11 +43,22 @@ func appendCopyValue(dst []byte, s string) []byte {
 	return dst
 }
 
-// SessionSettings pins, for the current transaction, every setting that
-// changes how values print or parse as text, to the values the capture
-// triggers use. Any session that writes or compares captured text runs it.
-const SessionSettings = `SET LOCAL datestyle = 'ISO, YMD'; SET LOCAL intervalstyle = 'postgres';
-SET LOCAL extra_float_digits = 1; SET LOCAL bytea_output = 'hex'; SET LOCAL timezone = 'UTC'`
+// Settings are every setting that changes how values print or parse as
+// text, with the values the capture triggers use.
+var Settings = [][2]string{
+	{"datestyle", "ISO, YMD"}, {"intervalstyle", "postgres"}, {"extra_float_digits", "1"},
+	{"bytea_output", "hex"}, {"timezone", "UTC"},
+}
+
+// SessionSettings pins Settings for the current transaction (SET LOCAL
+// statements). Any session that writes or compares captured text runs it.
+var SessionSettings = func() string {
+	var stmts []string
+	for _, s := range Settings {
+		stmts = append(stmts, fmt.Sprintf("SET LOCAL %s = '%s'", s[0], s[1]))
+	}
+	return strings.Join(stmts, "; ")
+}()
 
 // ParseCopyRow parses one line of COPY text format (without its newline)
 // into values, the inverse of AppendCopyRow for what COPY TO writes:

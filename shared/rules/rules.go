@@ -135,6 +135,28 @@ func (t *Target) NeedsWholeRow(tab batch.Table) bool {
 	return false
 }
 
+// RowsDiffer says why the target's row count of tab may differ from the
+// source's by design (soft deletes, a row filter, deletes or truncates
+// left out by operations), or returns "" when the counts must be equal.
+func (t *Target) RowsDiffer(tab batch.Table) string {
+	if t.SoftDeletes() {
+		return "soft deletes"
+	}
+	for i := range t.cfg.Rules {
+		r := &t.cfg.Rules[i]
+		switch {
+		case !r.Pattern.Match(tab.Schema, tab.Name):
+		case len(r.Filter) > 0:
+			return "row filter"
+		case !r.Lets(config.OpDelete):
+			return "deletes not replicated"
+		case !r.Lets(config.OpTruncate):
+			return "truncates not replicated"
+		}
+	}
+	return ""
+}
+
 // Plan is the compiled rules of one table in one column shape.
 type Plan struct {
 	Table batch.Table

@@ -347,3 +347,31 @@ targets:
 		t.Fatalf("with the salt resolved: plan %v, err %v", plan, err)
 	}
 }
+
+// RowsDiffer names what makes a target's row count differ from the
+// source's by design, per table; a table no such rule matches must count
+// the same.
+func TestRowsDifferNamesWhatKeepsCountsApart(t *testing.T) {
+	cfg := parse(t, `  f: {kind: postgres, dsn: "postgres://u:p@localhost:5432/f", rules: [{table: public.customers, filter: [{column: country, op: eq, value: DE}]}]}
+  o: {kind: postgres, dsn: "postgres://u:p@localhost:5432/o", rules: [{table: public.customers, operations: [insert, update, truncate]}, {table: public.orders, operations: [insert, update, delete]}]}
+  m: {kind: postgres, dsn: "postgres://u:p@localhost:5432/m", rules: [{table: public.customers, mask: {email: {keep_first: 1, keep_last: 1}}}]}
+  s: {kind: postgres, dsn: "postgres://u:p@localhost:5432/s", deletes: soft}`)
+	set := New(cfg, fakeCatalog{})
+	customers, orders := batch.Table{Schema: "public", Name: "customers"}, batch.Table{Schema: "public", Name: "orders"}
+	for _, c := range []struct {
+		target string
+		table  batch.Table
+		want   string
+	}{
+		{"f", customers, "row filter"},
+		{"f", orders, ""},
+		{"o", customers, "deletes not replicated"},
+		{"o", orders, "truncates not replicated"},
+		{"m", customers, ""},
+		{"s", orders, "soft deletes"},
+	} {
+		if got := set.Target(c.target).RowsDiffer(c.table); got != c.want {
+			t.Errorf("target %s, %s: %q, want %q", c.target, c.table, got, c.want)
+		}
+	}
+}

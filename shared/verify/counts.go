@@ -3,12 +3,12 @@ package verify
 import (
 	"context"
 	"fmt"
-	"slices"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgferry/pgferry/shared/batch"
 	"github.com/pgferry/pgferry/shared/config"
+	"github.com/pgferry/pgferry/shared/rules"
 )
 
 // Count is one table's row count on the source and on one target.
@@ -36,15 +36,18 @@ func (c Count) OK() bool {
 // live writes the two sides are read at different moments). Per-table
 // errors are reported in the results.
 func Counts(ctx context.Context, src *pgxpool.Pool, targets map[string]Target, cfg *config.Config, tables []batch.Table) []Count {
+	set := rules.ForSource(cfg, src)
 	var out []Count
 	for _, t := range tables {
 		n, srcErr := Postgres{src}.Count(ctx, t)
 		for _, name := range cfg.TargetNames() {
-			tc := cfg.Targets[name]
-			if !tc.Gets(t.Schema, t.Name) {
-				continue
+			c := Count{Table: t, TargetTable: OnTarget(cfg.Targets[name], t), Target: name, SourceRows: n}
+			if tr := set.Target(name); tr != nil {
+				if !tr.Gets(t) {
+					continue
+				}
+				c.NotCounted = tr.RowsDiffer(t)
 			}
-			c := Count{Table: t, TargetTable: OnTarget(tc, t), Target: name, SourceRows: n, NotCounted: rowsShaped(tc, t)}
 			var err error
 			if srcErr != nil {
 				c.Err = fmt.Errorf("source: %w", srcErr)
@@ -55,25 +58,4 @@ func Counts(ctx context.Context, src *pgxpool.Pool, targets map[string]Target, c
 		}
 	}
 	return out
-}
-
-// rowsShaped says why target tc's row count of t may differ from the
-// source's by design (soft deletes, a row filter, operations left out),
-// or returns "".
-func rowsShaped(tc config.Target, t batch.Table) string {
-	if tc.SoftDeletes() {
-		return "soft deletes"
-	}
-	for _, r := range tc.Rules {
-		if !r.Pattern.Match(t.Schema, t.Name) {
-			continue
-		}
-		if len(r.Filter) > 0 {
-			return "row filter"
-		}
-		if r.Ops != nil && !slices.Contains(r.Ops, config.OpDelete) {
-			return "deletes not replicated"
-		}
-	}
-	return ""
 }

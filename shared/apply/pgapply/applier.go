@@ -43,7 +43,7 @@ type Applier struct {
 
 	mu       sync.Mutex
 	tables   map[batch.Table]*tableInfo
-	settings string // settingsQuery, made once
+	settings string // applySettings, made once
 
 	// Batches sent as one pipeline, and those it applied (for tests).
 	pipeSent, pipelined atomic.Int64
@@ -92,6 +92,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, pipeline string, log *slog.Log
 	default:
 		return nil, fmt.Errorf("pgapply: probe target: %w", err)
 	}
+	a.settings = applySettings(a.replicaRole)
 	return a, nil
 }
 
@@ -154,7 +155,7 @@ func (a *Applier) applyOnce(ctx context.Context, b *batch.Batch, parts apply.Par
 	var res apply.Result
 	group := batch.Group(b.Pipeline, b.Target)
 	err := pgx.BeginFunc(ctx, a.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, applySettings(a.replicaRole)); err != nil {
+		if _, err := tx.Exec(ctx, a.settings); err != nil {
 			return err
 		}
 		wm, lineage, err := lockWatermark(ctx, tx, b.Pipeline, group)

@@ -52,16 +52,12 @@ func BenchmarkApplyThroughput(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			cols := []string{"id", "v", "n", "at", "tags"}
 			var ours, staged, raw, hand, rowwise time.Duration
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				testenv.Exec(b, pool, "TRUNCATE bench")
-				testenv.Exec(b, pool, "INSERT INTO bench (id) SELECT g FROM generate_series(0, $1) g", n/2-1) // half are updates
+				halfFull(b, pool, n)
 				rows := benchRows(n, 0)
-				bt := &batch.Batch{Version: batch.Version, Pipeline: "bench", Target: "t", Seq: uint64(i + 1),
-					From: batch.Position{Tick: uint64(i)}, To: batch.Position{Tick: uint64(i + 1)},
-					Epochs: []batch.Epoch{{Segments: []batch.Segment{{Table: batch.Table{Schema: "public", Name: "bench"}, Columns: cols, Key: []string{"id"}, Upserts: rows}}}}}
+				bt := benchBatch(i, rows)
 				t0 := time.Now()
 				if _, err := ap.Apply(ctx, bt); err != nil {
 					b.Fatal(err)
@@ -69,8 +65,7 @@ func BenchmarkApplyThroughput(b *testing.B) {
 				ours += time.Since(t0)
 
 				if n <= 10000 { // the same apply with every segment staged (the design before unnest)
-					testenv.Exec(b, pool, "TRUNCATE bench")
-					testenv.Exec(b, pool, "INSERT INTO bench (id) SELECT g FROM generate_series(0, $1) g", n/2-1)
+					halfFull(b, pool, n)
 					st := *bt
 					st.Pipeline = "bench_staged"
 					staged += timeIt(b, func() { applyStaged(b, aps, &st) })
@@ -79,13 +74,11 @@ func BenchmarkApplyThroughput(b *testing.B) {
 				testenv.Exec(b, pool, "TRUNCATE bench")
 				raw += timeIt(b, func() { copyRows(b, pool, "bench", rows) })
 
-				testenv.Exec(b, pool, "TRUNCATE bench")
-				testenv.Exec(b, pool, "INSERT INTO bench (id) SELECT g FROM generate_series(0, $1) g", n/2-1)
+				halfFull(b, pool, n)
 				hand += timeIt(b, func() { handMerge(b, pool, rows) })
 
 				if n <= 10000 {
-					testenv.Exec(b, pool, "TRUNCATE bench")
-					testenv.Exec(b, pool, "INSERT INTO bench (id) SELECT g FROM generate_series(0, $1) g", n/2-1)
+					halfFull(b, pool, n)
 					rowwise += timeIt(b, func() { rowByRow(b, pool, rows) })
 				}
 			}
@@ -102,6 +95,32 @@ func BenchmarkApplyThroughput(b *testing.B) {
 			}
 		})
 	}
+}
+
+// halfFull empties the bench table and fills it with the first n/2 keys
+// of benchRows, so that half of an n-row batch updates and half inserts.
+func halfFull(b *testing.B, pool *pgxpool.Pool, n int) {
+	testenv.Exec(b, pool, "TRUNCATE bench")
+	testenv.Exec(b, pool, "INSERT INTO bench (id) SELECT g FROM generate_series(0, $1) g", n/2-1)
+}
+
+// benchBatch is the i-th batch (from 0) of pipeline "bench": rows upserted
+// into the bench table.
+func benchBatch(i int, rows []batch.Row) *batch.Batch {
+	return &batch.Batch{Version: batch.Version, Pipeline: "bench", Target: "t", Seq: uint64(i + 1),
+		From: batch.Position{Tick: uint64(i)}, To: batch.Position{Tick: uint64(i + 1)},
+		Epochs: []batch.Epoch{{Segments: []batch.Segment{{Table: batch.Table{Schema: "public", Name: "bench"},
+			Columns: []string{"id", "v", "n", "at", "tags"}, Key: []string{"id"}, Upserts: rows}}}}}
+}
+
+// manyTables makes a database with tables bench_0 … bench_{n-1} of the
+// bench shape.
+func manyTables(b *testing.B, n int) *pgxpool.Pool {
+	pool := testenv.Pool(b, testenv.NewDB(b, "bench"))
+	for i := range n {
+		testenv.Exec(b, pool, strings.Replace(benchDDL, "bench", fmt.Sprintf("bench_%d", i), 1))
+	}
+	return pool
 }
 
 func timeIt(b *testing.B, f func()) time.Duration {
@@ -184,10 +203,7 @@ func applyStaged(b *testing.B, ap *pgapply.Applier, bt *batch.Batch) {
 func BenchmarkApplyManyTables(b *testing.B) {
 	const tables, n = 200, 1000
 	ctx := context.Background()
-	pool := testenv.Pool(b, testenv.NewDB(b, "bench"))
-	for i := range tables {
-		testenv.Exec(b, pool, strings.Replace(benchDDL, "bench", fmt.Sprintf("bench_%d", i), 1))
-	}
+	pool := manyTables(b, tables)
 	cols := []string{"id", "v", "n", "at", "tags"}
 	for _, pattern := range []string{"spread", "rotate"} {
 		b.Run("pattern="+pattern, func(b *testing.B) {
@@ -347,10 +363,7 @@ func rowByRowSegs(b *testing.B, pool *pgxpool.Pool, segs []batch.Segment) {
 func BenchmarkApplyRoundTrips(b *testing.B) {
 	const tables, n = 200, 1000
 	ctx := context.Background()
-	pool := testenv.Pool(b, testenv.NewDB(b, "bench"))
-	for i := range tables {
-		testenv.Exec(b, pool, strings.Replace(benchDDL, "bench", fmt.Sprintf("bench_%d", i), 1))
-	}
+	pool := manyTables(b, tables)
 	cols := []string{"id", "v", "n", "at", "tags"}
 	for _, spread := range []int{1, tables} {
 		b.Run(fmt.Sprintf("tables=%d", spread), func(b *testing.B) {
@@ -442,23 +455,18 @@ func applyOverALink(b *testing.B, delay time.Duration) {
 	for i := 0; i < 20; i++ {
 		rtt += timeIt(b, func() { testenv.Exec(b, pool, "SELECT 1") })
 	}
-	cols := []string{"id", "v", "n", "at", "tags"}
 	var ours, rowwise time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		testenv.Exec(b, pool, "TRUNCATE bench")
-		testenv.Exec(b, pool, "INSERT INTO bench (id) SELECT g FROM generate_series(0, $1) g", n/2-1)
+		halfFull(b, pool, n)
 		rows := benchRows(n, 0)
-		bt := &batch.Batch{Version: batch.Version, Pipeline: "bench", Target: "t", Seq: uint64(i + 1),
-			From: batch.Position{Tick: uint64(i)}, To: batch.Position{Tick: uint64(i + 1)},
-			Epochs: []batch.Epoch{{Segments: []batch.Segment{{Table: batch.Table{Schema: "public", Name: "bench"}, Columns: cols, Key: []string{"id"}, Upserts: rows}}}}}
+		bt := benchBatch(i, rows)
 		ours += timeIt(b, func() {
 			if _, err := ap.Apply(ctx, bt); err != nil {
 				b.Fatal(err)
 			}
 		})
-		testenv.Exec(b, pool, "TRUNCATE bench")
-		testenv.Exec(b, pool, "INSERT INTO bench (id) SELECT g FROM generate_series(0, $1) g", n/2-1)
+		halfFull(b, pool, n)
 		rowwise += timeIt(b, func() { rowByRow(b, pool, rows) })
 	}
 	perSec := func(d time.Duration) float64 { return float64(n*b.N) / d.Seconds() }

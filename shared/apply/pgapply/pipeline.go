@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -51,7 +52,7 @@ func (a *Applier) applyPipelined(ctx context.Context, b *batch.Batch) (apply.Res
 	group := batch.Group(b.Pipeline, b.Target)
 	w := &writer{a: a}
 	w.queue("begin", "BEGIN")
-	w.queue("settings", a.settingsQuery())
+	w.queue("settings", a.settings)
 	w.queue("watermark", fmt.Sprintf(`INSERT INTO %s.watermarks (pipeline, msg_group, tick, tx, seq)
 		VALUES ($1, $2, 0, 0, 0) ON CONFLICT DO NOTHING`, sch), b.Pipeline, group)
 	w.queue("watermark", fmt.Sprintf(`SELECT 1 FROM %s.watermarks WHERE pipeline = $1 AND msg_group = $2 FOR UPDATE`, sch),
@@ -106,48 +107,21 @@ func (a *Applier) applyPipelined(ctx context.Context, b *batch.Batch) (apply.Res
 	return apply.Result{Applied: true, Rows: w.rows}, true
 }
 
-// settingsQuery returns the apply transaction's settings (see applyOnce)
-// as one statement, set_config with is_local, which a pipeline can carry
-// (a string of several statements it cannot).
-func (a *Applier) settingsQuery() string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.settings == "" {
-		a.settings = settingsQuery(a.replicaRole)
+// applySettings is the apply transaction's settings as one statement,
+// set_config with is_local, which a pipeline can carry (a string of
+// several statements it cannot): pgtext.Settings; generic plans (the
+// merge statements of small segments are prepared once per table shape,
+// and on a pipeline of many tables each runs too rarely for the server
+// to stop planning it anew every time); and, where the target allows it,
+// session_replication_role = replica.
+func applySettings(replicaRole bool) string {
+	settings := append(slices.Clone(pgtext.Settings), [2]string{"plan_cache_mode", "force_generic_plan"})
+	if replicaRole {
+		settings = append(settings, [2]string{"session_replication_role", "replica"})
 	}
-	return a.settings
-}
-
-func settingsQuery(replicaRole bool) string {
-	var calls []string
-	for _, stmt := range strings.Split(applySettings(replicaRole), ";") {
-		stmt = strings.TrimSpace(stmt)
-		if stmt == "" {
-			continue
-		}
-		name, value, ok := strings.Cut(strings.TrimPrefix(stmt, "SET LOCAL "), "=")
-		if !ok || !strings.HasPrefix(stmt, "SET LOCAL ") {
-			panic(fmt.Sprintf("pgapply: cannot pipeline setting %q", stmt))
-		}
-		value = strings.TrimSpace(value)
-		if strings.HasPrefix(value, "'") {
-			value = strings.ReplaceAll(strings.Trim(value, "'"), "''", "'")
-		}
-		calls = append(calls, fmt.Sprintf("set_config(%s, %s, true)", quoteLiteral(strings.TrimSpace(name)), quoteLiteral(value)))
+	calls := make([]string, len(settings))
+	for i, s := range settings {
+		calls[i] = fmt.Sprintf("set_config('%s', '%s', true)", s[0], s[1])
 	}
 	return "SELECT " + strings.Join(calls, ", ")
 }
-
-// applySettings are the SET LOCAL statements of an apply transaction.
-// Generic plans: the merge statements of small segments are prepared
-// once per table shape, and on a pipeline of many tables each runs too
-// rarely for the server to stop planning it anew every time.
-func applySettings(replicaRole bool) string {
-	s := pgtext.SessionSettings + "; SET LOCAL plan_cache_mode = force_generic_plan"
-	if replicaRole {
-		s += "; SET LOCAL session_replication_role = replica"
-	}
-	return s
-}
-
-func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }

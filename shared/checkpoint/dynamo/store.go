@@ -165,15 +165,21 @@ func (s *Store) Save(ctx context.Context, l checkpoint.Lease, cp checkpoint.Chec
 	if !ddb.IsConditional(err) {
 		return fmt.Errorf("checkpoint: save %s: %w", cp.Pos, err)
 	}
-	// Tell the two failed conditions apart.
-	out, gerr := s.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: &s.table, Key: s.key(), ConsistentRead: aws.Bool(true)})
-	if gerr != nil {
-		return fmt.Errorf("checkpoint: save %s: %w", cp.Pos, gerr)
+	return s.refused(ctx, l, fmt.Sprintf("save %s", cp.Pos))
+}
+
+// refused tells apart the two conditions a write under lease l can fail
+// (what names the write): checkpoint.ErrLeaseLost when l no longer holds
+// the lease, else checkpoint.ErrStale with the stored position.
+func (s *Store) refused(ctx context.Context, l checkpoint.Lease, what string) error {
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: &s.table, Key: s.key(), ConsistentRead: aws.Bool(true)})
+	if err != nil {
+		return fmt.Errorf("checkpoint: %s: %w", what, err)
 	}
 	if ddb.StringOf(out.Item["lease_owner"]) != l.Owner || ddb.NumberOf(out.Item["lease_gen"]) != strconv.FormatInt(l.Gen, 10) {
 		return checkpoint.ErrLeaseLost
 	}
-	return fmt.Errorf("%w: stored %s, new %s", checkpoint.ErrStale, ddb.StringOf(out.Item["pos"]), cp.Pos)
+	return fmt.Errorf("%w: %s, stored %s", checkpoint.ErrStale, what, ddb.StringOf(out.Item["pos"]))
 }
 
 // ClearResend removes the resend mark (checkpoint.Resend) of the stored
@@ -197,14 +203,7 @@ func (s *Store) ClearResend(ctx context.Context, l checkpoint.Lease, pos batch.P
 	if !ddb.IsConditional(err) {
 		return fmt.Errorf("checkpoint: clear the resend mark at %s: %w", pos, err)
 	}
-	out, gerr := s.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: &s.table, Key: s.key(), ConsistentRead: aws.Bool(true)})
-	if gerr != nil {
-		return fmt.Errorf("checkpoint: clear the resend mark at %s: %w", pos, gerr)
-	}
-	if ddb.StringOf(out.Item["lease_owner"]) != l.Owner || ddb.NumberOf(out.Item["lease_gen"]) != strconv.FormatInt(l.Gen, 10) {
-		return checkpoint.ErrLeaseLost
-	}
-	return fmt.Errorf("%w: clear the resend mark at %s, stored %s", checkpoint.ErrStale, pos, ddb.StringOf(out.Item["pos"]))
+	return s.refused(ctx, l, fmt.Sprintf("clear the resend mark at %s", pos))
 }
 
 // formatResend stores a pending resend as its two positions ("" when none).
